@@ -1,0 +1,222 @@
+"""ElementwiseLayer (one input) and ThreadingLayer (n inputs, elementwise)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from pydantic import field_validator
+
+from netgraph.errors import NetError
+from netgraph.layer import Layer, Params
+from netgraph.solver import Solver, place
+
+from ._ops import expand_scalar, sum_to
+
+__all__ = ["ElementwiseLayer", "ThreadingLayer", "ELEMENTWISE_FUNCTIONS"]
+
+_SELU_SCALE, _SELU_ALPHA = 1.0507009873554805, 1.6732632423543772
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _gelu(x):
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(x.dtype))
+
+
+def _gelu_grad(x, y):
+    cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)).astype(x.dtype))
+    return cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
+def _softplus(x):
+    return np.logaddexp(0, x)
+
+
+#: name -> (f(x), f'(x) given x and y = f(x), f(0) == 0 and f' finite at 0)
+ELEMENTWISE_FUNCTIONS: dict[str, tuple[Callable, Callable, bool]] = {
+    "Ramp": (lambda x: np.maximum(x, 0), lambda x, y: (x > 0).astype(x.dtype), True),
+    "Tanh": (np.tanh, lambda x, y: 1 - y * y, True),
+    "LogisticSigmoid": (_sigmoid, lambda x, y: y * (1 - y), False),
+    "Exp": (np.exp, lambda x, y: y, False),
+    "Log": (np.log, lambda x, y: 1 / x, False),
+    "Sqrt": (np.sqrt, lambda x, y: 0.5 / y, False),
+    "Abs": (np.abs, lambda x, y: np.sign(x), True),
+    "Sin": (np.sin, lambda x, y: np.cos(x), True),
+    "Cos": (np.cos, lambda x, y: -np.sin(x), False),
+    "Square": (np.square, lambda x, y: 2 * x, True),
+    "SoftPlus": (_softplus, lambda x, y: _sigmoid(x), False),
+    "SoftSign": (lambda x: x / (1 + np.abs(x)), lambda x, y: 1 / (1 + np.abs(x)) ** 2, True),
+    "ELU": (lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+            lambda x, y: np.where(x > 0, 1, y + 1).astype(x.dtype), True),
+    "SELU": (lambda x: _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0))),
+             lambda x, y: np.where(x > 0, _SELU_SCALE, y + _SELU_SCALE * _SELU_ALPHA)
+             .astype(x.dtype), True),
+    "GELU": (_gelu, _gelu_grad, True),
+    "Swish": (lambda x: x * _sigmoid(x),
+              lambda x, y: _sigmoid(x) * (1 + x * (1 - _sigmoid(x))), True),
+    "Mish": (lambda x: x * np.tanh(_softplus(x)),
+             lambda x, y: np.tanh(_softplus(x)) + x * _sigmoid(x) * (1 - np.tanh(_softplus(x)) ** 2),
+             True),
+    "HardTanh": (lambda x: np.clip(x, -1, 1), lambda x, y: (np.abs(x) < 1).astype(x.dtype), True),
+    "HardSigmoid": (lambda x: np.clip(0.2 * x + 0.5, 0, 1),
+                    lambda x, y: np.where(np.abs(x) < 2.5, 0.2, 0).astype(x.dtype), False),
+    "Identity": (lambda x: x, lambda x, y: np.ones_like(x), True),
+}
+_ALIASES = {"ReLU": "Ramp", "Sigmoid": "LogisticSigmoid"}
+
+
+def _function_name(v: str) -> str:
+    if not isinstance(v, str):
+        raise ValueError(f"expected a function name such as 'Tanh', got {v!r}")
+    name = _ALIASES.get(v, v)
+    if name not in ELEMENTWISE_FUNCTIONS:
+        raise ValueError(f"unknown function {v!r}; known: "
+                         f"{sorted(ELEMENTWISE_FUNCTIONS) + sorted(_ALIASES)}")
+    return v
+
+
+class ElementwiseParams(Params):
+    f: str
+
+    _check = field_validator("f")(lambda cls, v: _function_name(v))
+
+
+class ElementwiseLayer(Layer):
+    """``y = f(x)`` for every element; ``f`` one of :data:`ELEMENTWISE_FUNCTIONS` (aliases
+    "ReLU" = "Ramp", "Sigmoid" = "LogisticSigmoid"). Any shape, varying lengths included."""
+
+    Params = ElementwiseParams
+
+    def __init__(self, f: str, **ports):
+        super().__init__({"f": f}, ports)
+
+    @property
+    def function(self) -> str:
+        return _ALIASES.get(self.params.f, self.params.f)
+
+    @property
+    def pad_clean(self) -> bool:  # type: ignore[override]
+        return ELEMENTWISE_FUNCTIONS[self.function][2]
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))
+        return {}
+
+    def forward(self, ins, arrays, ctx):
+        f, df, _ = ELEMENTWISE_FUNCTIONS[self.function]
+        x = ins["Input"]
+        y = f(x)
+
+        def backward(g):
+            return {"Input": g["Output"] * df(x, y)}, {}
+
+        return {"Output": y}, backward
+
+
+_THREADING = {
+    "Plus": (None, lambda xs: sum(xs[1:], xs[0])),
+    "Times": (None, None),
+    "Subtract": (2, lambda xs: xs[0] - xs[1]),
+    "Divide": (2, lambda xs: xs[0] / xs[1]),
+    "Max": (None, lambda xs: np.maximum.reduce(np.broadcast_arrays(*xs))),
+    "Min": (None, lambda xs: np.minimum.reduce(np.broadcast_arrays(*xs))),
+}
+
+
+class ThreadingParams(Params):
+    f: str
+    arity: int | None = None
+
+    @field_validator("f")
+    @classmethod
+    def _known(cls, v):
+        if v not in _THREADING:
+            raise ValueError(f"unknown function {v!r}; use one of {list(_THREADING)}")
+        return v
+
+    @field_validator("arity")
+    @classmethod
+    def _arity(cls, v):
+        if v is not None and v < 1:
+            raise ValueError("arity must be at least 1")
+        return v
+
+
+def _times(xs):
+    out = xs[0]
+    for x in xs[1:]:
+        out = out * x
+    return out
+
+
+class ThreadingLayer(Layer):
+    """Elementwise ``f(x1, x2, ...)`` for f in Plus, Times, Subtract, Divide, Max, Min.
+    Inputs ``Input1..Inputk`` have equal shapes; a scalar ("Real") input is broadcast."""
+
+    Params = ThreadingParams
+
+    def __init__(self, f: str, arity: int | None = None, **ports):
+        super().__init__({"f": f, "arity": arity}, ports)
+
+    def _post_init(self) -> None:
+        fixed = _THREADING[self.params.f][0]
+        if fixed is not None and self.params.arity not in (None, fixed):
+            raise NetError(f"ThreadingLayer({self.params.f!r}) takes exactly {fixed} inputs, "
+                           f"got arity={self.params.arity}")
+
+    def input_names(self) -> tuple[str, ...]:
+        k = self.params.arity or _THREADING[self.params.f][0] or 2
+        return tuple(f"Input{i}" for i in range(1, k + 1))
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        names = self.input_names()
+        to = ports["Output"]
+
+        def rule() -> None:
+            full = [n for n in names if S.rank(ports[n]) not in (None, 0)]
+            for n in full:
+                S.unify(ports[n], to, place(path, n), place(path, "Output"))
+            if all(S.rank(ports[n]) == 0 for n in names):
+                S.unify(ports[names[0]], to, place(path, names[0]), place(path, "Output"))
+
+        def default() -> None:
+            for n in names:
+                if S.dims(ports[n]) is None:
+                    S.unify(ports[n], to, place(path, n), place(path, "Output"))
+
+        S.rules.append(rule)
+        S.defaults.append(default)
+        return {}
+
+    def forward(self, ins, arrays, ctx):
+        names = self.input_names()
+        out_rank = len(ctx.dims("Output"))
+        xs = [expand_scalar(ins[n], len(ctx.dims(n)), out_rank) for n in names]
+        f = self.params.f
+        y = _times(xs) if f == "Times" else _THREADING[f][1](xs)
+
+        def backward(g):
+            gy = g["Output"]
+            grads = []
+            for i, x in enumerate(xs):
+                if f == "Plus":
+                    gi = gy
+                elif f == "Subtract":
+                    gi = gy if i == 0 else -gy
+                elif f == "Times":
+                    gi = gy * _times([xj for j, xj in enumerate(xs) if j != i]) if len(xs) > 1 \
+                        else gy
+                elif f == "Divide":
+                    gi = gy / xs[1] if i == 0 else -gy * xs[0] / (xs[1] * xs[1])
+                else:  # Max / Min: the gradient goes to the (first) input that attains y
+                    gi = gy * (x == y)
+                grads.append(sum_to(gi, x.shape).reshape(ins[names[i]].shape))
+            return dict(zip(names, grads)), {}
+
+        return {"Output": y}, backward
+

@@ -1,0 +1,92 @@
+"""NetMapOperator: apply a net to every element of a sequence, with shared arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from netgraph.errors import NetError
+from netgraph.layer import Layer
+from netgraph.net import Net
+from netgraph.solver import Solver, place
+
+__all__ = ["NetMapOperator"]
+
+
+class _Operator(Layer):
+    """A layer wrapping one inner net, reachable as ``NetExtract(op, "Net")``."""
+
+    def __init__(self, net: Net, **ports):
+        if not isinstance(net, Net):
+            raise NetError(f"{type(self).__name__} needs a net, got {type(net).__name__}")
+        object.__setattr__(self, "_net", net)
+        super().__init__({}, ports)
+
+    def _children(self) -> dict:
+        return {"Net": self._net}
+
+    def _with_children(self, children: dict) -> Layer:
+        return self._copy(_net=children.get("Net", self._net))
+
+    def input_names(self) -> tuple[str, ...]:
+        return self._net.input_ports
+
+    @property
+    def output_ports(self) -> tuple[str, ...]:
+        return self._net.output_ports
+
+    def _all_port_names(self) -> tuple[str, ...]:
+        return self._net.input_ports + self._net.output_ports
+
+    def _param_text(self) -> str:
+        return type(self._net).__name__
+
+
+class NetMapOperator(_Operator):
+    """``NetMapOperator(net)``: every input port of ``net`` takes a sequence of what ``net``
+    takes (one shared length, fixed or varying), and every output gives the sequence of
+    ``net``'s outputs: ``out_t = net(in_t)``. Padded positions are never computed."""
+
+    pad_clean = True
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        inner, sub = self._net, path + ("Net",)
+        length = S.new_dim(varying=True, origin=f"NetMapOperator at {place(path)}")
+        for p in inner.input_ports:
+            S.relate(ports[p], S.port(sub, p), prefix=(length,),
+                     places=(place(path, p), place(sub, p)), what="NetMapOperator maps a sequence")
+        for p in inner.output_ports:
+            S.relate(ports[self._out_key(p)], S.port(sub, inner._out_key(p)), prefix=(length,),
+                     places=(place(path, p), place(sub, p)), what="NetMapOperator maps a sequence")
+        return {}
+
+    def forward(self, ins, arrays, ctx):
+        names = self.input_names()
+        first = ins[names[0]]
+        lead = first.ndim - len(ctx.dims(names[0]))
+        T = first.shape[lead]
+        mask = ctx.valid_mask(names[0], T)
+        if mask is not None and mask.all():
+            mask = None
+
+        def flat(x):
+            return x[mask] if mask is not None else x.reshape((-1,) + x.shape[lead + 1:])
+
+        outs, back = ctx.run_sub("Net", {n: flat(ins[n]) for n in names})
+        outer = first.shape[:lead + 1]
+
+        def unflat(y):
+            if mask is None:
+                return y.reshape(outer + y.shape[1:])
+            full = np.zeros(outer + y.shape[1:], dtype=y.dtype)
+            full[mask] = y
+            return full
+
+        result = {p: unflat(outs[p]) for p in self.output_ports}
+
+        def backward(g):
+            seeds = {p: None if g.get(p) is None else flat(g[p]) for p in self.output_ports}
+            in_grads, array_grads = back(seeds)
+            return {n: None if in_grads.get(n) is None else unflat(in_grads[n])
+                    for n in names}, array_grads
+
+        return result, backward

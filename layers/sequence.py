@@ -1,0 +1,234 @@
+"""EmbeddingLayer and the sequence layers: SequenceLast, SequenceMost, SequenceRest,
+SequenceReverse. All respect each example's true length."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import field_validator
+
+from netgraph.errors import InputDataError, ShapeError
+from netgraph.layer import Layer, Params
+from netgraph.shapes import Automatic, Index
+from netgraph.solver import Conflict, Solver, place
+
+__all__ = ["EmbeddingLayer", "SequenceLastLayer", "SequenceMostLayer", "SequenceRestLayer",
+           "SequenceReverseLayer"]
+
+
+class EmbeddingParams(Params):
+    size: int | None = None
+    n: int | None = None
+
+    @field_validator("size", "n")
+    @classmethod
+    def _positive(cls, v):
+        if v is not None and v < 1:
+            raise ValueError("must be a positive int")
+        return v
+
+
+class EmbeddingLayer(Layer):
+    """``x -> W[x]``: indices ``0..n-1`` to vectors of length ``size``; ``W`` has shape
+    ``(n, size)``. The input is an index or an array of indices (a varying-length sequence
+    by default)."""
+
+    Params = EmbeddingParams
+    array_init = {"Weights": "weights"}
+
+    def __init__(self, size=Automatic, n=Automatic, **ports):
+        super().__init__({"size": size, "n": n}, ports)
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        tin, tout = ports["Input"], ports["Output"]
+        origin = f"EmbeddingLayer at {place(path)}"
+        size = S.new_dim(self.params.size, origin=origin)
+        n = S.new_dim(self.params.n, origin=origin)
+        pin = place(path, "Input")
+        S.relate(tout, tin, suffix=(size,), same_elem=False,
+                 places=(place(path, "Output"), pin), what="an embedding adds a vector dimension")
+
+        def rule() -> None:
+            elem, known = S.elem(tin), S.size(n)
+            try:
+                if isinstance(elem, Index) and known is None:
+                    S.set_size(n, elem.n, pin)
+                elif known is not None and not isinstance(elem, Index):
+                    S.set_elem(tin, Index(known))
+                elif isinstance(elem, Index) and known != elem.n:
+                    raise Conflict(f"{elem!r} versus {known} embedding rows")
+            except Conflict as c:
+                raise ShapeError(f"{pin} has shape {S.show(tin)!r}, inconsistent with {origin}: "
+                                 f"{c}") from None
+
+        def default() -> None:
+            if S.dims(tin) is None:
+                S.constrain(tin, (S.new_dim(varying=True, origin=origin),), None, pin, origin)
+
+        S.rules.append(rule)
+        S.defaults.append(default)
+        return {"Weights": (n, size)}
+
+    def forward(self, ins, arrays, ctx):
+        idx, W = ins["Input"], arrays["Weights"]
+        y = W[idx]
+
+        def backward(g):
+            gW = np.zeros_like(W)
+            np.add.at(gW, idx.reshape(-1), g["Output"].reshape(-1, W.shape[1]))
+            return {}, {"Weights": gW}
+
+        return {"Output": y}, backward
+
+
+class _SequenceLayer(Layer):
+    """A layer taking a sequence ``Input`` (rank >= 1, first dim the length)."""
+
+    def __init__(self, **ports):
+        super().__init__({}, ports)
+
+    def _relate(self, S: Solver, path: tuple, ports: dict[str, int], out_len: int | None) -> int:
+        """Tie Output to Input: same element shape; Output's length dim ``out_len`` (None: no
+        length dim, as for SequenceLast). Returns the Input's length dim."""
+        length = S.new_dim(varying=True, origin=f"{type(self).__name__} at {place(path)}")
+        item = S.new_type()
+        where = (place(path, "Input"), place(path, "Output"))
+        S.relate(ports["Input"], item, prefix=(length,), places=(where[0], where[0]),
+                 what=f"{type(self).__name__} needs a sequence")
+        S.relate(ports["Output"], item, prefix=() if out_len is None else (out_len,),
+                 places=(where[1], where[1]), what=f"{type(self).__name__}")
+        return length
+
+    def _shift_rule(self, S: Solver, path: tuple, length: int, out_len: int) -> None:
+        """Fixed lengths: output length = input length - 1 (both ways)."""
+        name = type(self).__name__
+
+        def rule() -> None:
+            n, m = S.size(length), S.size(out_len)
+            try:
+                if n is not None:
+                    if n < 2:
+                        raise ShapeError(f"{name} at {place(path)} needs sequences of length >= 2, "
+                                         f"got length {n}")
+                    S.set_size(out_len, n - 1, f"{name} at {place(path)}")
+                elif m is not None:
+                    S.set_size(length, m + 1, f"{name} at {place(path)}")
+            except Conflict as c:
+                raise ShapeError(f"{name} at {place(path)}: {c}") from None
+
+        S.rules.append(rule)
+
+    def _check_min_length(self, x, ctx) -> np.ndarray:
+        lens = ctx.lengths("Input")
+        if lens is None:
+            lens = np.full(x.shape[0], x.shape[1])
+        if (lens < 2).any():
+            raise InputDataError(f"port 'Input' of {type(self).__name__} at "
+                                 f"{'/'.join(map(repr, ctx.step.path))} needs sequences of "
+                                 f"length >= 2, got lengths {lens.tolist()}")
+        return lens
+
+
+class SequenceLastLayer(_SequenceLayer):
+    """The last element of each sequence (the true last one for varying lengths)."""
+
+    pad_clean = True
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        self._relate(S, path, ports, None)
+        return {}
+
+    def forward(self, ins, arrays, ctx):
+        x = ins["Input"]
+        lead = x.ndim - len(ctx.dims("Input"))
+        lens = ctx.lengths("Input")
+        if lens is None:
+            last = np.full(x.shape[:lead], x.shape[lead] - 1)
+        else:
+            last = lens - 1
+        index = tuple(np.indices(x.shape[:lead], sparse=True)) + (last,)
+        y = x[index]
+
+        def backward(g):
+            gx = np.zeros_like(x)
+            gx[index] = g["Output"]
+            return {"Input": gx}, {}
+
+        return {"Output": y}, backward
+
+
+class SequenceMostLayer(_SequenceLayer):
+    """All but the last element of each sequence (lengths >= 2)."""
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        out_len = S.new_dim(varying=True, origin=f"SequenceMostLayer at {place(path)}")
+        length = self._relate(S, path, ports, out_len)
+        self._shift_rule(S, path, length, out_len)
+        return {}
+
+    def forward(self, ins, arrays, ctx):
+        x = ins["Input"]
+        lens = self._check_min_length(x, ctx)
+        ctx.set_lengths("Output", lens - 1)
+        y = x[:, :-1]
+
+        def backward(g):
+            gx = np.zeros_like(x)
+            gx[:, :-1] = g["Output"]
+            return {"Input": gx}, {}
+
+        return {"Output": y}, backward
+
+
+class SequenceRestLayer(_SequenceLayer):
+    """All but the first element of each sequence (lengths >= 2)."""
+
+    pad_clean = True
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        out_len = S.new_dim(varying=True, origin=f"SequenceRestLayer at {place(path)}")
+        length = self._relate(S, path, ports, out_len)
+        self._shift_rule(S, path, length, out_len)
+        return {}
+
+    def forward(self, ins, arrays, ctx):
+        x = ins["Input"]
+        lens = self._check_min_length(x, ctx)
+        ctx.set_lengths("Output", lens - 1)
+        y = x[:, 1:]
+
+        def backward(g):
+            gx = np.zeros_like(x)
+            gx[:, 1:] = g["Output"]
+            return {"Input": gx}, {}
+
+        return {"Output": y}, backward
+
+
+class SequenceReverseLayer(_SequenceLayer):
+    """Each sequence reversed (its true part; padding stays at the end)."""
+
+    pad_clean = True
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))
+        length = S.new_dim(varying=True, origin=f"SequenceReverseLayer at {place(path)}")
+        S.relate(ports["Input"], S.new_type(), prefix=(length,),
+                 places=(place(path, "Input"), place(path, "Input")),
+                 what="SequenceReverseLayer needs a sequence")
+        return {}
+
+    def forward(self, ins, arrays, ctx):
+        x = ins["Input"]
+        T = x.shape[1]
+        lens = ctx.lengths("Input")
+        if lens is None:
+            lens = np.full(x.shape[0], T)
+        pos = np.arange(T)[None, :]
+        src = np.where(pos < lens[:, None], lens[:, None] - 1 - pos, pos)
+        rows = np.arange(x.shape[0])[:, None]
+        y = x[rows, src]
+
+        def backward(g):
+            return {"Input": g["Output"][rows, src]}, {}
+
+        return {"Output": y}, backward

@@ -1,0 +1,301 @@
+"""Layers that combine, reduce, reshape or normalize arrays: Total, Catenate, Summation,
+Reshape, Softmax, Dropout."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydantic import field_validator
+
+from netgraph.errors import ShapeError
+from netgraph.layer import Layer, Params
+from netgraph.shapes import Automatic
+from netgraph.solver import Conflict, Solver, place
+
+from ._ops import sum_to
+
+__all__ = ["TotalLayer", "CatenateLayer", "SummationLayer", "ReshapeLayer", "SoftmaxLayer",
+           "DropoutLayer"]
+
+
+class ArityParams(Params):
+    arity: int | None = None
+
+    @field_validator("arity")
+    @classmethod
+    def _arity(cls, v):
+        if v is not None and v < 1:
+            raise ValueError("arity must be at least 1")
+        return v
+
+
+class _Variadic(Layer):
+    """A layer whose inputs ``Input1..Inputk`` are filled by a fan-in (k = ``arity``)."""
+
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(f"Input{i}" for i in range(1, (self.params.arity or 2) + 1))
+
+
+class TotalLayer(_Variadic):
+    """Elementwise sum ``Input1 + Input2 + ...`` of equal-shaped arrays."""
+
+    Params = ArityParams
+    pad_clean = True
+
+    def __init__(self, arity: int | None = None, **ports):
+        super().__init__({"arity": arity}, ports)
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        for n in self.input_names():
+            S.unify(ports[n], ports["Output"], place(path, n), place(path, "Output"))
+        return {}
+
+    def forward(self, ins, arrays, ctx):
+        names = self.input_names()
+        xs = [ins[n] for n in names]
+        y = sum(xs[1:], xs[0])
+        return {"Output": y}, lambda g: ({n: sum_to(g["Output"], x.shape)
+                                           for n, x in zip(names, xs)}, {})
+
+
+def _axis(level: int, rank: int, where: str) -> int:
+    ax = level if level >= 0 else rank + level
+    if not 0 <= ax < rank:
+        raise ShapeError(f"{where}: level {level} is out of range for arrays of rank {rank}")
+    return ax
+
+
+class CatenateParams(ArityParams):
+    level: int = 0
+
+
+class CatenateLayer(_Variadic):
+    """Joins ``Input1..Inputk`` along axis ``level`` of the example (0-based, negative from
+    the end); the other dims must agree. Catenating along a varying dimension is not
+    supported (as in Wolfram)."""
+
+    Params = CatenateParams
+    pad_clean = True
+
+    def __init__(self, level: int = 0, arity: int | None = None, **ports):
+        super().__init__({"level": level, "arity": arity}, ports)
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        names = self.input_names()
+        to = ports["Output"]
+        where = f"CatenateLayer at {place(path)}"
+
+        def rule() -> None:
+            typed = [(ports[n], place(path, n)) for n in names] + [(to, place(path, "Output"))]
+            ranks = [S.rank(t) for t, _ in typed]
+            r = next((k for k in ranks if k is not None), None)
+            if r is None:
+                return
+            if r == 0:
+                raise ShapeError(f"{where} needs arrays, not scalars")
+            for t, p in typed:
+                if S.rank(t) is None:
+                    S.constrain(t, tuple(S.new_dim() for _ in range(r)), None, p, where)
+                elif S.rank(t) != r:
+                    raise ShapeError(f"{where}: {p} has shape {S.show(t)!r} but {typed[0][1]} "
+                                     f"has shape {S.show(typed[0][0])!r}; ranks must agree")
+            ax = _axis(self.params.level, r, where)
+            od = S.dims(to)
+            for t, p in typed[:-1]:
+                d = S.dims(t)
+                for i in range(r):
+                    if i != ax:
+                        S.equal_sizes(d[i], od[i], p, place(path, "Output"))
+                if S.is_varying(d[ax]):
+                    raise ShapeError(f"{where} cannot catenate {p} along its varying dimension")
+            sizes = [S.size(S.dims(t)[ax]) for t, _ in typed[:-1]]
+            total = S.size(od[ax])
+            try:
+                if None not in sizes:
+                    S.set_size(od[ax], sum(sizes), where)
+                elif total is not None and sizes.count(None) == 1:
+                    i = sizes.index(None)
+                    S.set_size(S.dims(typed[i][0])[ax], total - sum(s for s in sizes if s), where)
+            except Conflict as c:
+                raise ShapeError(f"{where}: input sizes {sizes} along level {self.params.level} do "
+                                 f"not add up to the output: {c}") from None
+
+        S.rules.append(rule)
+        return {}
+
+    def forward(self, ins, arrays, ctx):
+        names = self.input_names()
+        r = len(ctx.dims("Output"))
+        ax = _axis(self.params.level, r, "CatenateLayer")
+        xs = [ins[n] for n in names]
+        leads = [x.shape[:x.ndim - r] for x in xs]
+        lead = np.broadcast_shapes(*leads)
+        full = [np.broadcast_to(x, lead + x.shape[x.ndim - r:]) for x in xs]
+        axis = len(lead) + ax
+        y = np.concatenate(full, axis=axis)
+        cuts = np.cumsum([x.shape[axis] for x in full])[:-1]
+
+        def backward(g):
+            parts = np.split(g["Output"], cuts, axis=axis)
+            return {n: sum_to(p, x.shape) for n, p, x in zip(names, parts, xs)}, {}
+
+        return {"Output": y}, backward
+
+
+class SummationLayer(Layer):
+    """The total of all elements of the input: an array -> "Real"."""
+
+    def __init__(self, **ports):
+        super().__init__({}, ports)
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        S.constrain(ports["Output"], (), None, place(path, "Output"), "SummationLayer gives a scalar")
+        return {}
+
+    def forward(self, ins, arrays, ctx):
+        x = ins["Input"]
+        lead = x.shape[:x.ndim - len(ctx.dims("Input"))]
+        y = x.reshape(lead + (-1,)).sum(-1)
+
+        def backward(g):
+            gy = g["Output"].reshape(lead + (1,) * (x.ndim - len(lead)))
+            return {"Input": np.broadcast_to(gy, x.shape).copy()}, {}
+
+        return {"Output": y}, backward
+
+
+class ReshapeParams(Params):
+    shape: tuple[int | None, ...]
+
+    @field_validator("shape", mode="before")
+    @classmethod
+    def _dims(cls, v):
+        v = tuple(v) if isinstance(v, (list, tuple)) else (v,)
+        v = tuple(None if d is Automatic else d for d in v)
+        if sum(d is None for d in v) > 1:
+            raise ValueError("at most one dimension may be Automatic")
+        if any(d is not None and (not isinstance(d, int) or d < 1) for d in v):
+            raise ValueError("dimensions must be positive ints or Automatic")
+        return v
+
+
+class ReshapeLayer(Layer):
+    """Reshapes each example to ``shape`` (one entry may be Automatic and is inferred)."""
+
+    Params = ReshapeParams
+
+    def __init__(self, shape, **ports):
+        super().__init__({"shape": shape}, ports)
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        shape = self.params.shape
+        out = tuple(S.new_dim(d, origin=f"ReshapeLayer({shape})") for d in shape)
+        S.constrain(ports["Output"], out, None, place(path, "Output"), f"ReshapeLayer({shape})")
+        pin = place(path, "Input")
+
+        def rule() -> None:
+            dims = S.dims(ports["Input"])
+            if dims is None:
+                return
+            if any(S.is_varying(d) for d in dims):
+                raise ShapeError(f"{pin} has shape {S.show(ports['Input'])!r}: ReshapeLayer needs "
+                                 "a fixed-size input")
+            sizes = [S.size(d) for d in dims]
+            outs = [S.size(d) for d in out]
+            if None in sizes:
+                return
+            total, known = math.prod(sizes), math.prod(s for s in outs if s is not None)
+            if None in outs and total % known == 0:
+                S.set_size(out[outs.index(None)], total // known, pin)
+            elif None not in outs and known != total or None in outs and total % known:
+                raise ShapeError(f"{pin} has shape {S.show(ports['Input'])!r} ({total} elements), "
+                                 f"which cannot be reshaped to {shape}")
+
+        S.rules.append(rule)
+        return {}
+
+    def forward(self, ins, arrays, ctx):
+        x = ins["Input"]
+        lead = x.shape[:x.ndim - len(ctx.dims("Input"))]
+        y = x.reshape(lead + tuple(ctx.dims("Output")))
+        return {"Output": y}, lambda g: ({"Input": g["Output"].reshape(x.shape)}, {})
+
+
+class SoftmaxParams(Params):
+    level: int = -1
+
+
+class SoftmaxLayer(Layer):
+    """``y = exp(x) / sum(exp(x))`` along axis ``level`` of the example (default: the last).
+    Along a varying dimension the padded positions get weight exactly 0."""
+
+    Params = SoftmaxParams
+
+    def __init__(self, level: int = -1, **ports):
+        super().__init__({"level": level}, ports)
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))
+
+        def rule() -> None:
+            r = S.rank(ports["Input"])
+            if r is not None:
+                _axis(self.params.level, r, f"SoftmaxLayer at {place(path)}")
+
+        S.rules.append(rule)
+        return {}
+
+    def forward(self, ins, arrays, ctx):
+        x = ins["Input"]
+        r = len(ctx.dims("Input"))
+        ax = _axis(self.params.level, r, "SoftmaxLayer")
+        axis = x.ndim - r + ax
+        mask = ctx.valid_mask("Input", x.shape[axis]) if ctx.dims("Input")[ax] is None else None
+        if mask is not None:
+            mask = mask.reshape(mask.shape + (1,) * (r - 1))
+            x = np.where(mask, x, -np.inf)
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        if mask is not None:
+            e = np.where(mask, e, 0)
+        y = e / e.sum(axis=axis, keepdims=True)
+
+        def backward(g):
+            gy = g["Output"]
+            return {"Input": y * (gy - (gy * y).sum(axis=axis, keepdims=True))}, {}
+
+        return {"Output": y}, backward
+
+
+class DropoutParams(Params):
+    p: float = 0.5
+
+    @field_validator("p")
+    @classmethod
+    def _prob(cls, v):
+        if not 0 <= v < 1:
+            raise ValueError("the dropout probability must be in [0, 1)")
+        return v
+
+
+class DropoutLayer(Layer):
+    """In training, zeroes each element with probability ``p`` and scales the rest by
+    ``1/(1-p)``; outside training it is the identity."""
+
+    Params = DropoutParams
+    pad_clean = True
+
+    def __init__(self, p: float = 0.5, **ports):
+        super().__init__({"p": p}, ports)
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))
+        return {}
+
+    def forward(self, ins, arrays, ctx):
+        x = ins["Input"]
+        p = self.params.p
+        if not ctx.training or p == 0:
+            return {"Output": x}, lambda g: ({"Input": g["Output"]}, {})
+        keep = (ctx.rng.random(x.shape) >= p).astype(x.dtype) / (1 - p)
+        return {"Output": x * keep}, lambda g: ({"Input": g["Output"] * keep}, {})

@@ -1,0 +1,34 @@
+"""netgraph: Wolfram-style neural nets (NetGraph, NetChain, SequenceAttentionLayer, NetTrain)
+on NumPy, with static shape inference and exact handling of varying-length sequences.
+
+``from netgraph import *`` gives every public name, the layer library included.
+"""
+
+from .errors import InputDataError, NetError, PortError, ShapeError, SpecificationError
+from .extract import NetExtract, NetReplacePart
+from .graph import NetChain, NetGraph
+from .initialize import NetInitialize
+from .layer import Layer, Params
+from .net import Net
+from .ports import NetArrayGradient, NetPort, NetPortGradient
+from .shapes import All, Automatic, Index, Varying
+
+_CORE = [
+    "NetError", "ShapeError", "PortError", "InputDataError", "SpecificationError",
+    "NetGraph", "NetChain", "NetPort", "NetPortGradient", "NetArrayGradient", "NetExtract",
+    "NetReplacePart", "NetInitialize", "Automatic", "All", "Varying", "Index", "Net", "Layer",
+    "Params",
+]
+
+
+
+def __getattr__(name: str):
+    # layers (and __all__, which lists them) are re-exported lazily so that `import layers`
+    # and `import netgraph` work in either order: the layer library is built on this package
+    import layers
+
+    if name == "__all__":
+        return _CORE + list(layers.__all__)
+    if name in layers.__all__:
+        return getattr(layers, name)
+    raise AttributeError(f"module 'netgraph' has no attribute {name!r}")

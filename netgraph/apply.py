@@ -1,0 +1,210 @@
+"""Applying a net to data: ``net(data, what, dtype=...)``, gradients included."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .batch import from_batch, pad_examples, split_examples, to_batch
+from .compile import Plan, compile_net
+from .errors import InputDataError, NetError, PortError, SpecificationError
+from .execute import RunContext, Tape, backward, forward
+from .net import Net
+from .ports import NetArrayGradient, NetPort, NetPortGradient
+from .shapes import Automatic
+
+__all__ = ["apply_net", "walk", "collect_arrays", "uninitialized", "run_net"]
+
+
+def walk(net: Net, path: tuple = ()) -> Iterator[tuple[tuple, Net]]:
+    """Every net in the tree below ``net`` (itself first), with its path."""
+    yield path, net
+    for name, child in net._children().items():
+        yield from walk(child, path + (name,))
+
+
+def uninitialized(net: Net) -> list[tuple]:
+    return [p + (n,) for p, sub in walk(net) for n, a in sub._arrays().items() if a is None]
+
+
+def collect_arrays(net: Net, dtype: Any) -> dict[tuple, np.ndarray]:
+    """All arrays of ``net`` by full path, cast to ``dtype`` (cached per dtype)."""
+    key = ("arrays", np.dtype(dtype).str)
+    cached = net._cache.get(key)
+    if cached is None:
+        cached = {p + (n,): a.astype(dtype, copy=False)
+                  for p, sub in walk(net) for n, a in sub._arrays().items() if a is not None}
+        net._cache[key] = cached
+    return cached
+
+
+def _check_dtype(dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise NetError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dt not in (np.float32, np.float64):
+        raise NetError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dt
+
+
+def _split_data(net: Net, data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    if not isinstance(data, dict):
+        if len(net.input_ports) != 1:
+            raise InputDataError(f"the net has input ports {list(net.input_ports)}; give the data "
+                                 "as a dict port -> value")
+        data = {net.input_ports[0]: data}
+    inputs, seeds = {}, {}
+    for k, v in data.items():
+        if isinstance(k, NetPortGradient):
+            if k.port not in net.output_ports:
+                raise InputDataError(f"gradient seed for {k.port!r}, which is not an output "
+                                     f"port; outputs are {list(net.output_ports)}")
+            seeds[k.port] = v
+        elif isinstance(k, NetPort) and k.layer is None:
+            inputs[k.port] = v
+        else:
+            inputs[k] = v
+    for k in inputs:
+        if k not in net.input_ports:
+            raise InputDataError(f"unknown input port {k!r}; the net's inputs are "
+                                 f"{list(net.input_ports)}")
+    for p in net.input_ports:
+        if p not in inputs:
+            raise InputDataError(f"required input port {p!r} was not given data")
+    return inputs, seeds
+
+
+def _target(net: Net, plan: Plan, w: Any) -> tuple:
+    if isinstance(w, str):
+        w = NetPort(w)
+    if isinstance(w, NetPort):
+        if w.layer is None:
+            if w.port in plan.outputs:
+                return ("value", plan.outputs[w.port])
+            if w.port in plan.inputs:
+                return ("value", plan.inputs[w.port])
+            raise PortError(f"{w.port!r} is not a port of the net; outputs are "
+                            f"{list(plan.outputs)}")
+        meta = plan.interior.get((w.layer, w.port))
+        if meta is None:
+            raise PortError(f"{w!r} does not exist: no port {w.port!r} on node "
+                            f"{'/'.join(map(repr, w.layer))}")
+        return ("value", meta)
+    if isinstance(w, NetPortGradient):
+        if w.port not in plan.inputs:
+            raise PortError(f"NetPortGradient({w.port!r}): no such input port; inputs are "
+                            f"{list(plan.inputs)}")
+        return ("grad", plan.inputs[w.port])
+    if isinstance(w, NetArrayGradient):
+        arrays = net._cache.get(("arrays", np.dtype(np.float32).str)) or collect_arrays(
+            net, np.float32)
+        if w.path not in arrays:
+            raise PortError(f"NetArrayGradient: no array at {list(w.path)}; arrays are "
+                            f"{[list(p) for p in arrays]}")
+        return ("agrad", w.path)
+    raise PortError(f"cannot select {w!r}: give an output name, NetPort, NetPortGradient or "
+                    "NetArrayGradient")
+
+
+def _fill_shapes_from_data(net: Net, data: Any) -> Net:
+    """Just-in-time inference: input ports whose shapes are unknown take the data's shape."""
+    from .extract import NetReplacePart
+
+    inputs, _ = _split_data(net, data)
+    specs = {}
+    for p in net.input_ports:
+        shape = net.port_shape(p)
+        known_rank = shape is not Automatic and isinstance(shape, tuple)
+        if not known_rank and shape is not Automatic:
+            continue
+        try:
+            a = np.asarray(inputs[p])
+        except (ValueError, TypeError):
+            continue
+        if a.dtype == object:
+            continue
+        if known_rank:
+            rank = sum(1 for d in shape if not hasattr(d, "n") and d not in ("Integer", "Real"))
+            example = a.shape[-rank:] if rank else ()
+            specs[p] = tuple(d if d is not Automatic else n for d, n in zip(shape, example))
+        else:
+            specs[p] = a.shape if a.ndim else "Real"
+    return NetReplacePart(net, specs) if specs else net
+
+
+def run_net(net: Net, inputs: dict[str, Any], dtype: Any, *, training: bool = False,
+            rng: Any = None, fill: float = 0.0) -> tuple[Plan, Any, Tape]:
+    """Validate, pad and run forward; the building block of applying and training."""
+    plan = compile_net(net)
+    missing = uninitialized(net)
+    if missing:
+        raise NetError(f"the net has uninitialized arrays ({', '.join(map(str, map(list, missing[:4])))}"
+                       f"{', …' if len(missing) > 4 else ''}); call NetInitialize first")
+    batch = to_batch(inputs, plan.inputs, dtype, fill)
+    run = RunContext(arrays=collect_arrays(net, dtype), dtype=dtype, training=training, rng=rng,
+                     lengths=dict(batch.lengths))
+    return plan, batch, forward(plan, batch.arrays, run)
+
+
+def _seeds(plan: Plan, batch: Any, given: dict[str, Any], dtype: Any, tape: Tape) -> dict:
+    seeds = {}
+    for port, meta in plan.outputs.items():
+        value = tape.values[meta.slot]
+        if meta.integer:
+            continue
+        if given:
+            if port not in given:
+                continue
+            examples, is_batch = split_examples(given[port], meta, f"NetPortGradient({port!r})")
+            if is_batch != batch.is_batch or len(examples) != batch.size:
+                raise InputDataError(f"the gradient seed for {port!r} must have the form of the "
+                                     "output: one example or a batch of the same size")
+            seed, _ = pad_examples(examples, meta, dtype)
+            if seed.shape != value.shape:
+                raise InputDataError(f"the gradient seed for {port!r} has shape {seed.shape[1:]} "
+                                     f"but the output has shape {value.shape[1:]}")
+        else:
+            seed = np.ones_like(value)
+        seeds[meta.slot] = tape.run.zero_padding(seed.astype(dtype, copy=False), meta)
+    return seeds
+
+
+def apply_net(net: Net, data: Any, what: Any = None, *, dtype: Any = np.float32,
+              training: bool = False, rng: Any = None, fill: float = 0.0) -> Any:
+    dt = _check_dtype(dtype)
+    try:
+        plan = compile_net(net)
+    except SpecificationError:
+        net = _fill_shapes_from_data(net, data)
+        plan = compile_net(net)
+    many = isinstance(what, list)
+    wants = what if many else [what]
+    if what is None:
+        wants = list(plan.outputs)
+    targets = [_target(net, plan, w) for w in wants]
+    inputs, given_seeds = _split_data(net, data)
+    plan, batch, tape = run_net(net, inputs, dt, training=training, rng=rng, fill=fill)
+    grads: list = []
+    array_grads: dict = {}
+    if any(t[0] != "value" for t in targets):
+        grads, array_grads = backward(plan, tape, _seeds(plan, batch, given_seeds, dt, tape))
+    results = []
+    for kind, x in targets:
+        if kind == "value":
+            results.append(from_batch(tape.values[x.slot], x, tape.run.lengths, batch.is_batch))
+        elif kind == "grad":
+            g = grads[x.slot]
+            if g is None:
+                g = np.zeros_like(tape.values[x.slot], dtype=dt)
+            results.append(from_batch(g, x, tape.run.lengths, batch.is_batch))
+        else:
+            g = array_grads.get(x)
+            results.append(np.zeros_like(tape.run.arrays[x]) if g is None else g)
+    if many:
+        return results
+    if what is None and len(results) > 1:
+        return dict(zip(plan.outputs, results))
+    return results[0]

@@ -1,0 +1,160 @@
+"""User data <-> padded arrays plus lengths.
+
+Single example versus batch is decided by rank, as in Wolfram: data of the port's rank is one
+example, rank + 1 (or a list of examples, ragged allowed) is a batch. Every bad input raises
+``InputDataError`` naming the port.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .compile import PortMeta
+from .errors import InputDataError
+from .shapes import Index, display
+
+__all__ = ["Batch", "to_batch", "from_batch", "pad_examples"]
+
+
+def _depth(x: Any) -> int:
+    """Rank of (possibly ragged) nested data, measured along first elements."""
+    d = 0
+    while True:
+        if isinstance(x, np.ndarray):
+            return d + x.ndim
+        if isinstance(x, (list, tuple)):
+            d += 1
+            if len(x) == 0:
+                return d
+            x = x[0]
+            continue
+        return d
+
+
+def _expected(meta: PortMeta) -> Any:
+    return display(tuple("Varying" if k is not None else n for n, k in zip(meta.dims, meta.keys)),
+                   meta.elem)
+
+
+def _example(x: Any, meta: PortMeta, port: str, k: int | None) -> np.ndarray:
+    which = "" if k is None else f" (example {k})"
+    try:
+        a = np.asarray(x)
+    except (ValueError, TypeError) as e:
+        raise InputDataError(f"data for port {port!r}{which} is not a regular numeric array: "
+                             f"{e}") from None
+    if a.dtype == object or a.dtype.kind not in "biuf":
+        raise InputDataError(f"data for port {port!r}{which} is not numeric (got an array of "
+                             f"{a.dtype}); expected {_expected(meta)!r}")
+    if a.ndim != meta.rank:
+        raise InputDataError(f"data for port {port!r}{which} has shape {a.shape} but the port "
+                             f"expects {_expected(meta)!r}")
+    for axis, (n, key) in enumerate(zip(meta.dims, meta.keys)):
+        if key is not None:
+            if a.shape[axis] == 0:
+                raise InputDataError(f"data for port {port!r}{which} is an empty sequence; "
+                                     "all sequences must have non-zero length")
+        elif a.shape[axis] != n:
+            raise InputDataError(f"data for port {port!r}{which} has shape {a.shape} but the "
+                                 f"port expects {_expected(meta)!r}")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise InputDataError(f"data for port {port!r}{which} contains NaN or Inf")
+    if meta.integer:
+        if a.dtype.kind == "f" and not np.array_equal(a, np.round(a)):
+            raise InputDataError(f"data for port {port!r}{which} must be integers "
+                                 f"({_expected(meta)!r})")
+        a = a.astype(np.int64)
+        if isinstance(meta.elem, Index) and a.size and (a.min() < 0 or a.max() >= meta.elem.n):
+            raise InputDataError(f"data for port {port!r}{which} has values from {a.min()} to "
+                                 f"{a.max()}, outside the range 0..{meta.elem.n - 1} of "
+                                 f"{meta.elem!r}")
+    return a
+
+
+def split_examples(x: Any, meta: PortMeta, port: str) -> tuple[list[np.ndarray], bool]:
+    """The examples in ``x`` (validated) and whether ``x`` was a batch."""
+    if isinstance(x, (str, bytes, dict)) or x is None:
+        raise InputDataError(f"data for port {port!r} is {type(x).__name__}, not numeric; "
+                             f"expected {_expected(meta)!r}")
+    depth = _depth(x) if isinstance(x, (list, tuple, np.ndarray)) else 0
+    r = meta.rank
+    if depth == r:
+        return [_example(x, meta, port, None)], False
+    if depth == r + 1:
+        if len(x) == 0:
+            raise InputDataError(f"data for port {port!r} is an empty batch")
+        return [_example(e, meta, port, k) for k, e in enumerate(x)], True
+    shape = np.shape(x) if depth and not isinstance(x, list) else f"rank {depth}"
+    raise InputDataError(f"data for port {port!r} has {shape}, but the port expects "
+                         f"{_expected(meta)!r}: rank {r} for one example or rank {r + 1} for a "
+                         "batch")
+
+
+def pad_examples(examples: list[np.ndarray], meta: PortMeta, dtype: Any,
+                 fill: float = 0.0) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Stack examples into one array, padding varying dims with ``fill``.
+    Returns the array and, per varying axis, the lengths."""
+    lengths = {axis: np.array([e.shape[axis] for e in examples], dtype=np.int64)
+               for axis, key in enumerate(meta.keys) if key is not None}
+    dt = np.int64 if meta.integer else dtype
+    if not lengths:
+        return np.stack(examples).astype(dt, copy=False), lengths
+    shape = [len(examples)] + [int(lengths[a].max()) if a in lengths else n
+                               for a, n in enumerate(meta.dims)]
+    out = np.full(shape, 0 if meta.integer else fill, dtype=dt)
+    for b, e in enumerate(examples):
+        out[(b,) + tuple(slice(0, s) for s in e.shape)] = e
+    return out, lengths
+
+
+class Batch:
+    """Validated, padded inputs of one application."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], lengths: dict[Any, np.ndarray],
+                 is_batch: bool, size: int):
+        self.arrays, self.lengths, self.is_batch, self.size = arrays, lengths, is_batch, size
+
+
+def to_batch(data: dict[str, Any], metas: dict[str, PortMeta], dtype: Any,
+             fill: float = 0.0) -> Batch:
+    arrays: dict[str, np.ndarray] = {}
+    lengths: dict[Any, np.ndarray] = {}
+    owner: dict[Any, str] = {}
+    sizes: dict[str, int] = {}
+    batchness: dict[str, bool] = {}
+    for port, meta in metas.items():
+        examples, is_batch = split_examples(data[port], meta, port)
+        batchness[port] = is_batch
+        sizes[port] = len(examples)
+        arrays[port], port_lengths = pad_examples(examples, meta, dtype, fill)
+        for axis, lens in port_lengths.items():
+            key = meta.keys[axis]
+            if key in lengths and not np.array_equal(lengths[key], lens):
+                raise InputDataError(f"length of sequence given to port {port!r} "
+                                     f"({lens.tolist()}) is inconsistent with the length given "
+                                     f"to port {owner[key]!r} ({lengths[key].tolist()})")
+            lengths[key], owner[key] = lens, port
+    if len(set(batchness.values())) > 1:
+        raise InputDataError("some ports were given one example and others a batch: "
+                             + ", ".join(f"{p!r}: {'batch' if b else 'example'}"
+                                         for p, b in batchness.items()))
+    if len(set(sizes.values())) > 1:
+        raise InputDataError("all input ports must be given batches of the same length; got "
+                             + ", ".join(f"{p!r}: {n}" for p, n in sizes.items()))
+    is_batch = next(iter(batchness.values()), False)
+    return Batch(arrays, lengths, is_batch, next(iter(sizes.values()), 1))
+
+
+def from_batch(value: np.ndarray, meta: PortMeta, lengths: dict[Any, np.ndarray],
+               is_batch: bool) -> Any:
+    """User form of a padded value: unpadded per example; a list for a varying batch."""
+    if not meta.varying:
+        return value if is_batch else value[0]
+    out = []
+    for b in range(value.shape[0]):
+        idx = (b,) + tuple(slice(0, None if key is None else int(lengths[key][b]))
+                           for key in meta.keys)
+        out.append(value[idx])
+    return out if is_batch else out[0]

@@ -1,0 +1,173 @@
+"""Run a plan: forward over its steps, backward in reverse with gradient accumulation.
+
+Padding invariant: every value and every gradient the executor hands a layer is exactly zero
+at padded positions of its varying dimensions. Graph inputs are zeroed at entry; outputs of
+layers that do not declare ``pad_clean`` are zeroed after they run, and so are the input
+gradients they return. Layers can therefore rely on zero padding, and padding content never
+reaches a valid value or a gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .compile import Plan, PortMeta, Step
+
+__all__ = ["RunContext", "StepContext", "Tape", "forward", "backward"]
+
+
+@dataclass
+class RunContext:
+    """What one application of a net shares across its steps."""
+
+    arrays: dict[tuple, np.ndarray]
+    dtype: Any = np.float32
+    training: bool = False
+    rng: np.random.Generator | None = None
+    lengths: dict[Any, np.ndarray] = field(default_factory=dict)
+    _masks: dict[tuple, np.ndarray] = field(default_factory=dict)
+
+    def valid_mask(self, key: Any, size: int) -> np.ndarray:
+        """Boolean ``(B, size)`` mask of the valid positions of length key ``key``."""
+        mask = self._masks.get((key, size))
+        if mask is None:
+            lengths = self.lengths[key]
+            mask = np.arange(size)[None, :] < lengths[:, None]
+            self._masks[(key, size)] = mask
+        return mask
+
+    def zero_padding(self, value: np.ndarray, meta: PortMeta) -> np.ndarray:
+        """``value`` with every padded position (of every varying dim) set to exactly 0."""
+        if value is None or not meta.varying:
+            return value
+        lead = value.ndim - meta.rank
+        for axis, key in enumerate(meta.keys):
+            if key is None or key not in self.lengths:
+                continue
+            mask = self.valid_mask(key, value.shape[lead + axis])
+            if lead != 1:
+                continue  # sub-plans never carry varying dims with other leading axes
+            shape = (mask.shape[0],) + (1,) * axis + (mask.shape[1],) + \
+                (1,) * (value.ndim - axis - 2)
+            if not mask.all():
+                value = np.where(mask.reshape(shape), value, 0).astype(value.dtype, copy=False)
+        return value
+
+
+class StepContext:
+    """What one step's ``forward`` can ask: lengths, static dims, training mode, sub-nets."""
+
+    __slots__ = ("step", "run")
+
+    def __init__(self, step: Step, run: RunContext):
+        self.step, self.run = step, run
+
+    @property
+    def training(self) -> bool:
+        return self.run.training
+
+    @property
+    def rng(self) -> np.random.Generator:
+        if self.run.rng is None:
+            self.run.rng = np.random.default_rng()
+        return self.run.rng
+
+    @property
+    def dtype(self) -> Any:
+        return self.run.dtype
+
+    def meta(self, port: str) -> PortMeta:
+        return self.step.ins[port] if port in self.step.ins else self.step.outs[port]
+
+    def dims(self, port: str) -> tuple[int | None, ...]:
+        """Static example dims of ``port`` (None for a varying length)."""
+        return self.meta(port).dims
+
+    def lengths(self, port: str, axis: int = 0) -> np.ndarray | None:
+        """Per-example lengths of dim ``axis`` of ``port``, or None when it is fixed."""
+        key = self.meta(port).keys[axis]
+        return None if key is None else self.run.lengths.get(key)
+
+    def set_lengths(self, port: str, lengths: np.ndarray, axis: int = 0) -> None:
+        """Declare the lengths of a varying output dim that the layer itself determines."""
+        key = self.meta(port).keys[axis]
+        if key is not None and key not in self.run.lengths:
+            self.run.lengths[key] = np.asarray(lengths)
+
+    def valid_mask(self, port: str, size: int, axis: int = 0) -> np.ndarray | None:
+        key = self.meta(port).keys[axis]
+        return None if key is None else self.run.valid_mask(key, size)
+
+    def needs_grad(self, port: str) -> bool:
+        return not self.step.ins[port].integer
+
+    def run_sub(self, name: str, inputs: dict[str, np.ndarray]) -> tuple[dict, Any]:
+        """Run the sub-net ``name`` (e.g. "ScoringNet") on ``inputs`` with any leading axes.
+        Returns its outputs and a backward ``out_grads -> (input_grads, array_grads)``."""
+        plan = self.step.subplans[name]
+        tape = forward(plan, inputs, self.run)
+        outs = {p: tape.values[m.slot] for p, m in plan.outputs.items()}
+
+        def back(out_grads: dict[str, np.ndarray | None]):
+            seeds = {plan.outputs[p].slot: g for p, g in out_grads.items() if g is not None}
+            grads, array_grads = backward(plan, tape, seeds)
+            return {p: grads[m.slot] for p, m in plan.inputs.items()}, array_grads
+
+        return outs, back
+
+
+@dataclass
+class Tape:
+    plan: Plan
+    run: RunContext
+    values: list[Any]
+    backs: list[Any]
+
+
+def forward(plan: Plan, inputs: dict[str, np.ndarray], run: RunContext) -> Tape:
+    """Run every step of ``plan``; inputs are padded arrays (lengths already in ``run``)."""
+    values: list[Any] = [None] * len(plan.metas)
+    for port, meta in plan.inputs.items():
+        values[meta.slot] = run.zero_padding(inputs[port], meta)
+    backs = []
+    for step in plan.steps:
+        ins = {p: values[m.slot] for p, m in step.ins.items()}
+        arrays = {n: run.arrays[path] for n, path in step.arrays.items()}
+        outs, back = step.layer.forward(ins, arrays, StepContext(step, run))
+        clean = step.layer.pad_clean
+        for p, m in step.outs.items():
+            v = outs.get(p)
+            values[m.slot] = v if clean else run.zero_padding(v, m)
+        backs.append(back)
+    return Tape(plan, run, values, backs)
+
+
+def _accumulate(store: list | dict, key: Any, g: np.ndarray) -> None:
+    old = store[key] if isinstance(store, list) else store.get(key)
+    store[key] = g if old is None else old + g
+
+
+def backward(plan: Plan, tape: Tape, seeds: dict[int, np.ndarray]) -> tuple[list, dict]:
+    """Propagate ``seeds`` (slot -> output gradient) back; return (slot grads, array grads)."""
+    grads: list[Any] = [None] * len(plan.metas)
+    for slot, g in seeds.items():
+        grads[slot] = g
+    array_grads: dict[tuple, np.ndarray] = {}
+    run = tape.run
+    for step, back in zip(reversed(plan.steps), reversed(tape.backs)):
+        out_grads = {p: grads[m.slot] for p, m in step.outs.items()}
+        if all(g is None for g in out_grads.values()):
+            continue
+        in_grads, arr_grads = back(out_grads)
+        clean = step.layer.pad_clean
+        for p, g in in_grads.items():
+            if g is None:
+                continue
+            meta = step.ins[p]
+            _accumulate(grads, meta.slot, g if clean else run.zero_padding(g, meta))
+        for k, g in arr_grads.items():
+            _accumulate(array_grads, step.arrays[k] if isinstance(k, str) else k, g)
+    return grads, array_grads

@@ -1,0 +1,162 @@
+"""NetExtract and NetReplacePart: one path-addressing scheme for every part of a net.
+
+A path is a tuple of steps; a step is a node name, an int (position in construction order,
+negative from the end), a sub-net name such as ``"ScoringNet"`` or ``"Net"``, and finally an
+array name (``"Weights"``), a port name (``"Input"``) or a hyperparameter name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .errors import NetError, PortError, ShapeError
+from .layer import Layer
+from .net import Net
+from .shapes import All, Automatic, parse_spec
+
+__all__ = ["NetExtract", "NetReplacePart", "resolve_child", "update_at"]
+
+
+def _as_path(spec: Any) -> tuple:
+    return tuple(spec) if isinstance(spec, (list, tuple)) else (spec,)
+
+
+def resolve_child(net: Net, step: Any, walked: tuple = ()) -> Any:
+    """The key of child ``step`` of ``net`` (resolving int positions), or None."""
+    kids = net._children()
+    if step in kids and not isinstance(step, bool):
+        return step
+    if isinstance(step, int) and not isinstance(step, bool) and kids:
+        names = list(kids)
+        if -len(names) <= step < len(names):
+            return names[step]
+        raise NetError(f"part {step} does not exist at {_at(walked)}: it has {len(names)} parts")
+    return None
+
+
+def _at(walked: tuple) -> str:
+    return "the net" if not walked else "node " + "/".join(map(repr, walked))
+
+
+def _leaf(net: Net, step: Any, walked: tuple) -> Any:
+    arrays = net._arrays()
+    if step in arrays:
+        a = arrays[step]
+        return None if a is None else np.array(a, dtype=np.float32)
+    if step in net.input_ports or step in net.output_ports:
+        return net.port_shape(step) if step in net.input_ports else net._specs.get(
+            net._out_key(step), Automatic)
+    if isinstance(net, Layer) and isinstance(step, str) and step in type(net.params).model_fields:
+        v = getattr(net.params, step)
+        return Automatic if v is None else v
+    parts = list(net._children()) + list(arrays) + list(net.input_ports) + list(net.output_ports)
+    raise NetError(f"part {step!r} does not exist at {_at(walked)}; available parts are {parts}")
+
+
+def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
+    if not path:
+        return net._pinned()
+    step, rest = path[0], path[1:]
+    if step is All:
+        if rest:
+            raise NetError("All can only be the last part of an extraction path")
+        kids = net._children()
+        if kids:
+            return {k: c._pinned() for k, c in kids.items()}
+        return {k: _leaf(net, k, walked) for k in net._arrays()}
+    key = resolve_child(net, step, walked)
+    if key is not None:
+        return _extract_path(net._children()[key], rest, walked + (key,))
+    if rest:
+        raise NetError(f"part {step!r} does not exist at {_at(walked)} (no sub-net of that name)")
+    return _leaf(net, step, walked)
+
+
+def NetExtract(net: Net, spec: Any) -> Any:
+    """Extract a part of ``net``: a layer, an array (a float32 copy; None if uninitialized),
+    a port shape, a path into nested nets, a list of paths, or ``All``."""
+    if not isinstance(net, Net):
+        raise NetError(f"NetExtract needs a net, got {type(net).__name__}")
+    if isinstance(spec, list) and spec and all(isinstance(s, (list, tuple)) for s in spec):
+        return [_extract_path(net, _as_path(s)) for s in spec]
+    return _extract_path(net, _as_path(spec))
+
+
+def update_at(net: Net, path: tuple, fn: Callable[[Net], Net], walked: tuple = ()) -> Net:
+    """A copy of ``net`` with the sub-net at ``path`` replaced by ``fn(sub-net)``."""
+    if not path:
+        return fn(net)
+    key = resolve_child(net, path[0], walked)
+    if key is None:
+        raise NetError(f"part {path[0]!r} does not exist at {_at(walked)}; sub-nets are "
+                       f"{list(net._children())}")
+    child = net._children()[key]
+    return net._with_children({key: update_at(child, path[1:], fn, walked + (key,))})
+
+
+def _replace_one(net: Net, path: tuple, value: Any) -> Net:
+    *head, last = path
+    head = tuple(head)
+
+    def replace(sub: Net) -> Net:
+        key = resolve_child(sub, last, head)
+        if key is not None:
+            if not isinstance(value, Net):
+                raise NetError(f"{list(path)} is a sub-net; replace it with a net, not "
+                               f"{type(value).__name__}")
+            old = sub._children()[key]
+            if (old.input_ports, old.output_ports) != (value.input_ports, value.output_ports):
+                raise PortError(f"the replacement for {list(path)} has ports "
+                                f"{list(value.input_ports)} -> {list(value.output_ports)}, but "
+                                f"the part has {list(old.input_ports)} -> "
+                                f"{list(old.output_ports)}")
+            return sub._with_children({key: value})
+        arrays = sub._arrays()
+        if last in arrays:
+            return _replace_array(sub, head, last, value)
+        if last in sub.input_ports or last in sub.output_ports:
+            parse_spec(value)
+            port_key = last if last in sub.input_ports else sub._out_key(last)
+            return sub._copy(_user_specs={**sub._user_specs, port_key: value})
+        raise PortError(f"NetReplacePart: part {last!r} does not exist at {_at(head)}; arrays are "
+                        f"{list(arrays)}, ports {list(sub.input_ports + sub.output_ports)}")
+
+    return update_at(net, head, replace)
+
+
+def _replace_array(layer: Net, head: tuple, name: str, value: Any) -> Net:
+    old = layer._arrays()[name]
+    if value is None:
+        return layer._copy(_array_values={**layer._arrays(), name: None})
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise NetError(f"array {name!r} at {_at(head)} must be numeric, got "
+                       f"{type(value).__name__}") from None
+    if not np.isfinite(arr).all():
+        raise NetError(f"array {name!r} at {_at(head)} contains NaN or Inf")
+    if old is not None and old.shape != arr.shape:
+        raise ShapeError(f"array {name!r} at {_at(head)} has shape {old.shape}; the "
+                         f"replacement has shape {arr.shape}")
+    return layer._with_arrays({name: arr})
+
+
+def NetReplacePart(net: Net, replacements: dict) -> Net:
+    """A new net with arrays, port shapes or sub-nets replaced; inference runs again.
+
+    Raises
+    ------
+    ShapeError
+        If a replacement's dimensions do not fit the rest of the net.
+    """
+    if not isinstance(net, Net):
+        raise NetError(f"NetReplacePart needs a net, got {type(net).__name__}")
+    if not isinstance(replacements, dict):
+        raise NetError("NetReplacePart takes a dict {path: value}")
+    new = net
+    for spec, value in replacements.items():
+        new = _replace_one(new, _as_path(spec), value)
+    return new._infer()

@@ -1,0 +1,390 @@
+"""NetGraph and NetChain: the edge grammar, dangling-port rules and structural checks.
+
+Edges are stored fully resolved: a source is ``("in", name)`` (a graph input) or
+``(node, port)``; a destination is ``("out", name)`` (a graph output) or ``(node, port)``.
+Dangling node inputs and outputs are turned into graph ports here, so the edge list is
+complete and later stages (inference, compiling) never guess.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import networkx as nx
+
+from .errors import NetError, PortError
+from .layer import Layer
+from .net import Net
+from .ports import NetPort
+from .shapes import Automatic, parse_spec
+from .solver import Solver, place
+
+__all__ = ["NetGraph", "NetChain", "SHORTHANDS"]
+
+#: shorthand expanders registered by the layer library: ``(predicate, factory)`` pairs
+SHORTHANDS: list[tuple[Any, Any]] = []
+
+_IN, _OUT = "in", "out"
+
+
+def as_net(x: Any, name: Any) -> Net:
+    """A net from a NetGraph/NetChain entry, expanding shorthands (``5``, ``"Tanh"``, lists)."""
+    if isinstance(x, Net):
+        return x
+    if isinstance(x, list):
+        return NetChain(x)
+    for test, make in SHORTHANDS:
+        if test(x):
+            return make(x)
+    raise NetError(f"node {name!r}: {x!r} is not a layer or net")
+
+
+def _node_label(name: Any) -> str:
+    return place((name,), None)
+
+
+class NetGraph(Net):
+    """A graph of nets. ``NetGraph(layers, connections, **port_shapes)``; see the SPEC."""
+
+    def __init__(self, layers: Any, connections: Any = (), **port_shapes: Any):
+        if isinstance(layers, dict):
+            names = list(layers)
+            values = list(layers.values())
+        elif isinstance(layers, (list, tuple)):
+            names = list(range(len(layers)))
+            values = list(layers)
+        else:
+            raise NetError(f"NetGraph: layers must be a dict or a list, got {type(layers).__name__}")
+        if not names:
+            raise NetError("NetGraph: a graph needs at least one layer")
+        for n in names:
+            if not isinstance(n, (str, int)) or isinstance(n, bool):
+                raise NetError(f"NetGraph: layer names must be strings, got {n!r}")
+        nodes = {n: as_net(v, n) for n, v in zip(names, values)}
+        if isinstance(connections, tuple) and connections and not isinstance(
+                connections[0], (tuple, list)):
+            connections = [connections]
+        groups = _parse_connections(connections, nodes)
+        nodes, edges = _resolve(groups, nodes)
+        ins, outs, edges = _dangling(nodes, edges)
+        for k, v in port_shapes.items():
+            if k not in ins and k not in outs:
+                raise PortError(f"NetGraph: shape given for {k!r}, which is not a port of the "
+                                f"graph (inputs {ins}, outputs {outs})")
+            parse_spec(v)
+        order = _topological_order(nodes, edges)
+        self._set(_nodes=nodes, _edges=tuple(edges), _ins=tuple(ins), _outs=tuple(outs),
+                  _order=tuple(order), _specs=dict(port_shapes), _user_specs=dict(port_shapes),
+                  _cache={})
+        inferred = self._infer()
+        self._set(_nodes=inferred._nodes, _specs=inferred._specs)
+
+    # ----------------------------------------------------------------- ports
+    @property
+    def input_ports(self) -> tuple[str, ...]:
+        return self._ins
+
+    @property
+    def output_ports(self) -> tuple[str, ...]:
+        return self._outs
+
+    def port_shape(self, port: str) -> Any:
+        if port in self._ins:
+            return self._specs.get(port, Automatic)
+        return self._specs.get(self._out_key(port), Automatic)
+
+    def _children(self) -> dict:
+        return dict(self._nodes)
+
+    def _with_children(self, children: dict) -> NetGraph:
+        nodes = dict(self._nodes)
+        nodes.update(children)
+        return self._copy(_nodes=nodes)
+
+    # ------------------------------------------------------------- inference
+    def _constrain(self, S: Solver, path: tuple) -> dict[str, int]:
+        node_ports = {n: node._constrain(S, path + (n,)) for n, node in self._nodes.items()}
+        gports = {p: S.port(path, p) for p in self._ins}
+        for p in self._outs:
+            gports[self._out_key(p)] = S.port(path, self._out_key(p))
+        for key, spec in self._user_specs.items():
+            if key in gports and spec is not Automatic:
+                origin = f"{key}={spec!r} of the graph at {place(path, None)}"
+                S.unify(gports[key], S.from_spec(parse_spec(spec), origin), place(path, key),
+                        origin)
+
+        def type_of(end: tuple, source: bool) -> tuple[int, str]:
+            kind, port = end
+            if kind == (_IN if source else _OUT):
+                key = port if source else self._out_key(port)
+                return gports[key], place(path, port)
+            node = self._nodes[kind]
+            key = node._out_key(port) if source else port
+            return node_ports[kind][key], place(path + (kind,), port)
+
+        for src, dst in self._edges:
+            ts, ps = type_of(src, True)
+            td, pd = type_of(dst, False)
+            S.unify(ts, td, ps, pd)
+        return gports
+
+    def _specialize(self, S: Solver, path: tuple) -> NetGraph:
+        nodes = {n: node._specialize(S, path + (n,)) for n, node in self._nodes.items()}
+        specs = {p: S.show(S.port(path, p)) for p in self._ins}
+        for p in self._outs:
+            specs[self._out_key(p)] = S.show(S.port(path, self._out_key(p)))
+        return self._copy(_nodes=nodes, _specs=specs)
+
+    # ------------------------------------------------------------- compiling
+    def _emit(self, plan: Any, S: Solver, path: tuple, in_slots: dict[str, Any]) -> dict:
+        incoming = {dst: src for src, dst in self._edges}
+        produced: dict[tuple, Any] = {}
+
+        def slot(src: tuple) -> Any:
+            return in_slots[src[1]] if src[0] == _IN else produced[src]
+
+        for name in self._order:
+            node = self._nodes[name]
+            node_in = {p: slot(incoming[(name, p)]) for p in node.input_ports}
+            outs = node._emit(plan, S, path + (name,), node_in)
+            for p, s in node_in.items():
+                plan.note_interior(path + (name,), p, s)
+            for p, s in outs.items():
+                produced[(name, p)] = s
+                plan.note_interior(path + (name,), p, s)
+        return {p: slot(incoming[(_OUT, p)]) for p in self._outs}
+
+    # --------------------------------------------------------------- display
+    def __repr__(self) -> str:
+        kind = "NetChain" if getattr(self, "_chain", False) else "NetGraph"
+        return f"{kind}(<{len(self._nodes)} nodes>; {self._describe_ports()})"
+
+
+class NetChain(NetGraph):
+    """Layers in sequence: ``NetChain([LinearLayer(5), "Tanh", 3], Input=2)``."""
+
+    def __init__(self, layers: Any, **port_shapes: Any):
+        if isinstance(layers, dict):
+            names = list(layers)
+        elif isinstance(layers, (list, tuple)):
+            names = list(range(len(layers)))
+        else:
+            raise NetError(f"NetChain: layers must be a list or a dict, got {type(layers).__name__}")
+        if not names:
+            raise NetError("NetChain: a chain needs at least one layer")
+        connections = [tuple(names)] if len(names) > 1 else []
+        object.__setattr__(self, "_chain", True)
+        super().__init__(layers, connections, **port_shapes)
+
+
+# ------------------------------------------------------------------ edge grammar
+class _Ref:
+    """A parsed endpoint: a node (``port`` None), a node's port, or a graph port."""
+
+    __slots__ = ("node", "port", "graph")
+
+    def __init__(self, node: Any = None, port: str | None = None, graph: bool = False):
+        self.node, self.port, self.graph = node, port, graph
+
+    def __repr__(self) -> str:
+        if self.graph:
+            return f"NetPort({self.port!r})"
+        return repr(self.node) if self.port is None else f"NetPort({self.node!r}, {self.port!r})"
+
+
+def _endpoint(x: Any, nodes: dict) -> _Ref | list[_Ref]:
+    if isinstance(x, list):
+        return [_endpoint(e, nodes) for e in x]  # type: ignore[misc]
+    if isinstance(x, NetPort):
+        if x.layer is None:
+            return _Ref(port=x.port, graph=True)
+        if len(x.layer) != 1:
+            raise PortError(f"connections can only name direct nodes, got {x!r}")
+        node = x.layer[0]
+        if node not in nodes:
+            raise PortError(f"connection names {x!r}, but there is no node {node!r}; nodes are "
+                            f"{list(nodes)}")
+        return _Ref(node, x.port)
+    if (isinstance(x, (str, int)) and not isinstance(x, bool)) and x in nodes:
+        return _Ref(x)
+    raise PortError(f"connection names {x!r}, which is not a node of the graph; nodes are "
+                    f"{list(nodes)}")
+
+
+def _parse_connections(connections: Any, nodes: dict) -> list[tuple[list[_Ref], list[_Ref]]]:
+    if not isinstance(connections, (list, tuple)):
+        raise NetError("NetGraph: connections must be a list of chains such as ('a', 'b')")
+    groups = []
+    for chain in connections:
+        if not isinstance(chain, (tuple, list)) or len(chain) < 2:
+            raise NetError(f"NetGraph: each connection must be a tuple of two or more endpoints, "
+                           f"got {chain!r}")
+        ends = [_endpoint(e, nodes) for e in chain]
+        for a, b in zip(ends, ends[1:]):
+            srcs = a if isinstance(a, list) else [a]
+            dsts = b if isinstance(b, list) else [b]
+            if len(srcs) > 1 and len(dsts) > 1:
+                raise NetError(f"NetGraph: cannot connect a list to a list ({a!r} -> {b!r})")
+            groups.append((srcs, dsts))
+    return groups
+
+
+def _source(ref: _Ref, nodes: dict) -> tuple[dict, tuple]:
+    """Resolve a source endpoint; may enable an optional output. Returns (nodes, end)."""
+    if ref.graph:
+        return nodes, (_IN, ref.port)
+    node = nodes[ref.node]
+    if ref.port is None:
+        outs = node.output_ports
+        if len(outs) != 1:
+            raise PortError(f"{_node_label(ref.node)} has outputs {list(outs)}; name one with "
+                            f"NetPort({ref.node!r}, port)")
+        return nodes, (ref.node, outs[0])
+    if ref.port in node.output_ports or (isinstance(node, Layer) and ref.port in
+                                         node.hidden_outputs):
+        return nodes, (ref.node, ref.port)
+    if isinstance(node, Layer) and ref.port in node.optional_outputs:
+        nodes = dict(nodes)
+        nodes[ref.node] = node._enable(outputs={ref.port})
+        return nodes, (ref.node, ref.port)
+    raise PortError(f"{_node_label(ref.node)} has no output port {ref.port!r}; its outputs are "
+                    f"{list(node.output_ports)}")
+
+
+def _dest(ref: _Ref, nodes: dict) -> tuple[dict, tuple]:
+    if ref.graph:
+        return nodes, (_OUT, ref.port)
+    node = nodes[ref.node]
+    if ref.port is None:
+        ins = node.input_ports
+        if not ins:
+            raise PortError(f"{_node_label(ref.node)} has no inputs")
+        return nodes, (ref.node, ins[0])
+    if ref.port in node.input_ports:
+        return nodes, (ref.node, ref.port)
+    if isinstance(node, Layer) and ref.port in node.optional_inputs:
+        nodes = dict(nodes)
+        nodes[ref.node] = node._enable(inputs={ref.port})
+        return nodes, (ref.node, ref.port)
+    raise PortError(f"{_node_label(ref.node)} has no input port {ref.port!r}; its inputs are "
+                    f"{list(node.input_ports)}")
+
+
+def _fan_in(srcs: list[_Ref], dst: _Ref, nodes: dict) -> tuple[dict, list[tuple]]:
+    """Several sources into one node: a variadic port takes them in order, else the node's
+    inputs are filled in order."""
+    if dst.graph or dst.port is not None:
+        raise PortError(f"a list of {len(srcs)} sources can only feed a node, not {dst!r}")
+    node = nodes[dst.node]
+    k = len(srcs)
+    if isinstance(node, Layer) and "arity" in type(node.params).model_fields:
+        arity = node.params.arity
+        if arity is not None and arity != k and node._specs:
+            raise PortError(f"{_node_label(dst.node)} takes {arity} inputs but {k} were connected")
+        if arity != k:
+            nodes = dict(nodes)
+            nodes[dst.node] = node = node._with_params(arity=k)
+    ins = node.input_ports
+    if len(ins) != k:
+        raise PortError(f"{_node_label(dst.node)} has inputs {list(ins)}, but a list of {k} "
+                        f"sources was connected to it")
+    return nodes, [(dst.node, p) for p in ins]
+
+
+def _resolve(groups: list, nodes: dict) -> tuple[dict, list[tuple[tuple, tuple]]]:
+    edges: list[tuple[tuple, tuple]] = []
+    for srcs, dsts in groups:
+        if len(srcs) > 1:
+            nodes, dst_ends = _fan_in(srcs, dsts[0], nodes)
+            for s, d in zip(srcs, dst_ends):
+                nodes, src_end = _source(s, nodes)
+                edges.append((src_end, d))
+            continue
+        for d in dsts:
+            nodes, src_end = _source(srcs[0], nodes)
+            nodes, dst_end = _dest(d, nodes)
+            edges.append((src_end, dst_end))
+    seen: dict[tuple, tuple] = {}
+    for src, dst in edges:
+        if dst in seen and seen[dst] != src:
+            what = (f"graph output {dst[1]!r}" if dst[0] == _OUT
+                    else place((dst[0],), dst[1]))
+            raise PortError(f"two sources are connected to {what}: {_show_end(seen[dst])} and "
+                            f"{_show_end(src)}")
+        seen[dst] = src
+    unique = list(dict.fromkeys(edges))
+    return nodes, unique
+
+
+def _show_end(end: tuple) -> str:
+    if end[0] in (_IN, _OUT):
+        return f"NetPort({end[1]!r})"
+    return f"NetPort({end[0]!r}, {end[1]!r})"
+
+
+def _dangling(nodes: dict, edges: list) -> tuple[list[str], list[str], list]:
+    """Turn unconnected node ports into graph ports; return (inputs, outputs, edges)."""
+    fed = {dst for _, dst in edges}
+    used = {src for src, _ in edges}
+    explicit_out = [dst[1] for _, dst in edges if dst[0] == _OUT]
+    ins: list[str] = []
+    edges = list(edges)
+    for name, node in nodes.items():
+        for p in node.input_ports:
+            if (name, p) not in fed:
+                edges.append(((_IN, p), (name, p)))
+                src = (_IN, p)
+            else:
+                src = next(s for s, d in edges if d == (name, p))
+            if src[0] == _IN and src[1] not in ins:
+                ins.append(src[1])
+    for src, _ in edges:
+        if src[0] == _IN and src[1] not in ins:
+            ins.append(src[1])
+    dangling = [(name, p) for name, node in nodes.items() for p in node.output_ports
+                if (name, p) not in used]
+    counts: dict[str, int] = {}
+    for _, p in dangling:
+        counts[p] = counts.get(p, 0) + 1
+    outs: list[str] = []
+    numbering: dict[str, int] = {}
+    for name, node in nodes.items():
+        for p in node.output_ports:
+            for src, dst in edges:
+                if src == (name, p) and dst[0] == _OUT and dst[1] not in outs:
+                    outs.append(dst[1])
+            if (name, p) in used:
+                continue
+            if counts[p] > 1:
+                numbering[p] = numbering.get(p, 0) + 1
+                gname = f"{p}{numbering[p]}"
+            else:
+                gname = p
+            if gname in explicit_out:
+                raise PortError(f"dangling output {p!r} of {_node_label(name)} clashes with the "
+                                f"graph output {gname!r}; connect it or rename the graph port")
+            edges.append(((name, p), (_OUT, gname)))
+            outs.append(gname)
+    for src, dst in edges:
+        if dst[0] == _OUT and dst[1] not in outs:
+            outs.append(dst[1])
+    if not outs:
+        raise PortError("NetGraph: the graph has no output ports")
+    return ins, outs, edges
+
+
+def _topological_order(nodes: dict, edges: list) -> list:
+    g = nx.DiGraph()
+    g.add_nodes_from(nodes)
+    for src, dst in edges:
+        if src[0] != _IN and dst[0] != _OUT:
+            g.add_edge(src[0], dst[0])
+    try:
+        cycle = nx.find_cycle(g)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        path = " -> ".join(repr(a) for a, _ in cycle) + f" -> {cycle[0][0]!r}"
+        raise PortError(f"NetGraph: the connections form a cycle: {path}")
+    position = {n: i for i, n in enumerate(nodes)}
+    return list(nx.lexicographical_topological_sort(g, key=lambda n: position[n]))

@@ -1,0 +1,85 @@
+"""NetInitialize: fill missing arrays (Xavier uniform weights, zero biases, unit forget gates)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .apply import walk
+from .errors import NetError, SpecificationError
+from .extract import update_at
+from .net import Net
+from .solver import Solver
+
+__all__ = ["NetInitialize", "xavier_uniform"]
+
+METHODS = ("Xavier", "Random", "Orthogonal")
+
+
+def xavier_uniform(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Glorot uniform on ±sqrt(6 / (fan_in + fan_out)), fan_out = shape[0], fan_in = the
+    product of the other dims (1 for a vector)."""
+    fan_out = shape[0] if shape else 1
+    fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape)
+
+
+def _orthogonal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    rows, cols = shape[0], math.prod(shape[1:]) if len(shape) > 1 else 1
+    a = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q = q * np.sign(np.diag(r))
+    q = q if rows >= cols else q.T
+    return q[:rows, :cols].reshape(shape)
+
+
+def _initial(kind: str, shape: tuple[int, ...], method: str, rng: np.random.Generator):
+    if kind == "zeros":
+        return np.zeros(shape)
+    if kind == "ones":
+        return np.ones(shape)
+    if method == "Random":
+        return rng.standard_normal(shape)
+    if method == "Orthogonal" and len(shape) >= 2:
+        return _orthogonal(shape, rng)
+    return xavier_uniform(shape, rng)
+
+
+def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
+                  reinitialize: bool = False) -> Net:
+    """A new net with every missing array filled (all arrays with ``reinitialize=True``).
+
+    Raises
+    ------
+    SpecificationError
+        If an array's shape is not fully known; the message names the layer and the array.
+    """
+    if not isinstance(net, Net):
+        raise NetError(f"NetInitialize needs a net, got {type(net).__name__}")
+    if method not in METHODS:
+        raise NetError(f"NetInitialize: unknown method {method!r}; use one of {list(METHODS)}")
+    rng = np.random.default_rng(seed)
+    S = Solver()
+    net._constrain(S, ())
+    S.solve()
+    new = net
+    for path, sub in walk(net):
+        fills = {}
+        for name, value in sub._arrays().items():
+            if value is not None and not reinitialize:
+                continue
+            dims = S.arrays[(path, name)]
+            shape = tuple(S.size(d) for d in dims)
+            if any(n is None for n in shape):
+                shown = tuple("?" if n is None else n for n in shape)
+                raise SpecificationError(
+                    f"cannot initialize net: array {name!r} of {type(sub).__name__} at "
+                    f"{'node ' + '/'.join(map(repr, path)) if path else 'the net'} has "
+                    f"unknown shape {shown}; give the sizes of its ports")
+            fills[name] = _initial(type(sub).array_init.get(name, "weights"), shape, method, rng)
+        if fills:
+            new = update_at(new, path, lambda layer, f=fills: layer._with_arrays(f))
+    return new

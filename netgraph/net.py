@@ -1,0 +1,117 @@
+"""``Net``: what layers and containers have in common — ports, specs, immutability, applying."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import NetError, where
+from .shapes import Automatic
+from .solver import Solver
+
+__all__ = ["Net"]
+
+
+class Net:
+    """Base of every net: an immutable value with named input and output ports.
+
+    Subclasses set ``_specs`` (port name -> display spec) and implement ``input_ports``,
+    ``output_ports``, ``_children``, ``_constrain``, ``_specialize`` and ``_emit``.
+    """
+
+    _specs: dict[str, Any]
+
+    # ----------------------------------------------------------- immutability
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; use NetReplacePart")
+
+    def _set(self, **attrs: Any) -> None:
+        for k, v in attrs.items():
+            object.__setattr__(self, k, v)
+
+    def _copy(self, **attrs: Any) -> Net:
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new._set(_cache={}, **attrs)
+        return new
+
+    # ------------------------------------------------------------------ ports
+    @property
+    def input_ports(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @property
+    def output_ports(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _out_key(self, name: str) -> str:
+        """Key of output ``name`` among specs and solver ports: ``"out:" + name`` when an input
+        has the same name (a recurrent layer's final ``State``), else ``name``."""
+        return "out:" + name if name in self.input_ports else name
+
+    def port_shape(self, port: str) -> Any:
+        """The inferred shape of ``port`` in the canonical user form."""
+        return self._specs.get(port, Automatic)
+
+    # --------------------------------------------------------------- structure
+    def _children(self) -> dict:
+        """Sub-nets addressable by NetExtract (name -> net); empty for plain layers."""
+        return {}
+
+    def _with_children(self, children: dict) -> Net:
+        raise NetError(f"{type(self).__name__} has no parts to replace")
+
+    def _arrays(self) -> dict[str, np.ndarray | None]:
+        """Arrays held directly by this net (name -> array or None when uninitialized)."""
+        return {}
+
+    def _constrain(self, S: Solver, path: tuple) -> dict[str, int]:
+        """Register this net's ports, rules and sub-nets in ``S``; return port -> type id."""
+        raise NotImplementedError
+
+    def _specialize(self, S: Solver, path: tuple) -> Net:
+        """A copy whose port specs (and sub-nets) hold the solved shapes."""
+        raise NotImplementedError
+
+    def _emit(self, plan: Any, S: Solver, path: tuple, in_slots: dict[str, Any]) -> dict:
+        """Append this net's primitive steps to ``plan``; return output port -> slot."""
+        raise NotImplementedError
+
+    def _pinned(self) -> Net:
+        """A copy whose own ports are fixed to their inferred shapes, so that it can be used
+        (compiled, applied) on its own, as a net extracted from a larger one must be."""
+        specs = {k: v for k, v in self._specs.items() if v is not Automatic}
+        return self._copy(_user_specs={**self._user_specs, **specs})
+
+    def _infer(self) -> Net:
+        """Solve shapes for this net as a whole and return the specialized copy."""
+        S = Solver()
+        self._constrain(S, ())
+        S.solve()
+        return self._specialize(S, ())
+
+    # ---------------------------------------------------------------- applying
+    def __call__(self, data: Any, what: Any = None, *, dtype: Any = np.float32) -> Any:
+        """Apply the net to ``data``; see the SPEC's "Applying a net"."""
+        from .apply import apply_net
+
+        return apply_net(self, data, what, dtype=dtype)
+
+    def summary(self) -> str:
+        from .info import summary
+
+        return summary(self)
+
+    def plot(self, **kwargs: Any) -> Any:
+        from .info import plot
+
+        return plot(self, **kwargs)
+
+    def _describe_ports(self) -> str:
+        ins = ", ".join(f"{p}: {self.port_shape(p)!r}" for p in self.input_ports)
+        outs = ", ".join(f"{p}: {self.port_shape(p)!r}" for p in self.output_ports)
+        return f"{ins} -> {outs}"
+
+    def _place(self, path: tuple, port: str | None = None) -> str:
+        return where(path, port)

@@ -1,0 +1,83 @@
+"""Port references: immutable, hashable values compared by value (usable as dict keys)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import NetError
+
+__all__ = ["NetPort", "NetPortGradient", "NetArrayGradient"]
+
+
+def _as_path(x: Any) -> tuple:
+    return tuple(x) if isinstance(x, (list, tuple)) else (x,)
+
+
+class NetPort:
+    """``NetPort("x")`` names a port of the net itself; ``NetPort(layer, "Port")`` a port of the
+    node ``layer`` (a name, an int, or a path tuple into nested nets)."""
+
+    __slots__ = ("layer", "port")
+
+    def __init__(self, *args: Any):
+        if len(args) == 1:
+            layer, port = None, args[0]
+        elif len(args) == 2:
+            layer, port = args
+        else:
+            raise NetError(f"NetPort takes a port name or (layer, port), got {len(args)} arguments")
+        if not isinstance(port, str):
+            raise NetError(f"NetPort: port name must be a string, got {port!r}")
+        object.__setattr__(self, "layer", None if layer is None else _as_path(layer))
+        object.__setattr__(self, "port", port)
+
+    def __setattr__(self, k, v):
+        raise AttributeError("NetPort is immutable")
+
+    def _key(self):
+        return (self.layer, self.port)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NetPort) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(("NetPort",) + self._key())
+
+    def __repr__(self) -> str:
+        if self.layer is None:
+            return f"NetPort({self.port!r})"
+        layer = self.layer[0] if len(self.layer) == 1 else self.layer
+        return f"NetPort({layer!r}, {self.port!r})"
+
+
+@dataclass(frozen=True)
+class NetPortGradient:
+    """The gradient with respect to an input port (or, as a data key, an output's seed)."""
+
+    port: str
+
+    def __post_init__(self):
+        if not isinstance(self.port, str):
+            raise NetError(f"NetPortGradient takes a port name, got {self.port!r}")
+
+
+class NetArrayGradient:
+    """The gradient with respect to an array, e.g. ``NetArrayGradient(["Linear", "Weights"])``."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: Any):
+        object.__setattr__(self, "path", _as_path(path))
+
+    def __setattr__(self, k, v):
+        raise AttributeError("NetArrayGradient is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NetArrayGradient) and self.path == other.path
+
+    def __hash__(self) -> int:
+        return hash(("NetArrayGradient", self.path))
+
+    def __repr__(self) -> str:
+        return f"NetArrayGradient({list(self.path)!r})"
