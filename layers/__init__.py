@@ -2,6 +2,7 @@
 
 from netgraph.graph import SHORTHANDS
 
+from .attention import AttentionLayer, SequenceAttentionLayer
 from .elementwise import ELEMENTWISE_FUNCTIONS, ElementwiseLayer, ThreadingLayer
 from .linear import DotLayer, LinearLayer
 from .operators import NetMapOperator
@@ -25,7 +26,7 @@ __all__ = [
     "LinearLayer", "DotLayer", "ElementwiseLayer", "ThreadingLayer", "TotalLayer",
     "CatenateLayer", "SummationLayer", "ReshapeLayer", "SoftmaxLayer", "DropoutLayer",
     "EmbeddingLayer", "SequenceLastLayer", "SequenceMostLayer", "SequenceRestLayer",
-    "SequenceReverseLayer", "NetMapOperator",
+    "SequenceReverseLayer", "NetMapOperator", "SequenceAttentionLayer", "AttentionLayer",
 ]
 
 _FUNCTION_NAMES = set(ELEMENTWISE_FUNCTIONS) | {"ReLU", "Sigmoid"}

@@ -109,7 +109,7 @@ def compile_net(net: Net, prefix: tuple = ()) -> Plan:
     in_slots = {p: plan.new_slot(S, ports[p], where((), p)) for p in net.input_ports}
     out_slots = net._emit(plan, S, (), in_slots)
     plan.inputs = {p: plan.metas[s] for p, s in in_slots.items()}
-    plan.outputs = {p: plan.metas[s] for p, s in out_slots.items()}
+    plan.outputs = {p: plan.metas[out_slots[p]] for p in net.output_ports}
     if isinstance(net, Layer):
         for p, m in {**plan.inputs, **plan.steps[0].outs}.items():
             plan.note_interior((), p, m.slot)

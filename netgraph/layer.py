@@ -90,7 +90,8 @@ class Layer(Net):
     def _check_construction(self) -> None:
         """Run inference once on the bare layer so inconsistent port specs fail early."""
         inferred = self._infer()
-        self._set(_specs=inferred._specs)
+        self.__dict__.update(inferred.__dict__)
+        self._set(_cache={})
 
     # --------------------------------------------------------------- ports
     def input_names(self) -> tuple[str, ...]:

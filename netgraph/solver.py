@@ -220,13 +220,15 @@ class Solver:
     def unify(self, a: int, b: int, place_a: str, place_b: str) -> None:
         """Unify two port types; on failure raise ``ShapeError`` naming both places."""
         before_a, before_b = self.show(a), self.show(b)
+        origin_a = self._torigin[self.find_type(a)]
+        origin_b = self._torigin[self.find_type(b)]
         try:
             self._unify_roots(self.find_type(a), self.find_type(b))
         except Conflict as c:
-            oa = self._torigin[self.find_type(a)] or place_a
-            ob = self._torigin[self.find_type(b)] or place_b
-            raise ShapeError(f"inferred inconsistent shapes for {place_a} ({before_a!r}, from "
-                             f"{oa}) versus {place_b} ({before_b!r}, from {ob}): {c}") from None
+            fa = f", from {origin_a}" if origin_a and origin_a != origin_b else ""
+            fb = f", from {origin_b}" if origin_b and origin_b != origin_a else ""
+            raise ShapeError(f"inferred inconsistent shapes for {place_a} ({before_a!r}{fa}) "
+                             f"versus {place_b} ({before_b!r}{fb}): {c}") from None
 
     def constrain(self, t: int, dims: tuple[int, ...], elem: Any, place: str,
                   what: str) -> None:

@@ -1,0 +1,239 @@
+"""AttentionLayer and SequenceAttentionLayer (its Key = Value = Input case).
+
+For every query ``q_j`` and key position ``i`` (of ``n`` valid ones)::
+
+    s_ij = f(k_i, q_j) * c           c = 1, or 1/sqrt(key size) with "DimensionSqrt"
+    w_j  = softmax_i(s_j)            over valid (and, with a causal mask, allowed) keys only
+    o_j  = sum_i w_ij v_i
+
+``f`` is the scoring net ("Bilinear": ``q . (W k)``, "Dot": ``q . k``, or any net with ports
+Input, Query -> scalar Output). Masked and padded key positions get weight exactly 0; rows of
+padded query positions are exactly 0. The weights are readable as the interior value
+``NetPort(layer, "AttentionWeights")``: ``(m, n)`` per example, ``(m, h, n)`` with heads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import field_validator
+
+from netgraph.errors import ShapeError
+from netgraph.layer import Layer, Params
+from netgraph.solver import Solver, place
+
+from .scoring import fast_kind, scores, scoring_net
+
+__all__ = ["AttentionLayer", "SequenceAttentionLayer"]
+
+
+class AttentionParams(Params):
+    mask: Any = None
+    score_rescaling: str | None = None
+    multi_head: bool = False
+    dropout: float = 0.0
+
+    @field_validator("mask")
+    @classmethod
+    def _mask(cls, v):
+        if isinstance(v, list):
+            v = tuple(v)
+        ok = v is None or v == "Causal" or (
+            isinstance(v, tuple) and len(v) == 2 and v[0] == "Causal" and isinstance(v[1], int)
+            and not isinstance(v[1], bool) and v[1] >= 1)
+        if not ok:
+            raise ValueError("mask must be None, 'Causal' or ('Causal', n) with n >= 1")
+        return v
+
+    @field_validator("score_rescaling")
+    @classmethod
+    def _rescaling(cls, v):
+        if v not in (None, "DimensionSqrt"):
+            raise ValueError("score_rescaling must be None or 'DimensionSqrt'")
+        return v
+
+    @field_validator("dropout")
+    @classmethod
+    def _dropout(cls, v):
+        if not 0 <= v < 1:
+            raise ValueError("dropout must be in [0, 1)")
+        return v
+
+
+class AttentionLayer(Layer):
+    """``AttentionLayer(net="Bilinear", *, mask=None, score_rescaling=None, multi_head=False,
+    dropout=0, Key=..., Value=..., Query=...)``: ports Key ``(n, k)``, Value ``(n, v)``,
+    Query ``(m, q)`` (or one query vector ``(q,)``) -> Output ``(m, v)``. With
+    ``multi_head=True`` the penultimate dimension of each is the head axis."""
+
+    Params = AttentionParams
+    inputs = ("Key", "Value", "Query")
+    hidden_outputs = ("AttentionWeights",)
+    pad_clean = True
+
+    def __init__(self, net: Any = "Bilinear", *, mask=None, score_rescaling=None,
+                 multi_head: bool = False, dropout: float = 0, **ports):
+        object.__setattr__(self, "_scoring", scoring_net(net))
+        super().__init__({"mask": mask, "score_rescaling": score_rescaling,
+                          "multi_head": multi_head, "dropout": dropout}, ports)
+
+    # --------------------------------------------------------------- structure
+    @property
+    def _key_port(self) -> str:
+        return self.inputs[0]
+
+    @property
+    def _value_port(self) -> str:
+        return self.inputs[1] if len(self.inputs) == 3 else self.inputs[0]
+
+    def _children(self) -> dict:
+        return {"ScoringNet": self._scoring}
+
+    def _with_children(self, children: dict) -> Layer:
+        return self._copy(_scoring=scoring_net(children.get("ScoringNet", self._scoring)))
+
+    def _param_text(self) -> str:
+        kind = fast_kind(self._scoring)
+        net = {"dot": "'Dot'", "bilinear": "'Bilinear'"}.get(kind[0] if kind else "", "<net>")
+        extra = self.params.model_dump(exclude_defaults=True)
+        return ", ".join([net] + [f"{k}={v!r}" for k, v in extra.items()])
+
+    # --------------------------------------------------------------- inference
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        sub = path + ("ScoringNet",)
+        me = f"{type(self).__name__} at {place(path)}"
+        heads = (S.new_dim(origin=me),) if self.params.multi_head else ()
+        n = S.new_dim(varying=True, origin=me)
+        m = S.new_dim(varying=True, origin=me)
+        kdim, vdim, qdim = S.new_dim(), S.new_dim(), S.new_dim()
+        kp, vp = self._key_port, self._value_port
+        what = "the layer takes a sequence of vectors" + (" per head" if heads else "")
+        S.constrain(ports[kp], (n,) + heads + (kdim,), None, place(path, kp), what)
+        S.constrain(ports[vp], (n,) + heads + (vdim,), None, place(path, vp), what)
+        scoring = self._scoring
+        S.constrain(S.port(sub, "Input"), (kdim,), None, place(sub, "Input"),
+                    f"the scoring net of {me} takes one {kp} vector")
+        S.constrain(S.port(sub, "Query"), (qdim,), None, place(sub, "Query"),
+                    f"the scoring net of {me} takes one Query vector")
+        S.constrain(S.port(sub, scoring._out_key("Output")), (), None, place(sub, "Output"),
+                    "a scoring net must produce a scalar (\"Real\")")
+        tq, to, tw = ports["Query"], ports["Output"], ports["AttentionWeights"]
+        if self.params.mask is not None:
+            S.equal_sizes(n, m, f"the length of {place(path, kp)}",
+                          f"the length of {place(path, 'Query')} (a causal mask needs equal "
+                          "lengths)")
+
+        def rule() -> None:
+            r = S.rank(tq)
+            if r is None:
+                return
+            if r not in (len(heads) + 1, len(heads) + 2):
+                raise ShapeError(f"{place(path, 'Query')} has shape {S.show(tq)!r}; {me} takes "
+                                 "a sequence of query vectors or one query vector")
+            lead = (m,) if r == len(heads) + 2 else ()
+            S.constrain(tq, lead + heads + (qdim,), None, place(path, "Query"), what)
+            S.constrain(to, lead + heads + (vdim,), None, place(path, "Output"), what)
+            S.constrain(tw, lead + heads + (n,), None, place(path, "AttentionWeights"), what)
+
+        def default() -> None:
+            if S.rank(tq) is None:
+                S.constrain(tq, (m,) + heads + (qdim,), None, place(path, "Query"), what)
+
+        S.rules.append(rule)
+        S.defaults.append(default)
+        return {}
+
+    # ------------------------------------------------------------------ compute
+    def _to_heads(self, x: np.ndarray, seq: bool) -> np.ndarray:
+        """User layout -> (B, h, len, dim)."""
+        if not seq:
+            x = x[:, None]
+        return x.swapaxes(1, 2) if self.params.multi_head else x[:, None]
+
+    def _from_heads(self, x: np.ndarray, seq: bool) -> np.ndarray:
+        x = x.swapaxes(1, 2) if self.params.multi_head else x[:, 0]
+        return x if seq else x[:, 0]
+
+    def _valid(self, ctx: Any, m: int, n: int) -> np.ndarray | None:
+        """Boolean mask (B|1, 1, m, n) of the (query, key) pairs that may attend."""
+        valid = None
+        key_mask = ctx.valid_mask(self._key_port, n)
+        if key_mask is not None:
+            valid = key_mask[:, None, None, :]
+        mask = self.params.mask
+        if mask is not None:
+            j, i = np.arange(m)[:, None], np.arange(n)[None, :]
+            causal = i <= j
+            if isinstance(mask, tuple):
+                causal &= i > j - mask[1]
+            causal = causal[None, None]
+            valid = causal if valid is None else valid & causal
+        return valid
+
+    def forward(self, ins, arrays, ctx):
+        kp, vp = self._key_port, self._value_port
+        seq = len(ctx.dims("Query")) == (3 if self.params.multi_head else 2)
+        K, V = self._to_heads(ins[kp], True), self._to_heads(ins[vp], True)
+        Q = self._to_heads(ins["Query"], seq)
+        m, n = Q.shape[2], K.shape[2]
+        s, score_back = scores(fast_kind(self._scoring), K, Q, ctx)
+        scale = 1.0 / np.sqrt(K.shape[-1]) if self.params.score_rescaling else 1.0
+        if scale != 1.0:
+            s = s * scale
+        valid = self._valid(ctx, m, n)
+        if valid is not None:
+            s = np.where(valid, s, -np.inf)
+        e = np.exp(s - s.max(axis=-1, keepdims=True))
+        w = e / e.sum(axis=-1, keepdims=True)
+        qmask = ctx.valid_mask("Query", m) if seq else None
+        if qmask is not None:
+            w = w * qmask[:, None, :, None]
+        keep = None
+        if ctx.training and self.params.dropout > 0:
+            p = self.params.dropout
+            keep = (ctx.rng.random(w.shape) >= p).astype(w.dtype) / (1 - p)
+        w_used = w if keep is None else w * keep
+        O = w_used @ V
+        outputs = {"Output": self._from_heads(O, seq),
+                   "AttentionWeights": self._from_heads(w, seq)}
+
+        def backward(g):
+            gw = np.zeros_like(w)
+            gV = np.zeros_like(V)
+            if g.get("Output") is not None:
+                gO = self._to_heads(g["Output"], seq)
+                gw = gO @ V.swapaxes(-1, -2)
+                gV = w_used.swapaxes(-1, -2) @ gO
+                if keep is not None:
+                    gw = gw * keep
+            if g.get("AttentionWeights") is not None:
+                gw = gw + self._to_heads(g["AttentionWeights"], seq)
+            if qmask is not None:
+                gw = gw * qmask[:, None, :, None]
+            gs = w * (gw - (gw * w).sum(axis=-1, keepdims=True))
+            if scale != 1.0:
+                gs = gs * scale
+            gK, gQ, array_grads = score_back(gs)
+            grads = {"Query": self._from_heads(gQ, seq)}
+            gK, gV = self._from_heads(gK, True), self._from_heads(gV, True)
+            if kp == vp:
+                grads[kp] = gK + gV
+            else:
+                grads[kp], grads[vp] = gK, gV
+            return grads, array_grads
+
+        return outputs, backward
+
+
+class SequenceAttentionLayer(AttentionLayer):
+    """``SequenceAttentionLayer(net="Bilinear", Input=..., Query=...)``: Input ``e_1..e_n``
+    (size d1), Query ``q_1..q_m`` (size d2) -> Output ``o_1..o_m`` (size d1) with
+    ``o_j = sum_i softmax_i(f(e_i, q_j)) e_i``; no scaling, bias, mask or dropout."""
+
+    inputs = ("Input", "Query")
+
+    def __init__(self, net: Any = "Bilinear", **ports):
+        object.__setattr__(self, "_scoring", scoring_net(net))
+        Layer.__init__(self, {}, ports)
+

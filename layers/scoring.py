@@ -1,0 +1,115 @@
+"""Scoring nets for attention: the named forms "Dot" and "Bilinear", validation of custom
+nets, and the score computations (batched matmuls for Dot/Bilinear, broadcasting for any
+other net).
+
+Every score function takes keys ``K`` of shape ``(B, h, n, k)`` and queries ``Q`` of shape
+``(B, h, m, q)`` and returns scores ``(B, h, m, n)`` plus a backward
+``gs -> (gK, gQ, array_grads)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from netgraph.errors import NetError
+from netgraph.graph import NetGraph
+from netgraph.net import Net
+from netgraph.ports import NetPort
+
+from ._ops import sum_to
+from .linear import DotLayer, LinearLayer
+
+__all__ = ["scoring_net", "fast_kind", "scores"]
+
+
+def scoring_net(net: Any) -> Net:
+    """The scoring net for ``net``: "Bilinear", "Dot", or a net with ports Input, Query ->
+    Output (checked here; its Output must be a scalar, checked by inference)."""
+    if isinstance(net, str):
+        if net == "Bilinear":
+            return NetGraph({"Linear": LinearLayer(biases=False), "Dot": DotLayer()},
+                            [([NetPort("Query"), "Linear"], "Dot")])
+        if net == "Dot":
+            return NetGraph({"Dot": DotLayer()}, [([NetPort("Query"), NetPort("Input")], "Dot")])
+        raise NetError(f"unknown scoring net {net!r}: use 'Bilinear', 'Dot' or a net with ports "
+                       "Input, Query -> Output")
+    if not isinstance(net, Net):
+        raise NetError(f"the scoring net must be 'Bilinear', 'Dot' or a net, got "
+                       f"{type(net).__name__}")
+    for p in net.input_ports:
+        if p not in ("Input", "Query"):
+            raise NetError(f"the scoring net has an input port {p!r}; a scoring net takes "
+                           "exactly the ports 'Input' and 'Query'")
+    for p in ("Input", "Query"):
+        if p not in net.input_ports:
+            raise NetError(f"the scoring net has no input port {p!r}; a scoring net takes "
+                           "exactly the ports 'Input' and 'Query'")
+    if tuple(net.output_ports) != ("Output",):
+        bad = [p for p in net.output_ports if p != "Output"] or ["Output"]
+        raise NetError(f"the scoring net has output ports {list(net.output_ports)} (port "
+                       f"{bad[0]!r}); a scoring net has exactly one scalar output 'Output'")
+    return net
+
+
+def fast_kind(net: Net) -> tuple[str, Any] | None:
+    """("dot", None) or ("bilinear", weights path) when ``net`` is a Dot of Query with Input
+    or with a bias-free linear map of Input; None otherwise (general broadcasting path)."""
+    if not isinstance(net, NetGraph) or len(net._nodes) > 2:
+        return None
+    incoming = {dst: src for src, dst in net._edges}
+    out = incoming.get(("out", "Output"))
+    if out is None or not isinstance(net._nodes.get(out[0]), DotLayer):
+        return None
+    dot = out[0]
+    srcs = {incoming[(dot, "Input1")], incoming[(dot, "Input2")]}
+    if ("in", "Query") not in srcs:
+        return None
+    other = next(iter(srcs - {("in", "Query")}), None)
+    if other == ("in", "Input"):
+        return ("dot", None)
+    if other is None or other[1] != "Output":
+        return None
+    lin = net._nodes[other[0]]
+    if (isinstance(lin, LinearLayer) and not lin.params.biases
+            and incoming.get((other[0], "Input")) == ("in", "Input")):
+        return ("bilinear", (other[0], "Weights"))
+    return None
+
+
+def _t(x: np.ndarray) -> np.ndarray:
+    return x.swapaxes(-1, -2)
+
+
+def scores(kind: tuple[str, Any] | None, K: np.ndarray, Q: np.ndarray, ctx: Any):
+    """Scores ``s[b, h, j, i] = f(K[b, h, i], Q[b, h, j])`` and their backward."""
+    if kind is not None and kind[0] == "dot":
+        s = Q @ _t(K)
+        return s, lambda gs: (_t(gs) @ Q, gs @ K, {})
+    if kind is not None and kind[0] == "bilinear":
+        path = ctx.step.path + ("ScoringNet",) + kind[1]
+        W = ctx.run.arrays[path]
+        Kp = K @ W.T
+        s = Q @ _t(Kp)
+
+        def back_bilinear(gs):
+            gKp = _t(gs) @ Q
+            gW = gKp.reshape(-1, W.shape[0]).T @ K.reshape(-1, W.shape[1])
+            return gKp @ W, gs @ Kp, {path: gW}
+
+        return s, back_bilinear
+    B, h, n, _ = K.shape
+    m = Q.shape[2]
+    outs, back = ctx.run_sub("ScoringNet", {"Input": K[:, :, None], "Query": Q[:, :, :, None]})
+    raw = outs["Output"]
+    s = np.broadcast_to(raw, (B, h, m, n))
+
+    def back_general(gs):
+        in_grads, array_grads = back({"Output": sum_to(gs, raw.shape)})
+        gK, gQ = in_grads.get("Input"), in_grads.get("Query")
+        gK = np.zeros_like(K) if gK is None else sum_to(gK, K[:, :, None].shape)[:, :, 0]
+        gQ = np.zeros_like(Q) if gQ is None else sum_to(gQ, Q[:, :, :, None].shape)[..., 0, :]
+        return gK, gQ, array_grads
+
+    return s, back_general
