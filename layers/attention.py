@@ -14,6 +14,7 @@ padded query positions are exactly 0. The weights are readable as the interior v
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -178,7 +179,7 @@ class AttentionLayer(Layer):
         Q = self._to_heads(ins["Query"], seq)
         m, n = Q.shape[2], K.shape[2]
         s, score_back = scores(fast_kind(self._scoring), K, Q, ctx)
-        scale = 1.0 / np.sqrt(K.shape[-1]) if self.params.score_rescaling else 1.0
+        scale = 1.0 / math.sqrt(K.shape[-1]) if self.params.score_rescaling else 1.0
         if scale != 1.0:
             s = s * scale
         valid = self._valid(ctx, m, n)
@@ -199,8 +200,7 @@ class AttentionLayer(Layer):
                    "AttentionWeights": self._from_heads(w, seq)}
 
         def backward(g):
-            gw = np.zeros_like(w)
-            gV = np.zeros_like(V)
+            gw, gV = 0.0, None
             if g.get("Output") is not None:
                 gO = self._to_heads(g["Output"], seq)
                 gw = gO @ V.swapaxes(-1, -2)
@@ -216,9 +216,10 @@ class AttentionLayer(Layer):
                 gs = gs * scale
             gK, gQ, array_grads = score_back(gs)
             grads = {"Query": self._from_heads(gQ, seq)}
-            gK, gV = self._from_heads(gK, True), self._from_heads(gV, True)
+            gK = self._from_heads(gK, True)
+            gV = None if gV is None else self._from_heads(gV, True)
             if kp == vp:
-                grads[kp] = gK + gV
+                grads[kp] = gK if gV is None else gK + gV
             else:
                 grads[kp], grads[vp] = gK, gV
             return grads, array_grads

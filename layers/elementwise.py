@@ -33,6 +33,11 @@ def _gelu_grad(x, y):
     return cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
 
 
+def _one_minus_square(y):
+    t = np.square(y)
+    return np.subtract(1, t, out=t)
+
+
 def _softplus(x):
     return np.logaddexp(0, x)
 
@@ -40,8 +45,8 @@ def _softplus(x):
 #: name -> (f(x), f'(x) given x and y = f(x), f(0) == 0 and f' finite at 0)
 ELEMENTWISE_FUNCTIONS: dict[str, tuple[Callable, Callable, bool]] = {
     "Ramp": (lambda x: np.maximum(x, 0), lambda x, y: (x > 0).astype(x.dtype), True),
-    "Tanh": (np.tanh, lambda x, y: 1 - y * y, True),
-    "LogisticSigmoid": (_sigmoid, lambda x, y: y * (1 - y), False),
+    "Tanh": (np.tanh, lambda x, y: _one_minus_square(y), True),
+    "LogisticSigmoid": (_sigmoid, lambda x, y: np.multiply(y, 1 - y), False),
     "Exp": (np.exp, lambda x, y: y, False),
     "Log": (np.log, lambda x, y: 1 / x, False),
     "Sqrt": (np.sqrt, lambda x, y: 0.5 / y, False),
@@ -113,7 +118,11 @@ class ElementwiseLayer(Layer):
         y = f(x)
 
         def backward(g):
-            return {"Input": g["Output"] * df(x, y)}, {}
+            d = df(x, y)
+            if d is x or d is y:
+                return {"Input": g["Output"] * d}, {}
+            d *= g["Output"]  # d is a fresh array: reuse its memory
+            return {"Input": d}, {}
 
         return {"Output": y}, backward
 

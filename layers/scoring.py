@@ -90,13 +90,14 @@ def scores(kind: tuple[str, Any] | None, K: np.ndarray, Q: np.ndarray, ctx: Any)
     if kind is not None and kind[0] == "bilinear":
         path = ctx.step.path + ("ScoringNet",) + kind[1]
         W = ctx.run.arrays[path]
-        Kp = K @ W.T
+        q, k = W.shape
+        Kp = (K.reshape(-1, k) @ W.T).reshape(K.shape[:-1] + (q,))
         s = Q @ _t(Kp)
 
         def back_bilinear(gs):
-            gKp = _t(gs) @ Q
-            gW = gKp.reshape(-1, W.shape[0]).T @ K.reshape(-1, W.shape[1])
-            return gKp @ W, gs @ Kp, {path: gW}
+            gKp = (_t(gs) @ Q).reshape(-1, q)
+            gW = gKp.T @ K.reshape(-1, k)
+            return (gKp @ W).reshape(K.shape), gs @ Kp, {path: gW}
 
         return s, back_bilinear
     B, h, n, _ = K.shape

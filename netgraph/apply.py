@@ -145,7 +145,7 @@ def run_net(net: Net, inputs: dict[str, Any], dtype: Any, *, training: bool = Fa
                        f"{', …' if len(missing) > 4 else ''}); call NetInitialize first")
     batch = to_batch(inputs, plan.inputs, dtype, fill)
     run = RunContext(arrays=collect_arrays(net, dtype), dtype=dtype, training=training, rng=rng,
-                     lengths=dict(batch.lengths))
+                     lengths=dict(batch.lengths), inputs_zero_padded=fill == 0)
     return plan, batch, forward(plan, batch.arrays, run)
 
 

@@ -38,7 +38,8 @@ def _expected(meta: PortMeta) -> Any:
                    meta.elem)
 
 
-def _example(x: Any, meta: PortMeta, port: str, k: int | None) -> np.ndarray:
+def _example(x: Any, meta: PortMeta, port: str, k: int | None,
+             values: bool = True) -> np.ndarray:
     which = "" if k is None else f" (example {k})"
     try:
         a = np.asarray(x)
@@ -59,6 +60,11 @@ def _example(x: Any, meta: PortMeta, port: str, k: int | None) -> np.ndarray:
         elif a.shape[axis] != n:
             raise InputDataError(f"data for port {port!r}{which} has shape {a.shape} but the "
                                  f"port expects {_expected(meta)!r}")
+    return _check_values(a, meta, port, which) if values else a
+
+
+def _check_values(a: np.ndarray, meta: PortMeta, port: str, which: str = "") -> np.ndarray:
+    """NaN/Inf and integer/range checks; returns ``a`` (as int64 for integer ports)."""
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         raise InputDataError(f"data for port {port!r}{which} contains NaN or Inf")
     if meta.integer:
@@ -73,19 +79,21 @@ def _example(x: Any, meta: PortMeta, port: str, k: int | None) -> np.ndarray:
     return a
 
 
-def split_examples(x: Any, meta: PortMeta, port: str) -> tuple[list[np.ndarray], bool]:
-    """The examples in ``x`` (validated) and whether ``x`` was a batch."""
+def split_examples(x: Any, meta: PortMeta, port: str,
+                   values: bool = True) -> tuple[list[np.ndarray], bool]:
+    """The examples in ``x`` and whether ``x`` was a batch. Shapes are always validated;
+    element values (finite, integer range) only with ``values=True``."""
     if isinstance(x, (str, bytes, dict)) or x is None:
         raise InputDataError(f"data for port {port!r} is {type(x).__name__}, not numeric; "
                              f"expected {_expected(meta)!r}")
     depth = _depth(x) if isinstance(x, (list, tuple, np.ndarray)) else 0
     r = meta.rank
     if depth == r:
-        return [_example(x, meta, port, None)], False
+        return [_example(x, meta, port, None, values)], False
     if depth == r + 1:
         if len(x) == 0:
             raise InputDataError(f"data for port {port!r} is an empty batch")
-        return [_example(e, meta, port, k) for k, e in enumerate(x)], True
+        return [_example(e, meta, port, k, values) for k, e in enumerate(x)], True
     shape = np.shape(x) if depth and not isinstance(x, list) else f"rank {depth}"
     raise InputDataError(f"data for port {port!r} has {shape}, but the port expects "
                          f"{_expected(meta)!r}: rank {r} for one example or rank {r + 1} for a "
@@ -125,9 +133,15 @@ def to_batch(data: dict[str, Any], metas: dict[str, PortMeta], dtype: Any,
     sizes: dict[str, int] = {}
     batchness: dict[str, bool] = {}
     for port, meta in metas.items():
-        examples, is_batch = split_examples(data[port], meta, port)
+        examples, is_batch = split_examples(data[port], meta, port, values=False)
         batchness[port] = is_batch
         sizes[port] = len(examples)
+        try:  # one vectorized value check; on failure find the example to blame
+            _check_values(np.concatenate([e.ravel() for e in examples]), meta, port)
+        except InputDataError:
+            for k, e in enumerate(examples):
+                _check_values(e, meta, port, f" (example {k})" if is_batch else "")
+            raise
         arrays[port], port_lengths = pad_examples(examples, meta, dtype, fill)
         for axis, lens in port_lengths.items():
             key = meta.keys[axis]

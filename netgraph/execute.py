@@ -28,6 +28,8 @@ class RunContext:
     training: bool = False
     rng: np.random.Generator | None = None
     lengths: dict[Any, np.ndarray] = field(default_factory=dict)
+    #: True when the caller already padded the inputs with zeros (the batcher does)
+    inputs_zero_padded: bool = False
     _masks: dict[tuple, np.ndarray] = field(default_factory=dict)
 
     def valid_mask(self, key: Any, size: int) -> np.ndarray:
@@ -131,7 +133,8 @@ def forward(plan: Plan, inputs: dict[str, np.ndarray], run: RunContext) -> Tape:
     """Run every step of ``plan``; inputs are padded arrays (lengths already in ``run``)."""
     values: list[Any] = [None] * len(plan.metas)
     for port, meta in plan.inputs.items():
-        values[meta.slot] = run.zero_padding(inputs[port], meta)
+        x = inputs[port]
+        values[meta.slot] = x if run.inputs_zero_padded else run.zero_padding(x, meta)
     backs = []
     for step in plan.steps:
         ins = {p: values[m.slot] for p, m in step.ins.items()}
