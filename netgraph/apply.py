@@ -86,6 +86,8 @@ def _target(net: Net, plan: Plan, w: Any) -> tuple:
                 return ("value", plan.outputs[w.port])
             if w.port in plan.inputs:
                 return ("value", plan.inputs[w.port])
+            if ((), w.port) in plan.interior:  # a bare layer's hidden output
+                return ("value", plan.interior[((), w.port)])
             raise PortError(f"{w.port!r} is not a port of the net; outputs are "
                             f"{list(plan.outputs)}")
         meta = plan.interior.get((w.layer, w.port))
