@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 import numpy as np
-from pydantic import field_validator
+from pydantic import StrictBool, field_validator
 
 from netgraph.errors import ShapeError
 from netgraph.layer import Layer, Params
@@ -32,7 +32,7 @@ __all__ = ["AttentionLayer", "SequenceAttentionLayer"]
 class AttentionParams(Params):
     mask: Any = None
     score_rescaling: str | None = None
-    multi_head: bool = False
+    multi_head: StrictBool = False
     dropout: float = 0.0
 
     @field_validator("mask")
@@ -120,11 +120,6 @@ class AttentionLayer(Layer):
         S.constrain(S.port(sub, scoring._out_key("Output")), (), None, place(sub, "Output"),
                     "a scoring net must produce a scalar (\"Real\")")
         tq, to, tw = ports["Query"], ports["Output"], ports["AttentionWeights"]
-        if self.params.mask is not None:
-            S.equal_sizes(n, m, f"the length of {place(path, kp)}",
-                          f"the length of {place(path, 'Query')} (a causal mask needs equal "
-                          "lengths)")
-
         def rule() -> None:
             r = S.rank(tq)
             if r is None:
@@ -134,6 +129,12 @@ class AttentionLayer(Layer):
                                  "a sequence of query vectors or one query vector")
             lead = (m,) if r == len(heads) + 2 else ()
             S.constrain(tq, lead + heads + (qdim,), None, place(path, "Query"), what)
+            if self.params.mask is not None:
+                if not lead:
+                    raise ShapeError(f"{me}: a causal mask needs a sequence of queries")
+                S.equal_sizes(n, m, f"the length of {place(path, kp)}",
+                              f"the length of {place(path, 'Query')} (a causal mask needs "
+                              "equal lengths)")
             S.constrain(to, lead + heads + (vdim,), None, place(path, "Output"), what)
             S.constrain(tw, lead + heads + (n,), None, place(path, "AttentionWeights"), what)
 
@@ -185,8 +186,14 @@ class AttentionLayer(Layer):
         valid = self._valid(ctx, m, n)
         if valid is not None:
             s = np.where(valid, s, -np.inf)
-        e = np.exp(s - s.max(axis=-1, keepdims=True))
-        w = e / e.sum(axis=-1, keepdims=True)
+        s_max = s.max(axis=-1, keepdims=True)
+        if valid is not None:  # a padded query row may have no allowed key at all
+            s_max = np.where(np.isfinite(s_max), s_max, 0)
+        e = np.exp(s - s_max)
+        total = e.sum(axis=-1, keepdims=True)
+        if valid is not None:
+            total = np.where(total > 0, total, 1)
+        w = e / total
         qmask = ctx.valid_mask("Query", m) if seq else None
         if qmask is not None:
             w = w * qmask[:, None, :, None]

@@ -1,0 +1,174 @@
+"""AttentionLayer: Key/Value/Query, causal masks, rescaling, multi-head, dropout; and its
+equivalence with SequenceAttentionLayer (the Key = Value = Input case)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from netgraph import (
+    AttentionLayer,
+    InputDataError,
+    NetError,
+    NetExtract,
+    NetInitialize,
+    NetPort,
+    NetPortGradient,
+    NetReplacePart,
+    SequenceAttentionLayer,
+    ShapeError,
+)
+from netgraph.apply import apply_net
+from netgraph.checks import check_padding, gradcheck
+
+K_SIZE, V_SIZE, Q_SIZE = 3, 5, 7
+
+
+def softmax_rows(S):
+    W = np.exp(S - S.max(axis=-1, keepdims=True))
+    return W / W.sum(axis=-1, keepdims=True)
+
+
+def bilinear_weights(net):
+    return NetExtract(net, ["ScoringNet", "Linear", "Weights"]).astype(np.float64)
+
+
+def test_sequence_attention_is_the_key_equals_value_case():
+    seq = NetInitialize(SequenceAttentionLayer(Input=("Varying", 4), Query=("Varying", 6)),
+                        seed=3)
+    att = AttentionLayer(Key=("Varying", 4), Value=("Varying", 4), Query=("Varying", 6))
+    att = NetReplacePart(att, {("ScoringNet", "Linear", "Weights"): bilinear_weights(seq)})
+    rng = np.random.default_rng(0)
+    E = [rng.standard_normal((n, 4)) for n in (5, 1, 7)]
+    Q = [rng.standard_normal((m, 6)) for m in (2, 3, 1)]
+    a = seq({"Input": E, "Query": Q}, dtype=np.float64)
+    b = att({"Key": E, "Value": E, "Query": Q}, dtype=np.float64)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    gi = seq({"Input": E, "Query": Q}, [NetPortGradient("Input")], dtype=np.float64)[0]
+    gk, gv = att({"Key": E, "Value": E, "Query": Q}, [NetPortGradient("Key"), NetPortGradient("Value")],
+                 dtype=np.float64)
+    for x, k, v in zip(gi, gk, gv):
+        np.testing.assert_allclose(x, k + v, rtol=1e-12, atol=1e-14)
+
+
+def test_key_value_query_hand_computation_and_gradients():
+    net = NetInitialize(AttentionLayer(Key=("Varying", K_SIZE), Value=("Varying", V_SIZE),
+                                       Query=("Varying", Q_SIZE)), seed=1)
+    W = bilinear_weights(net)
+    assert W.shape == (Q_SIZE, K_SIZE)
+    rng = np.random.default_rng(2)
+    n_lens, m_lens = (4, 1, 6), (3, 5, 2)
+    Ks = [rng.standard_normal((n, K_SIZE)) for n in n_lens]
+    Vs = [rng.standard_normal((n, V_SIZE)) for n in n_lens]
+    Qs = [rng.standard_normal((m, Q_SIZE)) for m in m_lens]
+    data = {"Key": Ks, "Value": Vs, "Query": Qs}
+    out = net(data, dtype=np.float64)
+    for K, V, Q, o in zip(Ks, Vs, Qs, out):
+        np.testing.assert_allclose(o, softmax_rows(Q @ W @ K.T) @ V, rtol=1e-12)
+        assert o.shape == (len(Q), V_SIZE)
+    gradcheck(net, data)
+    check_padding(net, data)
+
+
+@pytest.mark.parametrize("window", [None, 2])
+def test_causal_mask_and_rescaling_against_hand_computation(window):
+    mask = "Causal" if window is None else ("Causal", window)
+    net = NetInitialize(AttentionLayer("Dot", mask=mask, score_rescaling="DimensionSqrt",
+                                       Key=("Varying", 4), Value=("Varying", 3),
+                                       Query=("Varying", 4)), seed=0)
+    rng = np.random.default_rng(1)
+    lens = (5, 2, 6)
+    Ks = [rng.standard_normal((n, 4)) for n in lens]
+    Vs = [rng.standard_normal((n, 3)) for n in lens]
+    Qs = [rng.standard_normal((n, 4)) for n in lens]
+    data = {"Key": Ks, "Value": Vs, "Query": Qs}
+    out = net(data, dtype=np.float64)
+    weights = net(data, NetPort("AttentionWeights"), dtype=np.float64)
+    for K, V, Q, o, w in zip(Ks, Vs, Qs, out, weights):
+        n = len(K)
+        S = (Q @ K.T) / math.sqrt(4)
+        j, i = np.indices((n, n))
+        allowed = (i <= j) if window is None else (i <= j) & (i > j - window)
+        S = np.where(allowed, S, -np.inf)
+        expected_w = softmax_rows(S)
+        np.testing.assert_allclose(w, expected_w, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(o, expected_w @ V, rtol=1e-12)
+        assert (w[~allowed] == 0).all()
+    gradcheck(net, data)
+    check_padding(net, data)
+
+
+def test_causal_mask_needs_equal_lengths():
+    with pytest.raises(ShapeError, match="causal"):
+        AttentionLayer("Dot", mask="Causal", Key=(5, 4), Value=(5, 4), Query=(6, 4))
+    net = NetInitialize(AttentionLayer("Dot", mask="Causal", Key=("Varying", 2),
+                                       Value=("Varying", 2), Query=("Varying", 2)))
+    z = np.zeros
+    with pytest.raises(InputDataError, match="Query|Key"):
+        net({"Key": z((3, 2)), "Value": z((3, 2)), "Query": z((4, 2))})
+
+
+def test_multi_head_equals_independent_heads():
+    h = 2
+    net = NetInitialize(AttentionLayer(multi_head=True, score_rescaling="DimensionSqrt",
+                                       Key=("Varying", h, K_SIZE), Value=("Varying", h, V_SIZE),
+                                       Query=("Varying", h, Q_SIZE)), seed=4)
+    W = bilinear_weights(net)
+    rng = np.random.default_rng(5)
+    n_lens, m_lens = (4, 6), (3, 1)
+    Ks = [rng.standard_normal((n, h, K_SIZE)) for n in n_lens]
+    Vs = [rng.standard_normal((n, h, V_SIZE)) for n in n_lens]
+    Qs = [rng.standard_normal((m, h, Q_SIZE)) for m in m_lens]
+    data = {"Key": Ks, "Value": Vs, "Query": Qs}
+    out = net(data, dtype=np.float64)
+    weights = net(data, NetPort("AttentionWeights"), dtype=np.float64)
+    for K, V, Q, o, w in zip(Ks, Vs, Qs, out, weights):
+        assert o.shape == (len(Q), h, V_SIZE) and w.shape == (len(Q), h, len(K))
+        for head in range(h):
+            wh = softmax_rows(Q[:, head] @ W @ K[:, head].T / math.sqrt(K_SIZE))
+            np.testing.assert_allclose(w[:, head], wh, rtol=1e-12)
+            np.testing.assert_allclose(o[:, head], wh @ V[:, head], rtol=1e-12)
+    gradcheck(net, data)
+
+
+def test_single_query_vector():
+    net = NetInitialize(AttentionLayer(Key=("Varying", 3), Value=("Varying", 5), Query=7),
+                        seed=0)
+    assert NetExtract(net, "Output") == (5,)
+    rng = np.random.default_rng(0)
+    K, V, q = rng.standard_normal((4, 3)), rng.standard_normal((4, 5)), rng.standard_normal(7)
+    o = net({"Key": K, "Value": V, "Query": q}, dtype=np.float64)
+    np.testing.assert_allclose(o, softmax_rows(q @ bilinear_weights(net) @ K.T) @ V)
+
+
+def test_dropout_only_in_training():
+    net = NetInitialize(AttentionLayer("Dot", dropout=0.5, Key=("Varying", 3),
+                                       Value=("Varying", 4), Query=("Varying", 3)))
+    rng = np.random.default_rng(0)
+    data = {"Key": rng.standard_normal((30, 3)), "Value": rng.standard_normal((30, 4)),
+            "Query": rng.standard_normal((20, 3))}
+    plain = net(data, dtype=np.float64)
+    again = apply_net(net, data, dtype=np.float64)
+    np.testing.assert_array_equal(plain, again)
+    w = apply_net(net, data, dtype=np.float64)
+    trained = apply_net(net, data, dtype=np.float64, training=True,
+                        rng=np.random.default_rng(1))
+    assert not np.allclose(trained, w)
+    weights = net(data, NetPort("AttentionWeights"), dtype=np.float64)
+    # inverted dropout keeps the expectation: averaging many masks approaches the plain result
+    runs = [apply_net(net, data, dtype=np.float64, training=True, rng=np.random.default_rng(s))
+            for s in range(400)]
+    np.testing.assert_allclose(np.mean(runs, axis=0), weights @ data["Value"], atol=0.08)
+
+
+def test_bad_parameters_name_the_parameter():
+    for kwargs, word in [({"mask": "Upper"}, "mask"), ({"mask": ("Causal", 0)}, "mask"),
+                         ({"score_rescaling": "LengthSqrt"}, "score_rescaling"),
+                         ({"dropout": 1.5}, "dropout"), ({"multi_head": "yes"}, "multi_head")]:
+        with pytest.raises(NetError, match=word):
+            AttentionLayer(**kwargs)
+    with pytest.raises(NetError, match="Input"):
+        AttentionLayer(Input=("Varying", 3))
+    with pytest.raises(NetError, match="Key"):
+        SequenceAttentionLayer(Key=("Varying", 3))
