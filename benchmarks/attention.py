@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -142,16 +143,16 @@ def main() -> None:
         inputs, queries = make_data(B, n, m, d)
         for kind in args.kinds:
             layer = make_layer(kind, d)
-            ms = timeit(lambda: ours(layer, kind, inputs, queries), args.repeat)
+            ms = timeit(partial(ours, layer, kind, inputs, queries), args.repeat)
             if torch is None:
                 print(f"{size:8s} {kind:9s} {ms:12.2f}")
                 continue
             setup = torch_setup(layer, kind, inputs, queries)
             check_agreement(layer, kind, inputs, queries, setup)
-            tms = timeit(lambda: torch_step(kind, *setup), args.repeat)
+            tms = timeit(partial(torch_step, kind, *setup), args.repeat)
             line = f"{size:8s} {kind:9s} {ms:12.2f} {tms:10.2f} {ms / tms:7.2f}"
             if kind == "Additive":
-                fms = timeit(lambda: torch_step(kind, *setup, fused=True), args.repeat)
+                fms = timeit(partial(torch_step, kind, *setup, fused=True), args.repeat)
                 line += f" {fms:15.2f} {ms / fms:7.2f}"
             print(line, flush=True)
 

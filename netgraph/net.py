@@ -81,7 +81,8 @@ class Net:
     def _pinned(self) -> Net:
         """A copy whose own ports are fixed to their inferred shapes, so that it can be used
         (compiled, applied) on its own, as a net extracted from a larger one must be."""
-        specs = {k: v for k, v in self._specs.items() if v is not Automatic}
+        keys = set(self.input_ports) | {self._out_key(p) for p in self.output_ports}
+        specs = {k: v for k, v in self._specs.items() if v is not Automatic and k in keys}
         return self._copy(_user_specs={**self._user_specs, **specs})
 
     def _infer(self) -> Net:

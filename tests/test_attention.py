@@ -112,6 +112,7 @@ def test_padded_positions_get_exactly_zero_weight():
     inputs, queries = data("Bilinear")
     W = net({"Input": inputs, "Query": queries}, NetPort("AttentionWeights"), dtype=np.float64)
     for w, E in zip(W, inputs):
+        assert w.shape[1] == len(E)
         np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-12)
     # the weight matrix of the length-1 input is all ones: nothing leaks from padding
     np.testing.assert_array_equal(W[1], np.ones((M_LENS[1], 1)))
