@@ -4,8 +4,11 @@ from netgraph.graph import SHORTHANDS
 
 from .attention import AttentionLayer, SequenceAttentionLayer
 from .elementwise import ELEMENTWISE_FUNCTIONS, ElementwiseLayer, ThreadingLayer
+from .fold import NetFoldOperator
 from .linear import DotLayer, LinearLayer
+from .loss import CrossEntropyLossLayer, MeanAbsoluteLossLayer, MeanSquaredLossLayer
 from .operators import NetMapOperator
+from .recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
 from .sequence import (
     EmbeddingLayer,
     SequenceLastLayer,
@@ -27,6 +30,8 @@ __all__ = [
     "CatenateLayer", "SummationLayer", "ReshapeLayer", "SoftmaxLayer", "DropoutLayer",
     "EmbeddingLayer", "SequenceLastLayer", "SequenceMostLayer", "SequenceRestLayer",
     "SequenceReverseLayer", "NetMapOperator", "SequenceAttentionLayer", "AttentionLayer",
+    "CrossEntropyLossLayer", "MeanSquaredLossLayer", "MeanAbsoluteLossLayer",
+    "BasicRecurrentLayer", "GatedRecurrentLayer", "LongShortTermMemoryLayer", "NetFoldOperator",
 ]
 
 _FUNCTION_NAMES = set(ELEMENTWISE_FUNCTIONS) | {"ReLU", "Sigmoid"}

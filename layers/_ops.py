@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import numpy as np
+from pydantic import BeforeValidator
+
+
+def _no_bool(v: Any) -> Any:
+    if isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"expected a number, not the boolean {v!r}")
+    return v
+
+
+#: hyperparameter types that reject booleans (pydantic's lax mode reads True as 1)
+Int = Annotated[int, BeforeValidator(_no_bool)]
+Real = Annotated[float, BeforeValidator(_no_bool)]
 
 
 def sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -29,3 +43,17 @@ def expand_scalar(x: np.ndarray, example_rank: int, target_rank: int) -> np.ndar
     if example_rank == target_rank:
         return x
     return x.reshape(x.shape + (1,) * (target_rank - example_rank))
+
+
+def fill_padding(x: np.ndarray, ctx: Any, port: str, value: float) -> np.ndarray:
+    """``x`` (the data of ``port``) with the padded positions of its varying first dim set to
+    ``value``: keeps functions with a pole at 0 (Log, Sqrt, a divisor) finite, and silent, on
+    padding, whose results the executor discards anyway."""
+    dims = ctx.dims(port)
+    if not dims or dims[0] is not None or x.ndim != len(dims) + 1:
+        return x
+    mask = ctx.valid_mask(port, x.shape[1])
+    if mask is None or mask.all():
+        return x
+    mask = mask.reshape(mask.shape + (1,) * (len(dims) - 1))
+    return np.where(mask, x, value).astype(x.dtype, copy=False)

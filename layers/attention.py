@@ -92,7 +92,8 @@ class AttentionLayer(Layer):
         return {"ScoringNet": self._scoring}
 
     def _with_children(self, children: dict) -> Layer:
-        return self._copy(_scoring=scoring_net(children.get("ScoringNet", self._scoring)))
+        net = children["ScoringNet"] if "ScoringNet" in children else self._scoring
+        return self._copy(_scoring=scoring_net(net))
 
     def _param_text(self) -> str:
         kind = fast_kind(self._scoring)

@@ -12,7 +12,7 @@ from netgraph.errors import NetError
 from netgraph.layer import Layer, Params
 from netgraph.solver import Solver, place
 
-from ._ops import expand_scalar, sum_to
+from ._ops import Int, expand_scalar, fill_padding, sum_to
 
 __all__ = ["ElementwiseLayer", "ThreadingLayer", "ELEMENTWISE_FUNCTIONS"]
 
@@ -42,6 +42,11 @@ def _softplus(x):
     return np.logaddexp(0, x)
 
 
+def _mish_grad(x, y):
+    t = np.tanh(_softplus(x))
+    return t + x * _sigmoid(x) * (1 - t * t)
+
+
 #: name -> (f(x), f'(x) given x and y = f(x), f(0) == 0 and f' finite at 0)
 ELEMENTWISE_FUNCTIONS: dict[str, tuple[Callable, Callable, bool]] = {
     "Ramp": (lambda x: np.maximum(x, 0), lambda x, y: (x > 0).astype(x.dtype), True),
@@ -64,15 +69,15 @@ ELEMENTWISE_FUNCTIONS: dict[str, tuple[Callable, Callable, bool]] = {
     "GELU": (_gelu, _gelu_grad, True),
     "Swish": (lambda x: x * _sigmoid(x),
               lambda x, y: _sigmoid(x) * (1 + x * (1 - _sigmoid(x))), True),
-    "Mish": (lambda x: x * np.tanh(_softplus(x)),
-             lambda x, y: np.tanh(_softplus(x)) + x * _sigmoid(x) * (1 - np.tanh(_softplus(x)) ** 2),
-             True),
+    "Mish": (lambda x: x * np.tanh(_softplus(x)), _mish_grad, True),
     "HardTanh": (lambda x: np.clip(x, -1, 1), lambda x, y: (np.abs(x) < 1).astype(x.dtype), True),
     "HardSigmoid": (lambda x: np.clip(0.2 * x + 0.5, 0, 1),
                     lambda x, y: np.where(np.abs(x) < 2.5, 0.2, 0).astype(x.dtype), False),
     "Identity": (lambda x: x, lambda x, y: np.ones_like(x), True),
 }
 _ALIASES = {"ReLU": "Ramp", "Sigmoid": "LogisticSigmoid"}
+#: functions (or derivatives) with a pole at 0: padded positions are evaluated at 1 instead
+_POLE_AT_ZERO = {"Log", "Sqrt"}
 
 
 def _function_name(v: str) -> str:
@@ -115,6 +120,8 @@ class ElementwiseLayer(Layer):
     def forward(self, ins, arrays, ctx):
         f, df, _ = ELEMENTWISE_FUNCTIONS[self.function]
         x = ins["Input"]
+        if self.function in _POLE_AT_ZERO:
+            x = fill_padding(x, ctx, "Input", 1.0)
         y = f(x)
 
         def backward(g):
@@ -139,7 +146,7 @@ _THREADING = {
 
 class ThreadingParams(Params):
     f: str
-    arity: int | None = None
+    arity: Int | None = None
 
     @field_validator("f")
     @classmethod
@@ -205,13 +212,17 @@ class ThreadingLayer(Layer):
     def forward(self, ins, arrays, ctx):
         names = self.input_names()
         out_rank = len(ctx.dims("Output"))
-        xs = [expand_scalar(ins[n], len(ctx.dims(n)), out_rank) for n in names]
         f = self.params.f
+        given = [fill_padding(ins[n], ctx, n, 1.0) if f == "Divide" and i == 1 else ins[n]
+                 for i, n in enumerate(names)]
+        xs = [expand_scalar(x, len(ctx.dims(n)), out_rank) for x, n in zip(given, names,
+                                                                          strict=True)]
         y = _times(xs) if f == "Times" else _THREADING[f][1](xs)
 
         def backward(g):
             gy = g["Output"]
             grads = []
+            taken = np.zeros(y.shape, bool)  # Max / Min: ties already given the gradient
             for i, x in enumerate(xs):
                 if f == "Plus":
                     gi = gy
@@ -222,10 +233,12 @@ class ThreadingLayer(Layer):
                         else gy
                 elif f == "Divide":
                     gi = gy / xs[1] if i == 0 else -gy * xs[0] / (xs[1] * xs[1])
-                else:  # Max / Min: the gradient goes to the (first) input that attains y
-                    gi = gy * (x == y)
+                else:  # Max / Min: the gradient goes to the first input that attains y
+                    hit = (x == y) & ~taken
+                    taken = taken | hit
+                    gi = gy * hit
                 grads.append(sum_to(gi, x.shape).reshape(ins[names[i]].shape))
-            return dict(zip(names, grads)), {}
+            return dict(zip(names, grads, strict=True)), {}
 
         return {"Output": y}, backward
 

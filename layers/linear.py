@@ -22,13 +22,18 @@ class LinearParams(Params):
     n: int | tuple[int, ...] | None = None
     biases: bool = True
 
-    @field_validator("n")
+    @field_validator("n", mode="before")
     @classmethod
-    def _positive(cls, v):
-        sizes = v if isinstance(v, tuple) else (() if v is None else (v,))
-        if any(k < 1 for k in sizes):
-            raise ValueError("output sizes must be positive")
-        return v
+    def _sizes(cls, v):
+        if v is None:
+            return v
+        sizes = tuple(v) if isinstance(v, (list, tuple)) else (v,)
+        if not all(isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))
+                   and k >= 1 for k in sizes):
+            raise ValueError("must be a positive int, a tuple of positive ints, or () for a "
+                             "scalar output")
+        sizes = tuple(int(k) for k in sizes)
+        return sizes if isinstance(v, (list, tuple)) else sizes[0]
 
 
 class LinearLayer(Layer):
@@ -61,7 +66,8 @@ class LinearLayer(Layer):
         else:
             out_size = S.new_dim(n, origin=desc if n is not None else "")
             out_dims = (out_size,)
-        S.constrain(tout, out_dims, None, pout, f"{desc} produces shape {S.show(S.new_type(out_dims))!r}")
+        S.constrain(tout, out_dims, None, pout,
+                    f"{desc} produces shape {S.show(S.new_type(out_dims))!r}")
         in_size = S.new_dim()
 
         def rule() -> None:

@@ -17,7 +17,8 @@ class _Operator(Layer):
 
     def __init__(self, net: Net, **ports):
         if not isinstance(net, Net):
-            raise NetError(f"{type(self).__name__} needs a net, got {type(net).__name__}")
+            raise NetError(f"{type(self).__name__}: parameter 'net' must be a net (a layer, "
+                           f"NetGraph or NetChain), got {type(net).__name__}")
         object.__setattr__(self, "_net", net)
         super().__init__({}, ports)
 
@@ -25,7 +26,7 @@ class _Operator(Layer):
         return {"Net": self._net}
 
     def _with_children(self, children: dict) -> Layer:
-        return self._copy(_net=children.get("Net", self._net))
+        return self._copy(_net=children["Net"] if "Net" in children else self._net)
 
     def input_names(self) -> tuple[str, ...]:
         return self._net.input_ports

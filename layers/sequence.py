@@ -6,18 +6,20 @@ from __future__ import annotations
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.errors import InputDataError, ShapeError
+from netgraph.errors import InputDataError, ShapeError, where
 from netgraph.layer import Layer, Params
 from netgraph.shapes import Automatic, Index
 from netgraph.solver import Conflict, Solver, place
+
+from ._ops import Int
 
 __all__ = ["EmbeddingLayer", "SequenceLastLayer", "SequenceMostLayer", "SequenceRestLayer",
            "SequenceReverseLayer"]
 
 
 class EmbeddingParams(Params):
-    size: int | None = None
-    n: int | None = None
+    size: Int | None = None
+    n: Int | None = None
 
     @field_validator("size", "n")
     @classmethod
@@ -91,11 +93,11 @@ class _SequenceLayer(Layer):
         length dim, as for SequenceLast). Returns the Input's length dim."""
         length = S.new_dim(varying=True, origin=f"{type(self).__name__} at {place(path)}")
         item = S.new_type()
-        where = (place(path, "Input"), place(path, "Output"))
-        S.relate(ports["Input"], item, prefix=(length,), places=(where[0], where[0]),
+        at = (place(path, "Input"), place(path, "Output"))
+        S.relate(ports["Input"], item, prefix=(length,), places=(at[0], at[0]),
                  what=f"{type(self).__name__} needs a sequence")
         S.relate(ports["Output"], item, prefix=() if out_len is None else (out_len,),
-                 places=(where[1], where[1]), what=f"{type(self).__name__}")
+                 places=(at[1], at[1]), what=f"{type(self).__name__}")
         return length
 
     def _shift_rule(self, S: Solver, path: tuple, length: int, out_len: int) -> None:
@@ -122,9 +124,8 @@ class _SequenceLayer(Layer):
         if lens is None:
             lens = np.full(x.shape[0], x.shape[1])
         if (lens < 2).any():
-            raise InputDataError(f"port 'Input' of {type(self).__name__} at "
-                                 f"{'/'.join(map(repr, ctx.step.path))} needs sequences of "
-                                 f"length >= 2, got lengths {lens.tolist()}")
+            raise InputDataError(f"{type(self).__name__} at {where(ctx.step.path, 'Input')} "
+                                 f"needs sequences of length >= 2, got lengths {lens.tolist()}")
         return lens
 
 

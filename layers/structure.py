@@ -13,14 +13,14 @@ from netgraph.layer import Layer, Params
 from netgraph.shapes import Automatic
 from netgraph.solver import Conflict, Solver, place
 
-from ._ops import sum_to
+from ._ops import Int, Real, sum_to
 
 __all__ = ["TotalLayer", "CatenateLayer", "SummationLayer", "ReshapeLayer", "SoftmaxLayer",
            "DropoutLayer"]
 
 
 class ArityParams(Params):
-    arity: int | None = None
+    arity: Int | None = None
 
     @field_validator("arity")
     @classmethod
@@ -56,7 +56,7 @@ class TotalLayer(_Variadic):
         xs = [ins[n] for n in names]
         y = sum(xs[1:], xs[0])
         return {"Output": y}, lambda g: ({n: sum_to(g["Output"], x.shape)
-                                           for n, x in zip(names, xs)}, {})
+                                           for n, x in zip(names, xs, strict=True)}, {})
 
 
 def _axis(level: int, rank: int, where: str) -> int:
@@ -67,7 +67,7 @@ def _axis(level: int, rank: int, where: str) -> int:
 
 
 class CatenateParams(ArityParams):
-    level: int = 0
+    level: Int = 0
 
 
 class CatenateLayer(_Variadic):
@@ -138,7 +138,7 @@ class CatenateLayer(_Variadic):
 
         def backward(g):
             parts = np.split(g["Output"], cuts, axis=axis)
-            return {n: sum_to(p, x.shape) for n, p, x in zip(names, parts, xs)}, {}
+            return {n: sum_to(p, x.shape) for n, p, x in zip(names, parts, xs, strict=True)}, {}
 
         return {"Output": y}, backward
 
@@ -150,7 +150,8 @@ class SummationLayer(Layer):
         super().__init__({}, ports)
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.constrain(ports["Output"], (), None, place(path, "Output"), "SummationLayer gives a scalar")
+        S.constrain(ports["Output"], (), None, place(path, "Output"),
+                    "SummationLayer gives a scalar")
         return {}
 
     def forward(self, ins, arrays, ctx):
@@ -175,9 +176,10 @@ class ReshapeParams(Params):
         v = tuple(None if d is Automatic else d for d in v)
         if sum(d is None for d in v) > 1:
             raise ValueError("at most one dimension may be Automatic")
-        if any(d is not None and (not isinstance(d, int) or d < 1) for d in v):
+        if any(d is not None and (not isinstance(d, (int, np.integer))
+                                  or isinstance(d, (bool, np.bool_)) or d < 1) for d in v):
             raise ValueError("dimensions must be positive ints or Automatic")
-        return v
+        return tuple(None if d is None else int(d) for d in v)
 
 
 class ReshapeLayer(Layer):
@@ -188,9 +190,16 @@ class ReshapeLayer(Layer):
     def __init__(self, shape, **ports):
         super().__init__({"shape": shape}, ports)
 
+    def _param_text(self) -> str:
+        return f"shape={self._shape_text()}"
+
+    def _shape_text(self) -> str:
+        """The target shape as the user writes it (Automatic, not None)."""
+        return repr(tuple(Automatic if d is None else d for d in self.params.shape))
+
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        shape = self.params.shape
-        out = tuple(S.new_dim(d, origin=f"ReshapeLayer({shape})") for d in shape)
+        shape = self._shape_text()
+        out = tuple(S.new_dim(d, origin=f"ReshapeLayer({shape})") for d in self.params.shape)
         S.constrain(ports["Output"], out, None, place(path, "Output"), f"ReshapeLayer({shape})")
         pin = place(path, "Input")
 
@@ -223,7 +232,7 @@ class ReshapeLayer(Layer):
 
 
 class SoftmaxParams(Params):
-    level: int = -1
+    level: Int = -1
 
 
 class SoftmaxLayer(Layer):
@@ -268,7 +277,7 @@ class SoftmaxLayer(Layer):
 
 
 class DropoutParams(Params):
-    p: float = 0.5
+    p: Real = 0.5
 
     @field_validator("p")
     @classmethod

@@ -4,20 +4,26 @@ on NumPy, with static shape inference and exact handling of varying-length seque
 ``from netgraph import *`` gives every public name, the layer library included.
 """
 
+from .checks import check_padding, gradcheck
 from .errors import InputDataError, NetError, PortError, ShapeError, SpecificationError
 from .extract import NetExtract, NetReplacePart
 from .graph import NetChain, NetGraph
+from .info import NetInformation
 from .initialize import NetInitialize
+from .io import load, save
 from .layer import Layer, Params
 from .net import Net
 from .ports import NetArrayGradient, NetPort, NetPortGradient
 from .shapes import All, Automatic, Index, Varying
+from .take import NetTake
+from .train import NetTrain
 
 _CORE = [
     "NetError", "ShapeError", "PortError", "InputDataError", "SpecificationError",
     "NetGraph", "NetChain", "NetPort", "NetPortGradient", "NetArrayGradient", "NetExtract",
     "NetReplacePart", "NetInitialize", "Automatic", "All", "Varying", "Index", "Net", "Layer",
-    "Params",
+    "Params", "gradcheck", "check_padding", "NetTrain", "save", "load",
+    "NetInformation", "NetTake",
 ]
 
 

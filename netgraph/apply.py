@@ -9,11 +9,11 @@ import numpy as np
 
 from .batch import from_batch, pad_examples, split_examples, to_batch
 from .compile import Plan, compile_net
-from .errors import InputDataError, NetError, PortError, SpecificationError
+from .errors import InputDataError, NetError, PortError, ShapeError, SpecificationError
 from .execute import RunContext, Tape, backward, forward
 from .net import Net
 from .ports import NetArrayGradient, NetPort, NetPortGradient
-from .shapes import Automatic
+from .shapes import Automatic, Index
 
 __all__ = ["apply_net", "walk", "collect_arrays", "uninitialized", "run_net"]
 
@@ -41,6 +41,8 @@ def collect_arrays(net: Net, dtype: Any) -> dict[tuple, np.ndarray]:
 
 
 def _check_dtype(dtype: Any) -> np.dtype:
+    if dtype is None:
+        return np.dtype(np.float32)  # the default (np.dtype(None) would be float64)
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -77,6 +79,24 @@ def _split_data(net: Net, data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return inputs, seeds
 
 
+def _node_path(net: Net, path: tuple) -> tuple:
+    """``path`` with int positions (negative from the end) replaced by node names, as in
+    NetExtract; parts that name no sub-net are kept, so the caller's lookup reports them."""
+    from .extract import resolve_child
+
+    out = []
+    for part in path:
+        try:
+            key = resolve_child(net, part, tuple(out))
+        except NetError as e:
+            raise PortError(str(e)) from None
+        if key is None:
+            return tuple(out) + path[len(out):]
+        out.append(key)
+        net = net._children()[key]
+    return tuple(out)
+
+
 def _target(net: Net, plan: Plan, w: Any) -> tuple:
     if isinstance(w, str):
         w = NetPort(w)
@@ -90,7 +110,7 @@ def _target(net: Net, plan: Plan, w: Any) -> tuple:
                 return ("value", plan.interior[((), w.port)])
             raise PortError(f"{w.port!r} is not a port of the net; outputs are "
                             f"{list(plan.outputs)}")
-        meta = plan.interior.get((w.layer, w.port))
+        meta = plan.interior.get((_node_path(net, w.layer), w.port))
         if meta is None:
             raise PortError(f"{w!r} does not exist: no port {w.port!r} on node "
                             f"{'/'.join(map(repr, w.layer))}")
@@ -103,38 +123,78 @@ def _target(net: Net, plan: Plan, w: Any) -> tuple:
     if isinstance(w, NetArrayGradient):
         arrays = net._cache.get(("arrays", np.dtype(np.float32).str)) or collect_arrays(
             net, np.float32)
-        if w.path not in arrays:
+        path = _node_path(net, w.path[:-1]) + w.path[-1:]
+        if path not in arrays:
             raise PortError(f"NetArrayGradient: no array at {list(w.path)}; arrays are "
                             f"{[list(p) for p in arrays]}")
-        return ("agrad", w.path)
+        return ("agrad", path)
     raise PortError(f"cannot select {w!r}: give an output name, NetPort, NetPortGradient or "
                     "NetArrayGradient")
 
 
+def _example_shape(x: Any, shape: Any, port: str) -> tuple[int, ...]:
+    """The shape of one example of ``x`` given to ``port`` (display shape ``shape``, whose
+    rank may be unknown), for just-in-time inference. Raises ``InputDataError``."""
+    dims = None if shape is Automatic else [d for d in shape if d not in ("Real", "Integer")
+                                            and not isinstance(d, Index)]
+    if isinstance(x, (str, bytes, dict)) or x is None:
+        raise InputDataError(f"data for port {port!r} is {type(x).__name__}, not numeric")
+    try:
+        if dims is not None and isinstance(x, (list, tuple)) and x and \
+                isinstance(x[0], (list, tuple, np.ndarray)) and np.ndim(x[0]) == len(dims):
+            x = x[0]  # a batch (possibly ragged): its first example has the port's rank
+        a = np.asarray(x)
+    except (ValueError, TypeError):
+        a = np.asarray(None)
+    if a.dtype == object:
+        raise InputDataError(f"data for port {port!r} is not a regular numeric array, so the "
+                             f"port's unknown shape {shape!r} cannot be read off it; give the "
+                             "port a shape")
+    if dims is None:
+        example = a.shape
+    elif a.ndim in (len(dims), len(dims) + 1):
+        example = a.shape[a.ndim - len(dims):]
+    else:
+        raise InputDataError(f"data for port {port!r} has shape {a.shape}, but the port "
+                             f"expects {shape!r}: rank {len(dims)} for one example or rank "
+                             f"{len(dims) + 1} for a batch")
+    if 0 in example:
+        raise InputDataError(f"data for port {port!r} has shape {a.shape}, with an empty "
+                             "dimension")
+    return example
+
+
 def _fill_shapes_from_data(net: Net, data: Any) -> Net:
-    """Just-in-time inference: input ports whose shapes are unknown take the data's shape."""
+    """Just-in-time inference: input ports whose shapes are not fully known take the data's
+    shape (of one example; the rank decides single example versus batch as usual)."""
     from .extract import NetReplacePart
 
     inputs, _ = _split_data(net, data)
     specs = {}
     for p in net.input_ports:
         shape = net.port_shape(p)
-        known_rank = shape is not Automatic and isinstance(shape, tuple)
-        if not known_rank and shape is not Automatic:
-            continue
-        try:
-            a = np.asarray(inputs[p])
-        except (ValueError, TypeError):
-            continue
-        if a.dtype == object:
-            continue
-        if known_rank:
-            rank = sum(1 for d in shape if not hasattr(d, "n") and d not in ("Integer", "Real"))
-            example = a.shape[-rank:] if rank else ()
-            specs[p] = tuple(d if d is not Automatic else n for d, n in zip(shape, example))
-        else:
-            specs[p] = a.shape if a.ndim else "Real"
-    return NetReplacePart(net, specs) if specs else net
+        if shape is not Automatic and (not isinstance(shape, tuple) or Automatic not in shape):
+            continue  # fully known (a scalar, or every dim an int or "Varying")
+        example = _example_shape(inputs[p], shape, p)
+        if shape is Automatic:
+            specs[p] = example or "Real"
+        else:  # fill the Automatic dims; "Varying", sizes and the element type stay
+            sizes, filled = iter(example), []
+            for d in shape:
+                if d in ("Real", "Integer") or isinstance(d, Index):
+                    filled.append(d)
+                else:
+                    n = next(sizes)
+                    filled.append(n if d is Automatic else d)
+            specs[p] = tuple(filled)
+    if not specs:
+        return net
+    try:
+        return NetReplacePart(net, specs)
+    except ShapeError as e:
+        raise InputDataError("the data for port(s) " + ", ".join(map(repr, specs)) +
+                             f" (example shapes {list(specs.values())}) does not fit the net: "
+                             f"{e}") from None
 
 
 def run_net(net: Net, inputs: dict[str, Any], dtype: Any, *, training: bool = False,
@@ -143,7 +203,8 @@ def run_net(net: Net, inputs: dict[str, Any], dtype: Any, *, training: bool = Fa
     plan = compile_net(net)
     missing = uninitialized(net)
     if missing:
-        raise NetError(f"the net has uninitialized arrays ({', '.join(map(str, map(list, missing[:4])))}"
+        shown = ", ".join(map(str, map(list, missing[:4])))
+        raise NetError(f"the net has uninitialized arrays ({shown}"
                        f"{', …' if len(missing) > 4 else ''}); call NetInitialize first")
     batch = to_batch(inputs, plan.inputs, dtype, fill)
     run = RunContext(arrays=collect_arrays(net, dtype), dtype=dtype, training=training, rng=rng,

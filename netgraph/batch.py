@@ -86,6 +86,9 @@ def split_examples(x: Any, meta: PortMeta, port: str,
     if isinstance(x, (str, bytes, dict)) or x is None:
         raise InputDataError(f"data for port {port!r} is {type(x).__name__}, not numeric; "
                              f"expected {_expected(meta)!r}")
+    if isinstance(x, (list, tuple)) and len(x) == 0:
+        raise InputDataError(f"data for port {port!r} is empty (an empty batch or an empty "
+                             f"example); expected {_expected(meta)!r}")
     depth = _depth(x) if isinstance(x, (list, tuple, np.ndarray)) else 0
     r = meta.rank
     if depth == r:

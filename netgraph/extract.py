@@ -26,6 +26,11 @@ def _as_path(spec: Any) -> tuple:
 
 def resolve_child(net: Net, step: Any, walked: tuple = ()) -> Any:
     """The key of child ``step`` of ``net`` (resolving int positions), or None."""
+    try:
+        hash(step)
+    except TypeError:
+        raise NetError(f"invalid part {step!r} at {_at(walked)}: a part is a name, an int or "
+                       "All (a path is one list or tuple of parts)") from None
     kids = net._children()
     if step in kids and not isinstance(step, bool):
         return step
@@ -70,9 +75,11 @@ def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
     key = resolve_child(net, step, walked)
     if key is not None:
         return _extract_path(net._children()[key], rest, walked + (key,))
+    value = _leaf(net, step, walked)
     if rest:
-        raise NetError(f"part {step!r} does not exist at {_at(walked)} (no sub-net of that name)")
-    return _leaf(net, step, walked)
+        raise NetError(f"part {step!r} at {_at(walked)} is not a net, so it has no part "
+                       f"{rest[0]!r}")
+    return value
 
 
 def NetExtract(net: Net, spec: Any) -> Any:

@@ -1,7 +1,7 @@
 """NetGraph and NetChain: the edge grammar, dangling-port rules and structural checks.
 
-Edges are stored fully resolved: a source is ``("in", name)`` (a graph input) or
-``(node, port)``; a destination is ``("out", name)`` (a graph output) or ``(node, port)``.
+Edges are stored fully resolved: a source is ``(_IN, name)`` (a graph input) or
+``(node, port)``; a destination is ``(_OUT, name)`` (a graph output) or ``(node, port)``.
 Dangling node inputs and outputs are turned into graph ports here, so the edge list is
 complete and later stages (inference, compiling) never guess.
 """
@@ -24,7 +24,22 @@ __all__ = ["NetGraph", "NetChain", "SHORTHANDS"]
 #: shorthand expanders registered by the layer library: ``(predicate, factory)`` pairs
 SHORTHANDS: list[tuple[Any, Any]] = []
 
-_IN, _OUT = "in", "out"
+
+class _GraphSide(str):
+    """Marks a graph port in an edge end: ``(_IN, name)`` is graph input ``name``, ``(_OUT,
+    name)`` graph output ``name``. graph.py tests it by identity (``end[0] is _IN``), so a
+    node the user named "in" or "out" is never taken for a graph port. It stays a ``str``
+    equal to "in"/"out" only for code that still compares edge ends with those strings
+    (layers/scoring.py, netgraph/train/loss.py); such code misreads nodes named so."""
+
+    __slots__ = ()
+
+
+_IN, _OUT = _GraphSide("in"), _GraphSide("out")
+
+
+def _is_graph_end(end: tuple) -> bool:
+    return end[0] is _IN or end[0] is _OUT
 
 
 def as_net(x: Any, name: Any) -> Net:
@@ -54,7 +69,8 @@ class NetGraph(Net):
             names = list(range(len(layers)))
             values = list(layers)
         else:
-            raise NetError(f"NetGraph: layers must be a dict or a list, got {type(layers).__name__}")
+            raise NetError("NetGraph: layers must be a dict or a list, got "
+                           f"{type(layers).__name__}")
         if not names:
             raise NetError("NetGraph: a graph needs at least one layer")
         for n in names:
@@ -66,13 +82,14 @@ class NetGraph(Net):
             connections = [connections]
         groups = _parse_connections(connections, nodes)
         nodes, edges = _resolve(groups, nodes)
+        # cycles first: in a cycle every output is used, so _dangling would only say "no outputs"
+        order = _topological_order(nodes, edges)
         ins, outs, edges = _dangling(nodes, edges)
         for k, v in port_shapes.items():
             if k not in ins and k not in outs:
                 raise PortError(f"NetGraph: shape given for {k!r}, which is not a port of the "
                                 f"graph (inputs {ins}, outputs {outs})")
             parse_spec(v)
-        order = _topological_order(nodes, edges)
         self._set(_nodes=nodes, _edges=tuple(edges), _ins=tuple(ins), _outs=tuple(outs),
                   _order=tuple(order), _specs=dict(port_shapes), _user_specs=dict(port_shapes),
                   _cache={})
@@ -101,6 +118,26 @@ class NetGraph(Net):
         nodes.update(children)
         return self._copy(_nodes=nodes)
 
+    @classmethod
+    def _from_parts(cls, nodes: dict, edges: list, ins: list, outs: list, order: list,
+                    port_shapes: dict) -> NetGraph:
+        """Rebuild a graph from resolved parts without re-parsing connections (used by
+        ``netgraph.io.load``). ``edges`` are ``(src, dst)`` pairs of ``(node, port)`` ends,
+        with ``None`` for the node of a graph port; the caller checks the structure."""
+        graph = object.__new__(cls)
+        if issubclass(cls, NetChain):
+            object.__setattr__(graph, "_chain", True)
+
+        def end(e: tuple, side: str) -> tuple:
+            return (side, e[1]) if e[0] is None else tuple(e)
+
+        graph._set(_nodes=dict(nodes), _edges=tuple((end(s, _IN), end(d, _OUT)) for s, d in edges),
+                   _ins=tuple(ins), _outs=tuple(outs), _order=tuple(order),
+                   _specs=dict(port_shapes), _user_specs=dict(port_shapes), _cache={})
+        inferred = graph._infer()
+        graph._set(_nodes=inferred._nodes, _specs=inferred._specs)
+        return graph
+
     # ------------------------------------------------------------- inference
     def _constrain(self, S: Solver, path: tuple) -> dict[str, int]:
         node_ports = {n: node._constrain(S, path + (n,)) for n, node in self._nodes.items()}
@@ -115,7 +152,7 @@ class NetGraph(Net):
 
         def type_of(end: tuple, source: bool) -> tuple[int, str]:
             kind, port = end
-            if kind == (_IN if source else _OUT):
+            if kind is (_IN if source else _OUT):
                 key = port if source else self._out_key(port)
                 return gports[key], place(path, port)
             node = self._nodes[kind]
@@ -141,23 +178,33 @@ class NetGraph(Net):
         produced: dict[tuple, Any] = {}
 
         def slot(src: tuple) -> Any:
-            return in_slots[src[1]] if src[0] == _IN else produced[src]
+            return in_slots[src[1]] if src[0] is _IN else produced[src]
 
         for name in self._order:
             node = self._nodes[name]
             node_in = {p: slot(incoming[(name, p)]) for p in node.input_ports}
             outs = node._emit(plan, S, path + (name,), node_in)
-            for p, s in node_in.items():
-                plan.note_interior(path + (name,), p, s)
+            # outputs first: where an output shares its name with an input (a recurrent
+            # layer's State), NetPort(node, "State") reads the final state, not the initial one
             for p, s in outs.items():
                 produced[(name, p)] = s
+                plan.note_interior(path + (name,), p, s)
+            for p, s in node_in.items():
                 plan.note_interior(path + (name,), p, s)
         return {p: slot(incoming[(_OUT, p)]) for p in self._outs}
 
     # --------------------------------------------------------------- display
     def __repr__(self) -> str:
         kind = "NetChain" if getattr(self, "_chain", False) else "NetGraph"
-        return f"{kind}(<{len(self._nodes)} nodes>; {self._describe_ports()})"
+
+        def arrays(net: Net) -> list:
+            return list(net._arrays().values()) + [
+                a for c in net._children().values() for a in arrays(c)]
+
+        values = arrays(self)
+        state = "" if not values else (", initialized" if all(v is not None for v in values)
+                                       else ", uninitialized")
+        return f"{kind}(<{len(self._nodes)} nodes>; {self._describe_ports()}{state})"
 
 
 class NetChain(NetGraph):
@@ -169,7 +216,8 @@ class NetChain(NetGraph):
         elif isinstance(layers, (list, tuple)):
             names = list(range(len(layers)))
         else:
-            raise NetError(f"NetChain: layers must be a list or a dict, got {type(layers).__name__}")
+            raise NetError("NetChain: layers must be a list or a dict, got "
+                           f"{type(layers).__name__}")
         if not names:
             raise NetError("NetChain: a chain needs at least one layer")
         connections = [tuple(names)] if len(names) > 1 else []
@@ -194,6 +242,9 @@ class _Ref:
 
 def _endpoint(x: Any, nodes: dict) -> _Ref | list[_Ref]:
     if isinstance(x, list):
+        if not x or any(isinstance(e, list) for e in x):
+            raise PortError(f"a list in a connection must hold one or more endpoints (not "
+                            f"lists), got {x!r}")
         return [_endpoint(e, nodes) for e in x]  # type: ignore[misc]
     if isinstance(x, NetPort):
         if x.layer is None:
@@ -211,7 +262,7 @@ def _endpoint(x: Any, nodes: dict) -> _Ref | list[_Ref]:
                     f"{list(nodes)}")
 
 
-def _parse_connections(connections: Any, nodes: dict) -> list[tuple[list[_Ref], list[_Ref]]]:
+def _parse_connections(connections: Any, nodes: dict) -> list[tuple[list, list, bool]]:
     if not isinstance(connections, (list, tuple)):
         raise NetError("NetGraph: connections must be a list of chains such as ('a', 'b')")
     groups = []
@@ -225,7 +276,8 @@ def _parse_connections(connections: Any, nodes: dict) -> list[tuple[list[_Ref], 
             dsts = b if isinstance(b, list) else [b]
             if len(srcs) > 1 and len(dsts) > 1:
                 raise NetError(f"NetGraph: cannot connect a list to a list ({a!r} -> {b!r})")
-            groups.append((srcs, dsts))
+            # a list source into one node is a fan-in, even a list of one
+            groups.append((srcs, dsts, isinstance(a, list) and len(dsts) == 1))
     return groups
 
 
@@ -282,8 +334,13 @@ def _fan_in(srcs: list[_Ref], dst: _Ref, nodes: dict) -> tuple[dict, list[tuple]
         if arity is not None and arity != k and node._specs:
             raise PortError(f"{_node_label(dst.node)} takes {arity} inputs but {k} were connected")
         if arity != k:
+            try:
+                node = node._with_params(arity=k)
+            except NetError as e:
+                raise PortError(f"{_node_label(dst.node)} cannot take the {k} sources connected "
+                                f"to it: {e}") from None
             nodes = dict(nodes)
-            nodes[dst.node] = node = node._with_params(arity=k)
+            nodes[dst.node] = node
     ins = node.input_ports
     if len(ins) != k:
         raise PortError(f"{_node_label(dst.node)} has inputs {list(ins)}, but a list of {k} "
@@ -293,8 +350,8 @@ def _fan_in(srcs: list[_Ref], dst: _Ref, nodes: dict) -> tuple[dict, list[tuple]
 
 def _resolve(groups: list, nodes: dict) -> tuple[dict, list[tuple[tuple, tuple]]]:
     edges: list[tuple[tuple, tuple]] = []
-    for srcs, dsts in groups:
-        if len(srcs) > 1:
+    for srcs, dsts, fan_in in groups:
+        if fan_in:
             nodes, dst_ends = _fan_in(srcs, dsts[0], nodes)
             for s, d in zip(srcs, dst_ends):
                 nodes, src_end = _source(s, nodes)
@@ -307,7 +364,7 @@ def _resolve(groups: list, nodes: dict) -> tuple[dict, list[tuple[tuple, tuple]]
     seen: dict[tuple, tuple] = {}
     for src, dst in edges:
         if dst in seen and seen[dst] != src:
-            what = (f"graph output {dst[1]!r}" if dst[0] == _OUT
+            what = (f"graph output {dst[1]!r}" if dst[0] is _OUT
                     else place((dst[0],), dst[1]))
             raise PortError(f"two sources are connected to {what}: {_show_end(seen[dst])} and "
                             f"{_show_end(src)}")
@@ -317,7 +374,7 @@ def _resolve(groups: list, nodes: dict) -> tuple[dict, list[tuple[tuple, tuple]]
 
 
 def _show_end(end: tuple) -> str:
-    if end[0] in (_IN, _OUT):
+    if _is_graph_end(end):
         return f"NetPort({end[1]!r})"
     return f"NetPort({end[0]!r}, {end[1]!r})"
 
@@ -326,7 +383,7 @@ def _dangling(nodes: dict, edges: list) -> tuple[list[str], list[str], list]:
     """Turn unconnected node ports into graph ports; return (inputs, outputs, edges)."""
     fed = {dst for _, dst in edges}
     used = {src for src, _ in edges}
-    explicit_out = [dst[1] for _, dst in edges if dst[0] == _OUT]
+    explicit_out = [dst[1] for _, dst in edges if dst[0] is _OUT]
     ins: list[str] = []
     edges = list(edges)
     for name, node in nodes.items():
@@ -336,10 +393,10 @@ def _dangling(nodes: dict, edges: list) -> tuple[list[str], list[str], list]:
                 src = (_IN, p)
             else:
                 src = next(s for s, d in edges if d == (name, p))
-            if src[0] == _IN and src[1] not in ins:
+            if src[0] is _IN and src[1] not in ins:
                 ins.append(src[1])
     for src, _ in edges:
-        if src[0] == _IN and src[1] not in ins:
+        if src[0] is _IN and src[1] not in ins:
             ins.append(src[1])
     dangling = [(name, p) for name, node in nodes.items() for p in node.output_ports
                 if (name, p) not in used]
@@ -351,7 +408,7 @@ def _dangling(nodes: dict, edges: list) -> tuple[list[str], list[str], list]:
     for name, node in nodes.items():
         for p in node.output_ports:
             for src, dst in edges:
-                if src == (name, p) and dst[0] == _OUT and dst[1] not in outs:
+                if src == (name, p) and dst[0] is _OUT and dst[1] not in outs:
                     outs.append(dst[1])
             if (name, p) in used:
                 continue
@@ -365,8 +422,8 @@ def _dangling(nodes: dict, edges: list) -> tuple[list[str], list[str], list]:
                                 f"graph output {gname!r}; connect it or rename the graph port")
             edges.append(((name, p), (_OUT, gname)))
             outs.append(gname)
-    for src, dst in edges:
-        if dst[0] == _OUT and dst[1] not in outs:
+    for _src, dst in edges:
+        if dst[0] is _OUT and dst[1] not in outs:
             outs.append(dst[1])
     if not outs:
         raise PortError("NetGraph: the graph has no output ports")
@@ -377,7 +434,7 @@ def _topological_order(nodes: dict, edges: list) -> list:
     g = nx.DiGraph()
     g.add_nodes_from(nodes)
     for src, dst in edges:
-        if src[0] != _IN and dst[0] != _OUT:
+        if src[0] is not _IN and dst[0] is not _OUT:
             g.add_edge(src[0], dst[0])
     try:
         cycle = nx.find_cycle(g)

@@ -61,7 +61,11 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
         raise NetError(f"NetInitialize needs a net, got {type(net).__name__}")
     if method not in METHODS:
         raise NetError(f"NetInitialize: unknown method {method!r}; use one of {list(METHODS)}")
-    rng = np.random.default_rng(seed)
+    try:
+        rng = np.random.default_rng(seed)
+    except (TypeError, ValueError):
+        raise NetError(f"NetInitialize: seed must be None or a non-negative int, got {seed!r}") \
+            from None
     S = Solver()
     net._constrain(S, ())
     S.solve()

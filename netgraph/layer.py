@@ -93,6 +93,22 @@ class Layer(Net):
         self.__dict__.update(inferred.__dict__)
         self._set(_cache={})
 
+    @classmethod
+    def _from_parts(cls, params: Params, user_specs: dict[str, Any], enabled_in: Any,
+                    enabled_out: Any, arrays: dict[str, np.ndarray | None],
+                    children: dict[str, Net]) -> Layer:
+        """Rebuild a layer from its stored parts without running the user constructor (used
+        by ``netgraph.io.load``): set the state, attach the sub-nets, run the hyperparameter
+        check and infer shapes as construction does. The caller validates the parts."""
+        layer = object.__new__(cls)
+        layer._set(params=params, _enabled_in=frozenset(enabled_in),
+                   _enabled_out=frozenset(enabled_out), _cache={}, _array_values=dict(arrays),
+                   _specs=dict(user_specs), _user_specs=dict(user_specs))
+        if children:
+            layer = layer._with_children(children)
+        layer._post_init()
+        return layer._infer()
+
     # --------------------------------------------------------------- ports
     def input_names(self) -> tuple[str, ...]:
         """Required input ports (subclasses with a variable arity override this)."""
@@ -145,6 +161,7 @@ class Layer(Net):
         new = self._copy(params=model)
         names = self.array_names_for(model)
         new._set(_array_values={n: self._array_values.get(n) for n in names})
+        new._post_init()  # the same checks of parameter combinations as the constructor
         return new
 
     # ----------------------------------------------------------- inference

@@ -5,13 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .errors import NetError
 
 __all__ = ["NetPort", "NetPortGradient", "NetArrayGradient"]
 
 
-def _as_path(x: Any) -> tuple:
-    return tuple(x) if isinstance(x, (list, tuple)) else (x,)
+def _as_path(x: Any, what: str) -> tuple:
+    """``x`` (a name, an int or a list/tuple of them) as a path tuple of str and int parts."""
+    path = tuple(x) if isinstance(x, (list, tuple)) else (x,)
+    out = []
+    for part in path:
+        if isinstance(part, np.integer) and not isinstance(part, np.bool_):
+            part = int(part)
+        if isinstance(part, bool) or not isinstance(part, (str, int)):
+            raise NetError(f"{what}: a path part must be a name (str) or a position (int), got "
+                           f"{part!r} in {x!r}")
+        out.append(part)
+    return tuple(out)
 
 
 class NetPort:
@@ -29,7 +41,7 @@ class NetPort:
             raise NetError(f"NetPort takes a port name or (layer, port), got {len(args)} arguments")
         if not isinstance(port, str):
             raise NetError(f"NetPort: port name must be a string, got {port!r}")
-        object.__setattr__(self, "layer", None if layer is None else _as_path(layer))
+        object.__setattr__(self, "layer", None if layer is None else _as_path(layer, "NetPort"))
         object.__setattr__(self, "port", port)
 
     def __setattr__(self, k, v):
@@ -68,7 +80,10 @@ class NetArrayGradient:
     __slots__ = ("path",)
 
     def __init__(self, path: Any):
-        object.__setattr__(self, "path", _as_path(path))
+        path = _as_path(path, "NetArrayGradient")
+        if not path:
+            raise NetError("NetArrayGradient needs a path to an array, e.g. ['Linear', 'Weights']")
+        object.__setattr__(self, "path", path)
 
     def __setattr__(self, k, v):
         raise AttributeError("NetArrayGradient is immutable")

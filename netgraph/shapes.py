@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .errors import NetError
 
 __all__ = ["Automatic", "All", "Varying", "Index", "parse_spec", "display", "ParsedSpec"]
@@ -45,8 +47,10 @@ class Index:
     n: int
 
     def __post_init__(self):
-        if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 1:
+        n = _as_int(self.n)
+        if n is None or n < 1:
             raise NetError(f"Index(n) needs a positive integer n, got {self.n!r}")
+        object.__setattr__(self, "n", n)  # a NumPy integer becomes a plain int
 
     def __repr__(self) -> str:
         return f"Index({self.n})"
@@ -79,13 +83,21 @@ def _is_elem(x: Any) -> bool:
     return isinstance(x, Index) or (isinstance(x, str) and x in ELEM_NAMES)
 
 
+def _as_int(x: Any) -> int | None:
+    """``x`` as a Python int when it is an integer (NumPy integers included, bools not)."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+        return None
+    return int(x)
+
+
 def _size(x: Any, spec: Any) -> Dim:
     if is_automatic(x):
         return Dim()
-    if isinstance(x, bool) or not isinstance(x, int) or x < 0:
+    n = _as_int(x)
+    if n is None or n < 1:
         raise NetError(f"invalid dimension {x!r} in shape spec {spec!r}: "
-                       "expected a non-negative int or Automatic")
-    return Dim(x)
+                       "expected a positive int or Automatic")
+    return Dim(n)
 
 
 def parse_spec(spec: Any) -> ParsedSpec:
@@ -100,9 +112,9 @@ def parse_spec(spec: Any) -> ParsedSpec:
         return ParsedSpec(None)
     if isinstance(spec, ParsedSpec):
         return spec
-    if isinstance(spec, bool):
+    if isinstance(spec, (bool, np.bool_)):
         raise NetError(f"invalid shape spec {spec!r}")
-    if isinstance(spec, int):
+    if _as_int(spec) is not None:
         return ParsedSpec((_size(spec, spec),))
     if isinstance(spec, str):
         if spec == Varying:

@@ -208,14 +208,17 @@ class Solver:
 
     def show(self, t: int) -> Any:
         """Canonical user display of type ``t``."""
-        d = self.dims(t)
-        if d is None:
+        return self.show_dims(self.dims(t), self.elem(t))
+
+    def show_dims(self, dims: tuple[int, ...] | None, elem: Any = None) -> Any:
+        """Canonical user display of the structure ``dims`` (dim ids) / ``elem``."""
+        if dims is None:
             return Automatic
         shown = []
-        for x in d:
+        for x in dims:
             v = self.size(x)
             shown.append(v if v is not None else ("Varying" if self.is_varying(x) else Automatic))
-        return display(tuple(shown), self.elem(t))
+        return display(tuple(shown), elem)
 
     def unify(self, a: int, b: int, place_a: str, place_b: str) -> None:
         """Unify two port types; on failure raise ``ShapeError`` naming both places."""
@@ -233,13 +236,13 @@ class Solver:
     def constrain(self, t: int, dims: tuple[int, ...], elem: Any, place: str,
                   what: str) -> None:
         """Unify port type ``t`` with a structure a layer demands; ``what`` describes it."""
-        before = self.show(t)
+        before, required = self.show(t), self.show_dims(dims, elem)
         try:
             self.bind(t, dims, elem)
         except Conflict as c:
             origin = self._torigin[self.find_type(t)] or "inference"
-            raise ShapeError(f"{place} has shape {before!r} (from {origin}) but {what}: "
-                             f"{c}") from None
+            raise ShapeError(f"{place} has shape {before!r} (from {origin}) but {what}, "
+                             f"which needs {required!r}: {c}") from None
 
     def relate(self, whole: int, inner: int, prefix: tuple[int, ...] = (),
                suffix: tuple[int, ...] = (), same_elem: bool = True,
@@ -260,7 +263,12 @@ class Solver:
                                self.elem(whole) if same_elem else None, places[1], what)
                 for a, b in zip(tuple(prefix) + tuple(suffix),
                                 wd[:len(prefix)] + wd[len(wd) - len(suffix):]):
-                    self.equal_sizes(a, b, places[0], places[0])
+                    try:
+                        self.unify_dims(a, b)
+                    except Conflict as c:
+                        raise ShapeError(f"{places[0]} has shape {self.show(whole)!r} and "
+                                         f"{places[1]} has shape {self.show(inner)!r}, but "
+                                         f"{what}: {c}") from None
 
         self.rules.append(rule)
 

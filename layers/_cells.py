@@ -1,0 +1,199 @@
+"""Time loops of the recurrent cells (used by :mod:`layers.recurrent`), forward and BPTT.
+
+Every loop works time-major: ``A`` (T, B, G·n) holds the input projections (plus biases) of
+all steps and gates, computed before the loop by one GEMM; a step adds the state GEMM
+``s_{t-1} @ Ws.T`` and applies the gate nonlinearities in place into preallocated buffers.
+``mask`` is None (every step valid) or a bool (T, B, 1) array; rows past an example's length
+keep their state (the forward copies ``s_{t-1}`` over them, the backward passes the gradient
+through unchanged and gives their gate pre-activations a zero gradient).
+
+``forward(A, WsT, init, mask) -> (states, cache)`` with ``states`` a list of (T+1, B, n)
+arrays (``[0]`` the initial state, ``[t+1]`` the state after step t): the state, then for the
+LSTM the cell state. ``backward(go, final, Ws, A, states, cache, mask) -> (dA, dH, d_init)``:
+``dA`` the gradients of the gate pre-activations (T, B, G·n), ``dH`` those of the state GEMM's
+outputs, ``d_init`` the gradients of the initial states.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _sigmoid_(z: np.ndarray) -> None:
+    """In place ``σ(z) = (1 + tanh(z / 2)) / 2`` (no overflow for any z)."""
+    z *= 0.5
+    np.tanh(z, out=z)
+    z *= 0.5
+    z += 0.5
+
+
+def _partial(mask: np.ndarray | None, T: int) -> tuple[list[bool], np.ndarray | None]:
+    """Per step: does any row lie past its example's end? And the inverted mask."""
+    if mask is None:
+        return [False] * T, None
+    return list(~mask.all(axis=(1, 2))), ~mask
+
+
+class Basic:
+    """``s_t = tanh(a_t + W_s s_{t-1})``."""
+
+    @staticmethod
+    def forward(A, WsT, init, mask):
+        T, B, n = A.shape
+        part, inv = _partial(mask, T)
+        H = np.empty((T + 1, B, n), A.dtype)
+        H[0] = init[0]
+        for t in range(T):
+            s = H[t + 1]
+            np.matmul(H[t], WsT, out=s)
+            s += A[t]
+            np.tanh(s, out=s)
+            if part[t]:
+                np.copyto(s, H[t], where=inv[t])
+        return [H], None
+
+    @staticmethod
+    def backward(go, final, Ws, A, states, cache, mask):
+        (H,) = states
+        T = A.shape[0]
+        part, inv = _partial(mask, T)
+        F = 1 - H[1:] * H[1:]  # tanh'; zero past each example's end
+        if mask is not None:
+            F *= mask
+        dA = np.empty_like(A)
+        ds = final[0]
+        for t in range(T - 1, -1, -1):
+            ds = ds + go[t]
+            np.multiply(F[t], ds, out=dA[t])
+            new = dA[t] @ Ws
+            if part[t]:
+                np.copyto(new, ds, where=inv[t])
+            ds = new
+        return dA, dA, [ds]
+
+
+class GRU:
+    """Gate blocks ``[i, r, m]``: ``i, r = σ(a + h)``, ``m = tanh(a_m + r ⊙ h_m)``,
+    ``s = m + i ⊙ (s_{t-1} - m)`` with ``h = W_s s_{t-1}``."""
+
+    @staticmethod
+    def forward(A, WsT, init, mask):
+        T, B, G = A.shape
+        n = G // 3
+        part, inv = _partial(mask, T)
+        H = np.empty((T + 1, B, n), A.dtype)
+        H[0] = init[0]
+        HS = np.empty_like(A)  # state projections W_s s_{t-1}, all gates
+        IR = np.empty((T, B, 2 * n), A.dtype)
+        M = np.empty((T, B, n), A.dtype)
+        for t in range(T):
+            sp, hs, ir, m, s = H[t], HS[t], IR[t], M[t], H[t + 1]
+            np.matmul(sp, WsT, out=hs)
+            np.add(A[t, :, :2 * n], hs[:, :2 * n], out=ir)
+            _sigmoid_(ir)
+            np.multiply(ir[:, n:], hs[:, 2 * n:], out=m)
+            m += A[t, :, 2 * n:]
+            np.tanh(m, out=m)
+            np.subtract(sp, m, out=s)
+            s *= ir[:, :n]
+            s += m
+            if part[t]:
+                np.copyto(s, sp, where=inv[t])
+        return [H], (HS, IR, M)
+
+    @staticmethod
+    def backward(go, final, Ws, A, states, cache, mask):
+        (H,), (HS, IR, M) = states, cache
+        T, B, G = A.shape
+        n = G // 3
+        # Every factor that does not depend on the incoming gradient, for all steps at once:
+        # dL/d(pre-activation) = ds ⊙ factor, rows past an example's end get factor 0.
+        i, r = IR[..., :n], IR[..., n:]
+        Fm = (1 - i) * (1 - M * M)  # memory pre-activation
+        if mask is not None:
+            Fm *= mask
+        F = np.empty((T, B, 3, n), A.dtype)  # state-GEMM output grads: i, r and r ⊙ (W_ms s)
+        np.multiply(H[:-1] - M, i * (1 - i), out=F[:, :, 0])
+        if mask is not None:
+            F[:, :, 0] *= mask
+        np.multiply(Fm * HS[..., 2 * n:], r * (1 - r), out=F[:, :, 1])
+        np.multiply(Fm, r, out=F[:, :, 2])
+        D = i if mask is None else np.where(mask, i, 1)  # direct path s_{t-1} -> s_t
+        DS = np.empty((T, B, n), A.dtype)
+        dH = np.empty((T, B, 3, n), A.dtype)
+        ds = final[0]
+        for t in range(T - 1, -1, -1):
+            cur = np.add(ds, go[t], out=DS[t])
+            np.multiply(F[t], cur[:, None, :], out=dH[t])
+            ds = dH[t].reshape(B, G) @ Ws
+            ds += D[t] * cur
+        dH = dH.reshape(T, B, G)
+        dA = dH.copy()
+        np.multiply(DS, Fm, out=dA[..., 2 * n:])
+        return dA, dH, [ds]
+
+
+class LSTM:
+    """Gate blocks ``[i, o, f, m]``: ``c = f ⊙ c_{t-1} + i ⊙ m``, ``s = o ⊙ tanh(c)``."""
+
+    @staticmethod
+    def forward(A, WsT, init, mask):
+        T, B, G = A.shape
+        n = G // 4
+        part, inv = _partial(mask, T)
+        H = np.empty((T + 1, B, n), A.dtype)
+        C = np.empty((T + 1, B, n), A.dtype)
+        H[0], C[0] = init
+        Z = np.empty_like(A)  # activated gates
+        TC = np.empty((T, B, n), A.dtype)
+        im = np.empty((B, n), A.dtype)
+        for t in range(T):
+            z, c, s, tc = Z[t], C[t + 1], H[t + 1], TC[t]
+            np.matmul(H[t], WsT, out=z)
+            z += A[t]
+            _sigmoid_(z[:, :3 * n])
+            np.tanh(z[:, 3 * n:], out=z[:, 3 * n:])
+            np.multiply(z[:, 2 * n:3 * n], C[t], out=c)
+            np.multiply(z[:, :n], z[:, 3 * n:], out=im)
+            c += im
+            np.tanh(c, out=tc)
+            np.multiply(z[:, n:2 * n], tc, out=s)
+            if part[t]:
+                np.copyto(c, C[t], where=inv[t])
+                np.copyto(s, H[t], where=inv[t])
+        return [H, C], (Z, TC)
+
+    @staticmethod
+    def backward(go, final, Ws, A, states, cache, mask):
+        (_, C), (Z, TC) = states, cache
+        T, B, G = A.shape
+        n = G // 4
+        part, inv = _partial(mask, T)
+        i, o, f, m = (Z[..., j * n:(j + 1) * n] for j in range(4))
+        # gradient-independent factors for all steps; rows past an example's end get 0
+        P = o * (1 - TC * TC)  # dL/dc += ds ⊙ P
+        Fo = TC * o * (1 - o)  # output-gate pre-activation
+        if mask is not None:
+            P *= mask
+            Fo *= mask
+        FC = np.empty((T, B, 4, n), A.dtype)  # dL/d(pre-activation) = dc ⊙ FC (but o)
+        np.multiply(m, i * (1 - i), out=FC[:, :, 0])
+        FC[:, :, 1] = 0
+        np.multiply(C[:-1], f * (1 - f), out=FC[:, :, 2])
+        np.multiply(i, 1 - m * m, out=FC[:, :, 3])
+        dA = np.empty((T, B, 4, n), A.dtype)
+        ds, dc = final
+        for t in range(T - 1, -1, -1):
+            ds = ds + go[t]
+            dcv = ds * P[t]
+            dcv += dc * mask[t] if part[t] else dc
+            g = dA[t]
+            np.multiply(FC[t], dcv[:, None, :], out=g)
+            np.multiply(ds, Fo[t], out=g[:, 1])
+            new_s, new_c = g.reshape(B, G) @ Ws, dcv * f[t]
+            if part[t]:
+                np.copyto(new_s, ds, where=inv[t])
+                np.copyto(new_c, dc, where=inv[t])
+            ds, dc = new_s, new_c
+        dA = dA.reshape(T, B, G)
+        return dA, dA, [ds, dc]

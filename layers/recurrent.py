@@ -1,0 +1,182 @@
+"""Recurrent layers: BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer.
+
+Ports: ``Input`` (a sequence of k-vectors, fixed or varying length) -> ``Output`` (the sequence
+of n-vector states, same length variable). Optional ports, present only where a NetGraph
+connects them: an input ``State`` (and ``CellState`` for the LSTM), the initial state (zeros
+otherwise), and an output ``State`` (``CellState``), the state after each example's true last
+step (solver key ``"out:State"`` when the input is present too).
+
+Equations (``s`` the state, ``x_t`` the input, ``σ`` the logistic sigmoid, one bias per gate)::
+
+    Basic:  s_t = tanh(W_x x_t + W_s s_{t-1} + b)
+    GRU:    i_t = σ(W_ix x_t + W_is s_{t-1} + b_i)            input (update) gate
+            r_t = σ(W_rx x_t + W_rs s_{t-1} + b_r)            reset gate
+            m_t = tanh(W_mx x_t + r_t ⊙ (W_ms s_{t-1}) + b_m)  memory; reset after the matmul
+            s_t = (1 - i_t) ⊙ m_t + i_t ⊙ s_{t-1}
+    LSTM:   i_t, o_t, f_t = σ(W_·x x_t + W_·s s_{t-1} + b_·)   input, output, forget gates
+            m_t = tanh(W_mx x_t + W_ms s_{t-1} + b_m)
+            c_t = f_t ⊙ c_{t-1} + i_t ⊙ m_t,   s_t = o_t ⊙ tanh(c_t)
+
+Arrays ``<Gate>InputWeights`` (n, k), ``<Gate>StateWeights`` (n, n), ``<Gate>Biases`` (n,);
+``ForgetGateBiases`` start at 1. Past an example's length the state is frozen and the output
+is 0. Speed: the inputs of all steps are projected for all gates in one GEMM before the loop;
+the loop does one state GEMM per step; BPTT runs the loop in reverse and gets every weight
+gradient from one GEMM over all steps afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import field_validator
+
+from netgraph.layer import Layer, Params
+from netgraph.shapes import Automatic
+from netgraph.solver import Solver, place
+
+from . import _cells
+
+__all__ = ["BasicRecurrentLayer", "GatedRecurrentLayer", "LongShortTermMemoryLayer"]
+
+
+class RecurrentParams(Params):
+    n: int | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _positive(cls, v):
+        if v is not None and v < 1:
+            raise ValueError("the state size must be a positive int")
+        return v
+
+
+class _Recurrent(Layer):
+    """The shared unroller: shape rules, input projection, masks, states and weight grads.
+    Subclasses name their gates and pick a cell from :mod:`layers._cells`."""
+
+    Params = RecurrentParams
+    optional_inputs = ("State",)
+    optional_outputs = ("State",)
+    pad_clean = True
+    #: array-name prefixes, in the order of the concatenated gate blocks
+    gates: ClassVar[tuple[str, ...]] = ()
+    cell: ClassVar[Any] = None
+
+    def __init__(self, n: Any = Automatic, **ports: Any):
+        super().__init__({"n": n}, ports)
+
+    @classmethod
+    def _group(cls, kind: str) -> list[str]:
+        return [f"{g}{kind}" for g in cls.gates]
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        name = f"{type(self).__name__}({self.params.n or Automatic}) at {place(path)}"
+        n = S.new_dim(self.params.n, origin=name)
+        k = S.new_dim()
+        length = S.new_dim(varying=True, origin=name)
+        S.constrain(ports["Input"], (length, k), None, place(path, "Input"),
+                    f"{name} takes a sequence of vectors")
+        S.constrain(ports["Output"], (length, n), None, place(path, "Output"),
+                    f"{name} gives a sequence of {self.params.n or 'n'}-vectors")
+        for p in self.optional_inputs:
+            for key in ({p} & set(self.input_ports)) | (
+                    {self._out_key(p)} if p in self.output_ports else set()):
+                S.constrain(ports[key], (n,), None, place(path, p), f"the states of {name}")
+        arrays = {}
+        for g in self.gates:
+            arrays.update({f"{g}InputWeights": (n, k), f"{g}StateWeights": (n, n),
+                           f"{g}Biases": (n,)})
+        return arrays
+
+    def forward(self, ins, arrays, ctx):
+        x = ins["Input"]
+        lead, (T, k) = x.shape[:-2], x.shape[-2:]
+        B = math.prod(lead)
+        Wx = np.concatenate([arrays[a] for a in self._group("InputWeights")])
+        Ws = np.concatenate([arrays[a] for a in self._group("StateWeights")])
+        b = np.concatenate([arrays[a] for a in self._group("Biases")])
+        n, dt = Ws.shape[1], x.dtype
+        lens = ctx.lengths("Input")
+        mask = None
+        if lens is not None and B == len(lens) and (lens < T).any():
+            mask = np.ascontiguousarray(ctx.valid_mask("Input", T).T)[:, :, None]  # (T, B, 1)
+        xt = np.ascontiguousarray(x.reshape(B, T, k).transpose(1, 0, 2)).reshape(T * B, k)
+        A = (xt @ Wx.T + b).reshape(T, B, -1)  # every step, every gate: one GEMM
+        init = [ins[p].reshape(B, n) if p in ins else np.zeros((B, n), dt)
+                for p in self.optional_inputs]
+        H, cache = self.cell.forward(A, np.ascontiguousarray(Ws.T), init, mask)
+        out = H[0][1:].transpose(1, 0, 2)
+        out = np.ascontiguousarray(out) if mask is None else out * mask.transpose(1, 0, 2)
+        outs = {"Output": out.reshape(lead + (T, n))}
+        for p, h in zip(self.optional_inputs, H, strict=True):
+            if p in self.output_ports:
+                outs[p] = h[T].reshape(lead + (n,))
+
+        def backward(g):
+            go = g.get("Output")
+            go = (np.zeros((T, B, n), dt) if go is None else
+                  np.ascontiguousarray(go.reshape(B, T, n).transpose(1, 0, 2)))
+            final = [np.zeros((B, n), dt) if g.get(p) is None else g[p].reshape(B, n)
+                     for p in self.optional_inputs]
+            dA, dH, d_init = self.cell.backward(go, final, Ws, A, H, cache, mask)
+            dA2 = dA.reshape(T * B, -1)
+            dWx, dWs = dA2.T @ xt, dH.reshape(T * B, -1).T @ H[0][:-1].reshape(T * B, n)
+            db = dA2.sum(0)
+            dx = (dA2 @ Wx).reshape(T, B, k).transpose(1, 0, 2).reshape(x.shape)
+            grads = {}
+            for j, g_name in enumerate(self.gates):
+                rows = slice(j * n, (j + 1) * n)
+                grads.update({f"{g_name}InputWeights": dWx[rows],
+                              f"{g_name}StateWeights": dWs[rows], f"{g_name}Biases": db[rows]})
+            in_grads = {"Input": dx}
+            for p, d in zip(self.optional_inputs, d_init, strict=True):
+                if p in ins:
+                    in_grads[p] = d.reshape(lead + (n,))
+            return in_grads, grads
+
+        return outs, backward
+
+
+class BasicRecurrentLayer(_Recurrent):
+    """``s_t = tanh(W_x x_t + W_s s_{t-1} + b)``; arrays ``InputWeights`` (n, k),
+    ``StateWeights`` (n, n), ``Biases`` (n,). Ports as in the module docstring."""
+
+    gates = ("",)
+    array_init = {"InputWeights": "weights", "StateWeights": "weights", "Biases": "zeros"}
+    cell = _cells.Basic
+
+
+class GatedRecurrentLayer(_Recurrent):
+    """GRU, Wolfram's variant (reset applied after the state matmul)::
+
+        i = σ(W_ix x + W_is s + b_i),  r = σ(W_rx x + W_rs s + b_r)
+        m = tanh(W_mx x + r ⊙ (W_ms s) + b_m),  s' = (1 - i) ⊙ m + i ⊙ s
+
+    Arrays ``InputGate…``, ``ResetGate…``, ``MemoryGate…`` × ``InputWeights``/
+    ``StateWeights``/``Biases``."""
+
+    gates = ("InputGate", "ResetGate", "MemoryGate")
+    array_init = {f"{g}{a}": kind for g in gates for a, kind in
+                  (("InputWeights", "weights"), ("StateWeights", "weights"), ("Biases", "zeros"))}
+    cell = _cells.GRU
+
+
+class LongShortTermMemoryLayer(_Recurrent):
+    """LSTM without peepholes::
+
+        i, o, f = σ(W_·x x + W_·s s + b_·),  m = tanh(W_mx x + W_ms s + b_m)
+        c' = f ⊙ c + i ⊙ m,  s' = o ⊙ tanh(c')
+
+    Arrays ``InputGate…``, ``OutputGate…``, ``ForgetGate…``, ``MemoryGate…`` ×
+    ``InputWeights``/``StateWeights``/``Biases``; ``ForgetGateBiases`` initialised to 1.
+    Optional ports ``State`` and ``CellState`` (initial / final)."""
+
+    optional_inputs = ("State", "CellState")
+    optional_outputs = ("State", "CellState")
+    gates = ("InputGate", "OutputGate", "ForgetGate", "MemoryGate")
+    array_init = {f"{g}{a}": ("ones" if g == "ForgetGate" else "zeros") if a == "Biases"
+                  else "weights" for g in gates for a in ("InputWeights", "StateWeights",
+                                                          "Biases")}
+    cell = _cells.LSTM

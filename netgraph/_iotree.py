@@ -1,0 +1,312 @@
+"""The net tree of a saved file: pydantic models of ``net.json`` and the conversion of nets to
+and from them (see :mod:`netgraph.io` for the file format).
+
+Decoding never imports by name: a layer class is looked up in :func:`registry` (NetGraph,
+NetChain and the layer classes of ``layers.__all__``). A decoded layer or graph is rebuilt
+from its parts (``Layer._from_parts``, ``NetGraph._from_parts``) after the parts have been
+checked here, and shape inference runs again on the rebuilt net.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from .errors import NetError, where
+from .graph import NetChain, NetGraph, _is_graph_end
+from .layer import Layer, _validation_message
+from .net import Net
+from .shapes import Automatic, Index, is_automatic, parse_spec
+
+__all__ = ["FileJSON", "ArrayJSON", "registry", "encode", "decode", "validation_summary"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IndexJSON(_Model):
+    """``Index(n)`` in a shape spec, written ``{"Index": n}``."""
+
+    Index: StrictInt
+
+
+Name = StrictInt | StrictStr
+_Entry = StrictInt | StrictStr | IndexJSON | None
+SpecJSON = _Entry | list[_Entry]
+
+
+class ArrayJSON(_Model):
+    """A reference to the ``.npy`` member holding one array."""
+
+    member: StrictStr
+    shape: list[Annotated[StrictInt, Field(ge=0)]]
+    dtype: Literal["float32"]
+
+
+class LayerJSON(_Model):
+    kind: Literal["layer"]
+    type: StrictStr
+    params: dict[str, Any] = {}
+    ports: dict[str, SpecJSON] = {}
+    enabled_inputs: list[StrictStr] = []
+    enabled_outputs: list[StrictStr] = []
+    arrays: dict[str, ArrayJSON | None] = {}
+    children: dict[str, NodeJSON] = {}
+
+
+class EndJSON(_Model):
+    """One end of an edge: a node's port, or a graph port when ``node`` is null."""
+
+    node: Name | None
+    port: StrictStr
+
+
+class GraphNodeJSON(_Model):
+    name: Name
+    net: NodeJSON
+
+
+class GraphJSON(_Model):
+    kind: Literal["graph"]
+    type: Literal["NetGraph", "NetChain"]
+    nodes: list[GraphNodeJSON] = Field(min_length=1)
+    edges: list[tuple[EndJSON, EndJSON]]
+    inputs: list[StrictStr]
+    outputs: list[StrictStr] = Field(min_length=1)
+    order: list[Name]
+    ports: dict[str, SpecJSON] = {}
+
+
+NodeJSON = Annotated[LayerJSON | GraphJSON, Field(discriminator="kind")]
+
+
+class FileJSON(_Model):
+    """The whole of ``net.json``."""
+
+    format: StrictStr
+    format_version: StrictInt
+    netgraph_version: StrictStr
+    net: NodeJSON
+
+
+for _m in (LayerJSON, GraphNodeJSON, GraphJSON, FileJSON):
+    _m.model_rebuild()
+
+
+def validation_summary(err: ValidationError, limit: int = 4) -> str:
+    """A one-line account of pydantic's errors."""
+    errors = err.errors()
+    parts = [f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}" for e in errors[:limit]]
+    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
+    return "; ".join(parts) + more
+
+
+def registry() -> dict[str, type[Net]]:
+    """Every class a file may name: NetGraph, NetChain and the layers of ``layers.__all__``."""
+    import layers
+
+    known: dict[str, type[Net]] = {"NetGraph": NetGraph, "NetChain": NetChain}
+    for name in layers.__all__:
+        cls = getattr(layers, name, None)
+        if isinstance(cls, type) and issubclass(cls, Layer):
+            known[name] = cls
+    return known
+
+
+# ------------------------------------------------------------------------ specs
+def _encode_spec(spec: Any, path: tuple) -> Any:
+    if is_automatic(spec):
+        return None
+    if isinstance(spec, Index):
+        return {"Index": spec.n}
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, (bool, np.bool_)):
+        return int(spec)
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, (tuple, list)):
+        return [_encode_spec(e, path) for e in spec]
+    raise NetError(f"cannot save the port spec {spec!r} of {where(path)}")
+
+
+def _decode_spec(value: Any) -> Any:
+    if value is None:
+        return Automatic
+    if isinstance(value, IndexJSON):
+        return Index(value.Index)
+    if isinstance(value, list):
+        return tuple(_decode_spec(v) for v in value)
+    return value
+
+
+def _decode_specs(ports: dict[str, Any], path: tuple) -> dict[str, Any]:
+    specs = {k: _decode_spec(v) for k, v in ports.items()}
+    for k, v in specs.items():
+        try:
+            parse_spec(v)
+        except NetError as e:
+            raise NetError(f"{where(path, k)}: {e}") from None
+    return specs
+
+
+# --------------------------------------------------------------------- encoding
+def encode(net: Net, arrays: list[tuple[str, np.ndarray]], path: tuple = ()) -> dict:
+    """The JSON tree of ``net``; its arrays are appended to ``arrays`` as (member, array)."""
+    name = type(net).__name__
+    if registry().get(name) is not type(net):
+        raise NetError(f"cannot save {where(path)}: {name} is not one of netgraph's net classes "
+                       "(NetGraph, NetChain and the layers of layers.__all__)")
+    ports = {k: _encode_spec(v, path) for k, v in net._user_specs.items()}
+    if isinstance(net, NetGraph):
+        def end(e: tuple) -> dict:
+            return {"node": None if _is_graph_end(e) else e[0], "port": e[1]}
+
+        return {"kind": "graph", "type": name,
+                "nodes": [{"name": n, "net": encode(c, arrays, path + (n,))}
+                          for n, c in net._nodes.items()],
+                "edges": [[end(s), end(d)] for s, d in net._edges],
+                "inputs": list(net._ins), "outputs": list(net._outs),
+                "order": list(net._order), "ports": ports}
+    assert isinstance(net, Layer)
+    params = net.params.model_dump(mode="json")
+    try:
+        exact = type(net).Params.model_validate(json.loads(json.dumps(params))) == net.params
+    except (ValidationError, TypeError, ValueError):
+        exact = False
+    if not exact:
+        raise NetError(f"cannot save {where(path)}: the parameters of {name} do not survive "
+                       f"a JSON round trip ({params!r})")
+    refs: dict[str, Any] = {}
+    for k, v in net._array_values.items():
+        if v is None:
+            refs[k] = None
+            continue
+        member = f"arrays/{len(arrays)}.npy"
+        a = np.asarray(v, dtype=np.float32)
+        arrays.append((member, a))
+        refs[k] = {"member": member, "shape": list(a.shape), "dtype": "float32"}
+    return {"kind": "layer", "type": name, "params": params, "ports": ports,
+            "enabled_inputs": sorted(net._enabled_in), "enabled_outputs": sorted(net._enabled_out),
+            "arrays": refs,
+            "children": {k: encode(c, arrays, path + (k,)) for k, c in net._children().items()}}
+
+
+# --------------------------------------------------------------------- decoding
+ReadArray = Callable[[ArrayJSON, str], np.ndarray]
+
+
+def decode(node: LayerJSON | GraphJSON, read_array: ReadArray, path: tuple = ()) -> Net:
+    """Rebuild the net of ``node``; ``read_array(ref, what)`` reads one checked array.
+
+    Raises
+    ------
+    NetError
+        Naming the node and what is wrong, for any part that does not fit.
+    """
+    try:
+        if isinstance(node, GraphJSON):
+            return _decode_graph(node, read_array, path)
+        return _decode_layer(node, read_array, path)
+    except NetError:
+        raise
+    except Exception as e:  # a part that passed the checks but still does not fit
+        raise NetError(f"{where(path)} ({node.type}) cannot be rebuilt from the file: "
+                       f"{type(e).__name__}: {e}") from e
+
+
+def _names_match(what: str, given: Any, expected: Any, path: tuple, cls: type) -> None:
+    missing, extra = set(expected) - set(given), set(given) - set(expected)
+    if missing or extra:
+        raise NetError(f"{where(path)}: {cls.__name__} has {what} {sorted(map(str, expected))}, "
+                       f"but the file gives {sorted(map(str, given))}")
+
+
+def _decode_layer(node: LayerJSON, read_array: ReadArray, path: tuple) -> Layer:
+    cls = registry().get(node.type)
+    if cls is None or not issubclass(cls, Layer):
+        raise NetError(f"{where(path)}: unknown layer class {node.type!r} (not one of "
+                       "netgraph's layers)")
+    try:
+        params = cls.Params.model_validate(node.params)
+    except ValidationError as e:
+        raise NetError(f"{where(path)}: {_validation_message(cls, e)}") from None
+    names = cls.array_names_for(params)
+    _names_match("arrays", node.arrays, names, path, cls)
+    arrays = {n: None if node.arrays[n] is None else
+              read_array(node.arrays[n], f"array {n!r} of {where(path)}") for n in names}
+    for kind, given, allowed in (("input", node.enabled_inputs, cls.optional_inputs),
+                                 ("output", node.enabled_outputs, cls.optional_outputs)):
+        if set(given) - set(allowed):
+            raise NetError(f"{where(path)}: {cls.__name__} has no optional {kind} port "
+                           f"{sorted(set(given) - set(allowed))[0]!r}")
+    children = {k: decode(c, read_array, path + (k,)) for k, c in node.children.items()}
+    specs = _decode_specs(node.ports, path)
+    try:
+        layer = cls._from_parts(params, specs, node.enabled_inputs, node.enabled_outputs,
+                                arrays, children)
+    except AttributeError as e:
+        raise NetError(f"{where(path)}: {cls.__name__} cannot be rebuilt from the file's parts "
+                       f"(sub-nets {sorted(children)}): {e}") from e
+    _names_match("sub-nets", children, layer._children(), path, cls)
+    unknown = set(specs) - set(layer._all_port_names()) - set(layer._port_keys())
+    if unknown:
+        raise NetError(f"{where(path)}: {cls.__name__} has no port {sorted(unknown)[0]!r}")
+    return layer
+
+
+def _decode_graph(node: GraphJSON, read_array: ReadArray, path: tuple) -> NetGraph:
+    cls = registry()[node.type]
+    nodes: dict[Any, Net] = {}
+    for g in node.nodes:
+        if g.name in nodes:
+            raise NetError(f"{where(path)}: two nodes are named {g.name!r}")
+        nodes[g.name] = decode(g.net, read_array, path + (g.name,))
+    edges = [((s.node, s.port), (d.node, d.port)) for s, d in node.edges]
+    _check_structure(nodes, edges, node.inputs, node.outputs, node.order, path)
+    specs = _decode_specs(node.ports, path)
+    allowed = set(node.inputs) | set(node.outputs) | {"out:" + p for p in node.outputs}
+    if set(specs) - allowed:
+        raise NetError(f"{where(path)}: shape given for {sorted(set(specs) - allowed)[0]!r}, "
+                       "which is not a port of the graph")
+    return cls._from_parts(nodes, edges, node.inputs, node.outputs, node.order, specs)
+
+
+def _check_structure(nodes: dict, edges: list, ins: list, outs: list, order: list,
+                     path: tuple) -> None:
+    """Every edge joins existing ports, every node input and graph output is fed exactly
+    once, and ``order`` lists every node once, sources before destinations."""
+    def bad(msg: str) -> NetError:
+        return NetError(f"{where(path)}: {msg}")
+
+    if len(set(ins)) != len(ins) or len(set(outs)) != len(outs):
+        raise bad("a graph port is listed twice")
+    fed: dict[tuple, tuple] = {}
+    for src, dst in edges:
+        n, p = src
+        if n is None and p not in ins:
+            raise bad(f"an edge starts at {p!r}, which is not a graph input")
+        if n is not None and (n not in nodes or p not in nodes[n].output_ports + getattr(
+                nodes[n], "hidden_outputs", ())):
+            raise bad(f"an edge starts at {where((n,), p)}, which is not an output")
+        n, p = dst
+        if n is None and p not in outs:
+            raise bad(f"an edge ends at {p!r}, which is not a graph output")
+        if n is not None and (n not in nodes or p not in nodes[n].input_ports):
+            raise bad(f"an edge ends at {where((n,), p)}, which is not an input")
+        if dst in fed:
+            raise bad(f"two edges end at {p!r} of {'the graph' if n is None else repr(n)}")
+        fed[dst] = src
+    needed = [(n, p) for n, net in nodes.items() for p in net.input_ports]
+    for n, p in needed + [(None, p) for p in outs]:
+        if (n, p) not in fed:
+            raise bad(f"nothing feeds {where((n,), p) if n is not None else repr(p)}")
+    if len(order) != len(nodes) or set(order) != set(nodes):
+        raise bad(f"the node order {order!r} does not list the nodes {list(nodes)}")
+    position = {n: i for i, n in enumerate(order)}
+    for (a, _), (b, _) in edges:
+        if a is not None and b is not None and position[a] >= position[b]:
+            raise bad(f"the node order {order!r} puts {b!r} before its source {a!r}")

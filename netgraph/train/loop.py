@@ -1,0 +1,232 @@
+"""NetTrain: the training loop (the executor run directly, with a flat-buffer optimizer)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from ..apply import _fill_shapes_from_data, collect_arrays
+from ..compile import Plan, compile_net
+from ..errors import NetError, SpecificationError
+from ..execute import RunContext, backward, forward
+from ..extract import update_at
+from ..initialize import NetInitialize
+from ..net import Net
+from ..shapes import Automatic
+from .data import TrainData, as_port_dict, fixed_batches, round_batches
+from .loss import NODE, TrainingNet, attach_loss, plan_losses, target_ports
+from .optimizers import Optimizer, make_optimizer
+from .options import Options, check_options
+from .params import Diverged, ParamSet, clip_and_regularize
+from .progress import Progress
+from .results import NetTrainResults, check_property, select_property
+
+__all__ = ["NetTrain"]
+
+
+def _fill_shapes(net: Net, raw: dict[str, Any]) -> Net:
+    """Input ports whose shapes are unknown take the shape of the first example."""
+    try:
+        compile_net(net)
+        return net
+    except SpecificationError:
+        pass
+    try:
+        first = {p: raw[p][0] for p in net.input_ports}
+        return _fill_shapes_from_data(net, first)
+    except (NetError, TypeError, IndexError, KeyError, ValueError):
+        return net  # NetInitialize / validation will say what is missing
+
+
+def _with_arrays(net: Net, arrays: dict[tuple, np.ndarray]) -> Net:
+    """``net`` with the arrays of the training net (paths under node ``"net"``) put back."""
+    by_layer: dict[tuple, dict[str, np.ndarray]] = {}
+    for path, a in arrays.items():
+        if path[0] == NODE:
+            by_layer.setdefault(path[1:-1], {})[path[-1]] = a
+    for layer_path, fills in by_layer.items():
+        net = update_at(net, layer_path, lambda layer, f=fills: layer._with_arrays(f))
+    return net
+
+
+class _Trainer:
+    """Runs batches of one training net: forward, loss, backward, update."""
+
+    def __init__(self, plan: Plan, tn: TrainingNet, params: ParamSet, opt: Optimizer,
+                 opts: Options):
+        self.plan, self.params, self.opt, self.opts = plan, params, opt, opts
+        self.loss_metas = [plan.outputs[name] for name in tn.losses]
+        self.fuse: bool | None = None  # unknown until the first tape
+        self.tmp = np.empty_like(params.flat)
+
+    def forward(self, data: TrainData, idx: np.ndarray, training: bool,
+                rng: np.random.Generator | None) -> tuple[Any, float]:
+        inputs, lengths = data.batch(idx)
+        run = RunContext(arrays=self.params.arrays, dtype=np.float32, training=training,
+                         rng=rng, lengths=lengths)
+        tape = forward(self.plan, inputs, run)
+        total = 0.0
+        for m in self.loss_metas:
+            total += float(tape.values[m.slot].sum(dtype=np.float64))
+        if not math.isfinite(total):
+            raise Diverged("loss")
+        return tape, total
+
+    def train_batch(self, data: TrainData, idx: np.ndarray, rng: np.random.Generator) -> float:
+        """One optimization step on examples ``idx``; returns the batch's mean loss."""
+        tape, total = self.forward(data, idx, True, rng)
+        B = len(idx)
+        seeds = {}
+        for m in self.loss_metas:
+            v = tape.values[m.slot]
+            seeds[m.slot] = tape.run.zero_padding(np.full(v.shape, 1.0 / B, np.float32), m)
+        if self.fuse is not False:
+            from layers.loss import fuse_softmax_cross_entropy
+
+            self.fuse = fuse_softmax_cross_entropy(self.plan, tape) > 0
+        _, array_grads = backward(self.plan, tape, seeds)
+        g = self.params.load_grads(array_grads)
+        clip_and_regularize(g, self.params.flat, self.opts.clip, self.opts.l2, self.tmp)
+        self.opt.step(self.params.flat, g)
+        return total / B
+
+    def evaluate(self, data: TrainData, batches: list[np.ndarray]) -> float:
+        """Mean loss per example over ``batches`` (no dropout, no update)."""
+        total = sum(self.forward(data, idx, False, None)[1] for idx in batches)
+        return total / sum(len(idx) for idx in batches)
+
+
+def _diverged(what: str, r: int, b: int, opt: Optimizer, clip: float | None) -> NetError:
+    where = f"round {r}, batch {b}" if b else f"round {r} (validation)"
+    hint = "" if clip is None else f" (now {clip!r})"
+    return NetError(f"NetTrain: training diverged at {where}: the {what} became NaN or "
+                    f"infinite. Try a lower learning_rate (now {opt.lr!r}), "
+                    f"gradient_clipping=<max gradient norm>{hint}, or normalizing the data. "
+                    "The given net was not changed.")
+
+
+def NetTrain(net: Net, data: Any, loss: Any = Automatic, prop: str = "TrainedNet", *,
+             validation_set: Any = None, batch_size: Any = Automatic,
+             max_training_rounds: Any = Automatic, method: Any = "ADAM",
+             learning_rate: Any = Automatic, seed: int | None = None, progress: bool = True,
+             time_goal: float | None = None, target_device: str = "CPU",
+             gradient_clipping: float | None = None, l2_regularization: float = 0.0) -> Any:
+    """Train ``net`` on ``data``; see docs/training.md for every option.
+
+    ``data``: a dict port -> examples, a list of dicts, or ``(inputs, targets)`` for a net
+    with one input and one output; targets go under the output port's name. Missing arrays
+    are first filled as ``NetInitialize(net, seed=seed)`` would; ``seed`` also fixes the
+    shuffling and dropout, so equal seeds give bit-identical results. A loss is attached as
+    Wolfram does (see :mod:`netgraph.train.loss`). Defaults: ``batch_size`` 64 (at most the
+    data size), ``max_training_rounds`` 10 (unlimited with a ``time_goal``), ADAM with
+    learning rate 0.001 (see :mod:`netgraph.train.optimizers`). ``validation_set``: data in
+    the same forms, or a fraction in (0, 1) of the data to hold out; the returned net is then
+    the one of the round with the lowest validation loss. ``gradient_clipping`` caps the
+    global gradient norm; ``l2_regularization`` adds ``l2 * w`` to every array's gradient.
+
+    Returns the trained net (``prop="TrainedNet"``), a :class:`NetTrainResults`
+    (``prop="All"``) or one of its attributes by name.
+
+    Raises
+    ------
+    InputDataError
+        Bad data, naming the port (missing target, unequal example counts, NaN, ...).
+    NetError
+        Bad options, a net that cannot be trained, or a diverging run (the net is unchanged).
+    """
+    if not isinstance(net, Net):
+        raise NetError(f"NetTrain needs a net, got {type(net).__name__}")
+    prop = check_property(prop)
+    opts = check_options(batch_size=batch_size, max_training_rounds=max_training_rounds,
+                         time_goal=time_goal, gradient_clipping=gradient_clipping,
+                         l2_regularization=l2_regularization, seed=seed,
+                         target_device=target_device, validation_set=validation_set)
+    make_optimizer(method, learning_rate, 0)  # option errors before any work
+    losses = plan_losses(net, loss)
+    targets = target_ports(net, losses)
+    raw = as_port_dict(data, list(net.input_ports), targets, "training data")
+    raw_val = None
+    if validation_set is not None and opts.holdout is None:
+        raw_val = as_port_dict(validation_set, list(net.input_ports), targets, "validation set")
+    net0 = NetInitialize(_fill_shapes(net, raw), seed=opts.seed)
+    tn = attach_loss(net0, losses)
+    plan = compile_net(tn.net)
+    train = TrainData(raw, plan.inputs, "training data")
+    shuffle_rng, dropout_rng, split_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(opts.seed).spawn(3))
+    train_idx = np.arange(train.n)
+    val, val_idx = None, None
+    if raw_val is not None:
+        val = TrainData(raw_val, plan.inputs, "validation set")
+        val_idx = np.arange(val.n)
+    elif opts.holdout is not None:
+        k = max(1, round(train.n * opts.holdout))
+        if k >= train.n:
+            raise NetError(f"NetTrain: holding out {opts.holdout!r} of {train.n} examples "
+                           "leaves none to train on")
+        perm = split_rng.permutation(train.n)
+        val, val_idx, train_idx = train, np.sort(perm[:k]), np.sort(perm[k:])
+    params = ParamSet(collect_arrays(tn.net, np.float32))
+    opt = make_optimizer(method, learning_rate, params.size)
+    trainer = _Trainer(plan, tn, params, opt, opts)
+    B = min(opts.batch_size, len(train_idx))
+    val_batches = None
+    if val is not None:
+        sizes = None if val.sizes is None else val.sizes[val_idx]
+        val_batches = [val_idx[b] for b in fixed_batches(len(val_idx), max(B, 256), sizes)]
+    train_sizes = None if train.sizes is None else train.sizes[train_idx]
+    per_round = math.ceil(len(train_idx) / B)
+    bar = Progress(bool(progress), opts.rounds, per_round)
+    round_losses: list[float] = []
+    val_losses: list[float] = []
+    batch_losses: list[float] = []
+    best, best_round, best_flat = math.inf, None, None
+    examples, r, reason = 0, 0, "MaxTrainingRounds"
+    start = time.perf_counter()
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            while opts.rounds is None or r < opts.rounds:
+                r += 1
+                total, b = 0.0, 0
+                try:
+                    for b, batch in enumerate(round_batches(len(train_idx), B, shuffle_rng,
+                                                            train_sizes), 1):
+                        idx = train_idx[batch]
+                        batch_loss = trainer.train_batch(train, idx, dropout_rng)
+                        batch_losses.append(batch_loss)
+                        total += batch_loss * len(idx)
+                        examples += len(idx)
+                        bar.batch(r, b, batch_loss)
+                    b = 0
+                    round_losses.append(total / len(train_idx))
+                    vloss = None
+                    if val is not None:
+                        vloss = trainer.evaluate(val, val_batches)
+                        val_losses.append(vloss)
+                        if vloss < best:
+                            best, best_round, best_flat = vloss, r, params.snapshot()
+                except Diverged as d:
+                    raise _diverged(str(d), r, b, opt, opts.clip) from None
+                bar.round(r, round_losses[-1], vloss)
+                if opts.time_goal is not None and time.perf_counter() - start >= opts.time_goal:
+                    reason = "TimeGoal"
+                    break
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - start
+    if not np.isfinite(params.flat).all():
+        raise _diverged("arrays", r, 0, opt, opts.clip)
+    final = _with_arrays(net0, params.as_arrays())
+    trained = final if best_flat is None else _with_arrays(net0, params.as_arrays(best_flat))
+    results = NetTrainResults(
+        trained_net=trained, final_net=final, round_loss_list=round_losses,
+        validation_loss_list=val_losses, batch_loss_list=batch_losses,
+        total_training_time=elapsed, mean_examples_per_second=examples / max(elapsed, 1e-12),
+        total_rounds=r, total_batches=len(batch_losses), batches_per_round=per_round,
+        batch_size=B, examples_processed=examples, best_validation_round=best_round,
+        optimization_method=opt.describe(), initial_learning_rate=opt.lr,
+        reason_training_stopped=reason, loss_ports=dict(tn.losses))
+    return select_property(results, prop)

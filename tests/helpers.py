@@ -1,0 +1,55 @@
+"""Shared test helpers: random arrays for nets, inputs away from kinks, comparisons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from netgraph import NetExtract, NetInitialize, NetReplacePart
+from netgraph.apply import walk
+
+
+def array_paths(net: Any) -> list[tuple]:
+    """Full paths of every array of ``net`` (e.g. ``("Net", 0, "Weights")``)."""
+    return [p + (name,) for p, sub in walk(net) for name in sub._arrays()]
+
+
+def randomized(net: Any, seed: int = 0) -> Any:
+    """``net`` with every array set to standard-normal values (biases included, so a bias
+    that is never added cannot hide behind NetInitialize's zeros)."""
+    rng = np.random.default_rng(seed)
+    net = NetInitialize(net, seed=seed)
+    new = {p: rng.standard_normal(NetExtract(net, list(p)).shape) for p in array_paths(net)}
+    return NetReplacePart(net, new) if new else net
+
+
+def arrays64(net: Any) -> dict[tuple, np.ndarray]:
+    """The arrays of ``net`` as float64, keyed by path, read through ``NetExtract``."""
+    return {p: np.asarray(NetExtract(net, list(p)), dtype=np.float64) for p in array_paths(net)}
+
+
+def smooth_reals(rng: np.random.Generator, shape: Any) -> np.ndarray:
+    """Random reals whose magnitudes avoid the kinks of the library's piecewise functions
+    (0, ±1, ±2.5) by at least 0.1, so central differences are exact enough."""
+    bands = np.array([[0.15, 0.85], [1.15, 2.35], [2.65, 3.0]])
+    band = bands[rng.integers(0, len(bands), size=shape)]
+    mag = band[..., 0] + (band[..., 1] - band[..., 0]) * rng.random(shape)
+    return np.where(rng.random(shape) < 0.5, -mag, mag)
+
+
+def positive_reals(rng: np.random.Generator, shape: Any) -> np.ndarray:
+    """Random reals in [0.5, 2] (inside the domain of Log, Sqrt and a safe divisor)."""
+    return rng.uniform(0.5, 2.0, size=shape)
+
+
+def as_list(x: Any) -> list[np.ndarray]:
+    """A batch result (stacked ndarray or list of per-example arrays) as a list."""
+    return [np.asarray(e) for e in x]
+
+
+def assert_same(got: Any, want: Any, rtol: float, atol: float, what: str = "") -> None:
+    """Shapes equal and values close (no broadcasting)."""
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != expected {want.shape}"
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=what)
