@@ -43,13 +43,13 @@ class NetFoldOperator(_Operator):
     optional_outputs = ("State",)
     pad_clean = True
 
-    def __init__(self, net: Net, **ports: Any):
-        if isinstance(net, Net) and (set(net.input_ports) != {"Input", "State"}
-                                     or tuple(net.output_ports) != ("Output",)):
+    def _post_init(self) -> None:
+        # here rather than in __init__ so that netgraph.load (Layer._from_parts) checks it too
+        net = self._net
+        if set(net.input_ports) != {"Input", "State"} or tuple(net.output_ports) != ("Output",):
             raise NetError(f"NetFoldOperator needs a net with input ports 'Input' and 'State' "
                            f"and one output port 'Output'; got inputs {list(net.input_ports)} "
                            f"and outputs {list(net.output_ports)}")
-        super().__init__(net, **ports)
 
     def input_names(self) -> tuple[str, ...]:
         return self.inputs
