@@ -10,13 +10,10 @@ For an inner net with ports ``Input``, ``State`` -> ``Output`` (``Output`` of th
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from netgraph.errors import NetError
 from netgraph.layer import Layer
-from netgraph.net import Net
 from netgraph.solver import Solver, place
 
 from .operators import _Operator

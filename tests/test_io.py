@@ -542,6 +542,13 @@ def test_operator_and_attention_parts_are_checked(tmp_path):
     write_zip(tmp_path / "b", {"net.json": json.dumps(spec)})
     with pytest.raises(NetError, match="scoring net"):
         load(tmp_path / "b")
+    save(fold_graph(), tmp_path / "fold")  # a fold step net with the wrong ports
+    spec = json.loads(contents(tmp_path / "fold")["net.json"])
+    spec["net"]["nodes"][0]["net"]["children"]["Net"] = {
+        "kind": "layer", "type": "ThreadingLayer", "params": {"f": "Plus", "arity": 2}}
+    write_zip(tmp_path / "c", {"net.json": json.dumps(spec)})
+    with pytest.raises(NetError, match="NetFoldOperator needs a net with input ports"):
+        load(tmp_path / "c")
 
 
 def test_damaged_zip(good, tmp_path):

@@ -114,28 +114,65 @@ def NetTrain(net: Net, data: Any, loss: Any = Automatic, prop: str = "TrainedNet
              learning_rate: Any = Automatic, seed: int | None = None, progress: bool = True,
              time_goal: float | None = None, target_device: str = "CPU",
              gradient_clipping: float | None = None, l2_regularization: float = 0.0) -> Any:
-    """Train ``net`` on ``data``; see docs/training.md for every option.
+    """Train ``net`` on ``data`` with Wolfram's NetTrain semantics (docs/training.md).
 
-    ``data``: a dict port -> examples, a list of dicts, or ``(inputs, targets)`` for a net
-    with one input and one output; targets go under the output port's name. Missing arrays
-    are first filled as ``NetInitialize(net, seed=seed)`` would; ``seed`` also fixes the
-    shuffling and dropout, so equal seeds give bit-identical results. A loss is attached as
-    Wolfram does (see :mod:`netgraph.train.loss`). Defaults: ``batch_size`` 64 (at most the
-    data size), ``max_training_rounds`` 10 (unlimited with a ``time_goal``), ADAM with
-    learning rate 0.001 (see :mod:`netgraph.train.optimizers`). ``validation_set``: data in
-    the same forms, or a fraction in (0, 1) of the data to hold out; the returned net is then
-    the one of the round with the lowest validation loss. ``gradient_clipping`` caps the
-    global gradient norm; ``l2_regularization`` adds ``l2 * w`` to every array's gradient.
+    Parameters
+    ----------
+    net
+        The net; missing arrays are first filled as ``NetInitialize(net, seed=seed)`` would,
+        and input shapes left open are read off the first example. It is never modified.
+    data
+        A dict port -> examples, a list of dicts port -> example, or ``(inputs, targets)``
+        for a net with one input and one output. Targets go under the name of the output
+        port they belong to (``"Output"``).
+    loss
+        Automatic (as Wolfram: an output named "Loss" is the loss; a final SoftmaxLayer gets
+        ``CrossEntropyLossLayer("Index")``, a final LogisticSigmoid
+        ``CrossEntropyLossLayer("Binary")``, anything else ``MeanSquaredLossLayer()``), a
+        loss layer (one-output nets), an output port name (that output is a loss), or a dict
+        port -> loss layer (only those outputs are trained).
+    prop
+        "TrainedNet" (default), "All" (a :class:`NetTrainResults`), or the name of one of its
+        attributes, e.g. "round_loss_list" (CamelCase Wolfram spellings work too).
+    validation_set
+        Data in the same forms, or a fraction in (0, 1) of ``data`` to hold out. The returned
+        net is then the one of the round with the lowest validation loss.
+    batch_size
+        Automatic = 64, never more than the number of training examples.
+    max_training_rounds
+        Automatic = 10 (unlimited when a ``time_goal`` is given). A round is one pass over
+        the data, in batches reshuffled every round (bucketed by length for sequences).
+    method
+        "ADAM" (beta1 0.9, beta2 0.999, epsilon 1e-5), "SGD" (momentum 0.9, nesterov False)
+        or "RMSProp" (beta 0.95, momentum 0.9, epsilon 1e-8); options as
+        ``("SGD", {"momentum": 0.5})`` or ``{"name": "SGD", "momentum": 0.5}``.
+    learning_rate
+        Automatic = 0.001 (ADAM, RMSProp) or 0.01 (SGD).
+    seed
+        An int fixing initialization, shuffling, hold-out and dropout: equal seeds give
+        bit-identical arrays. None: fresh randomness.
+    progress
+        Show a tqdm bar on stderr with the round, batch and current loss.
+    time_goal
+        Seconds; training stops after the round during which it is reached.
+    target_device
+        Only "CPU".
+    gradient_clipping
+        None, or the largest global L2 norm of the gradient (larger ones are scaled down).
+    l2_regularization
+        ``lambda >= 0``: ``lambda * w`` is added to every array's gradient.
 
-    Returns the trained net (``prop="TrainedNet"``), a :class:`NetTrainResults`
-    (``prop="All"``) or one of its attributes by name.
+    Returns
+    -------
+    The trained net, a :class:`NetTrainResults`, or the property asked for.
 
     Raises
     ------
     InputDataError
         Bad data, naming the port (missing target, unequal example counts, NaN, ...).
     NetError
-        Bad options, a net that cannot be trained, or a diverging run (the net is unchanged).
+        Bad options, a net that cannot be trained, or a diverging run (NaN/Inf loss or
+        gradient: lower the learning rate or clip gradients); the given net is unchanged.
     """
     if not isinstance(net, Net):
         raise NetError(f"NetTrain needs a net, got {type(net).__name__}")

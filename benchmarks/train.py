@@ -1,0 +1,128 @@
+"""Training throughput (examples per second) of NetTrain against a plain PyTorch eager loop
+doing the same work: same model, float32, ADAM (eps 1e-5), cross-entropy, same batch size,
+one round per run over shuffled data (PyTorch's loop uses netgraph's length bucketing for the
+sequence model, and packed sequences). The two sides run alternately and the medians are
+reported, so that load from other processes hits both alike.
+
+    python benchmarks/train.py [--rounds 5]
+    OPENBLAS_NUM_THREADS=1 python benchmarks/train.py --torch-threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from netgraph import (  # noqa: E402
+    EmbeddingLayer,
+    GatedRecurrentLayer,
+    Index,
+    NetChain,
+    NetTrain,
+    SequenceLastLayer,
+    SoftmaxLayer,
+)
+from netgraph.train.data import round_batches  # noqa: E402
+
+
+def mlp_case(n: int, d: int, h: int, c: int, batch: int):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    y = (x @ rng.standard_normal((d, c))).argmax(-1)
+    net = NetChain([h, "Tanh", h, "Tanh", c, SoftmaxLayer()], Input=d)
+
+    def ours() -> float:
+        return NetTrain(net, (x, y), prop="All", max_training_rounds=1, batch_size=batch,
+                        seed=0, progress=False).mean_examples_per_second
+
+    def theirs() -> float:
+        import torch
+
+        nn = torch.nn
+        m = nn.Sequential(nn.Linear(d, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh(),
+                          nn.Linear(h, c))
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3, eps=1e-5)
+        xt, yt, loss = torch.tensor(x), torch.tensor(y), nn.CrossEntropyLoss()
+        t0 = time.perf_counter()
+        for idx in torch.randperm(n).split(batch):
+            opt.zero_grad()
+            loss(m(xt[idx]), yt[idx]).backward()
+            opt.step()
+        return n / (time.perf_counter() - t0)
+
+    return f"MLP {d}-{h}-{h}-{c}, batch {batch}", ours, theirs
+
+
+def gru_case(n: int, vocab: int, e: int, h: int, batch: int):
+    rng = np.random.default_rng(0)
+    xs = [rng.integers(0, vocab, int(k)) for k in rng.integers(2, 40, n)]
+    y = np.array([int((s == 3).any()) for s in xs])
+    net = NetChain([EmbeddingLayer(e, vocab), GatedRecurrentLayer(h), SequenceLastLayer(), 2,
+                    SoftmaxLayer()], Input=("Varying", Index(vocab)))
+
+    def ours() -> float:
+        return NetTrain(net, (xs, y), prop="All", max_training_rounds=1, batch_size=batch,
+                        seed=0, progress=False).mean_examples_per_second
+
+    def theirs() -> float:
+        import torch
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
+
+        nn = torch.nn
+        emb, gru, out = nn.Embedding(vocab, e), nn.GRU(e, h, batch_first=True), nn.Linear(h, 2)
+        params = [*emb.parameters(), *gru.parameters(), *out.parameters()]
+        opt = torch.optim.Adam(params, lr=1e-3, eps=1e-5)
+        seqs = [torch.tensor(s) for s in xs]
+        lens = np.array([len(s) for s in xs])
+        yt, loss = torch.tensor(y), nn.CrossEntropyLoss()
+        t0 = time.perf_counter()
+        for idx in round_batches(n, batch, np.random.default_rng(0), lens):
+            opt.zero_grad()
+            padded = pad_sequence([seqs[i] for i in idx], batch_first=True)
+            packed = pack_padded_sequence(emb(padded), torch.tensor(lens[idx]),
+                                          batch_first=True, enforce_sorted=False)
+            _, last = gru(packed)
+            loss(out(last[0]), yt[idx]).backward()
+            opt.step()
+        return n / (time.perf_counter() - t0)
+
+    return f"Embedding-GRU({h})-Last, lengths 2..39, batch {batch}", ours, theirs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5, help="alternating runs per side")
+    ap.add_argument("--torch-threads", type=int, default=None)
+    args = ap.parse_args()
+    try:
+        import torch
+
+        if args.torch_threads:
+            torch.set_num_threads(args.torch_threads)
+    except ImportError:
+        torch = None
+    cases = [mlp_case(10000, 2, 16, 2, 64), mlp_case(10000, 32, 128, 10, 64),
+             mlp_case(10000, 100, 256, 10, 128), mlp_case(4000, 784, 512, 10, 128),
+             gru_case(3000, 10, 16, 32, 32)]
+    for name, ours, theirs in cases:
+        a, b = [], []
+        for _ in range(args.rounds):
+            a.append(ours())
+            if torch is not None:
+                b.append(theirs())
+        line = f"{name:48s} netgraph {statistics.median(a):>10,.0f} ex/s"
+        if b:
+            ratio = statistics.median(a) / statistics.median(b)
+            line += f"   torch {statistics.median(b):>10,.0f} ex/s   ratio {ratio:5.2f}"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
