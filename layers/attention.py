@@ -180,7 +180,10 @@ class AttentionLayer(Layer):
         K, V = self._to_heads(ins[kp], True), self._to_heads(ins[vp], True)
         Q = self._to_heads(ins["Query"], seq)
         m, n = Q.shape[2], K.shape[2]
-        s, score_back = scores(fast_kind(self._scoring), K, Q, ctx)
+        kind = self._cache.get("fast_kind", False)
+        if kind is False:  # the scoring net never changes: classify it once
+            kind = self._cache["fast_kind"] = fast_kind(self._scoring)
+        s, score_back = scores(kind, K, Q, ctx)
         scale = 1.0 / math.sqrt(K.shape[-1]) if self.params.score_rescaling else 1.0
         if scale != 1.0:
             s = s * scale

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from netgraph.errors import NetError
+from netgraph.graph import _IN as GRAPH_IN
+from netgraph.graph import _OUT as GRAPH_OUT
 from netgraph.graph import NetGraph
 from netgraph.net import Net
 from netgraph.ports import NetPort
@@ -59,23 +61,30 @@ def fast_kind(net: Net) -> tuple[str, Any] | None:
     if not isinstance(net, NetGraph) or len(net._nodes) > 2:
         return None
     incoming = {dst: src for src, dst in net._edges}
-    out = incoming.get(("out", "Output"))
+    out = incoming.get((GRAPH_OUT, "Output"))
     if out is None or not isinstance(net._nodes.get(out[0]), DotLayer):
         return None
     dot = out[0]
     srcs = {incoming[(dot, "Input1")], incoming[(dot, "Input2")]}
-    if ("in", "Query") not in srcs:
+    query = next((e for e in srcs if e[0] is GRAPH_IN and e[1] == "Query"), None)
+    if query is None:
         return None
-    other = next(iter(srcs - {("in", "Query")}), None)
-    if other == ("in", "Input"):
+    other = next(iter(srcs - {query}), None)
+    if other is None:
+        return None
+    if other[0] is GRAPH_IN and other[1] == "Input":
         return ("dot", None)
-    if other is None or other[1] != "Output":
+    if other[0] is GRAPH_IN or other[1] != "Output":
         return None
     lin = net._nodes[other[0]]
     if (isinstance(lin, LinearLayer) and not lin.params.biases
-            and incoming.get((other[0], "Input")) == ("in", "Input")):
+            and _is_graph_input(incoming.get((other[0], "Input")), "Input")):
         return ("bilinear", (other[0], "Weights"))
     return None
+
+
+def _is_graph_input(end: Any, name: str) -> bool:
+    return end is not None and end[0] is GRAPH_IN and end[1] == name
 
 
 def _t(x: np.ndarray) -> np.ndarray:
@@ -100,17 +109,40 @@ def scores(kind: tuple[str, Any] | None, K: np.ndarray, Q: np.ndarray, ctx: Any)
             return (gKp @ W).reshape(K.shape), gs @ Kp, {path: gW}
 
         return s, back_bilinear
-    B, h, n, _ = K.shape
-    m = Q.shape[2]
-    outs, back = ctx.run_sub("ScoringNet", {"Input": K[:, :, None], "Query": Q[:, :, :, None]})
-    raw = outs["Output"]
-    s = np.broadcast_to(raw, (B, h, m, n))
+    return _general_scores(K, Q, ctx)
+
+
+#: pair-elements (rows x m x n x feature size) per chunk of the general path: small enough
+#: that a chunk's temporaries stay in the heap (no fresh page faults) and in cache
+CHUNK_ELEMENTS = 1 << 20
+
+
+def _general_scores(K: np.ndarray, Q: np.ndarray, ctx: Any):
+    """Any scoring net, on all pairs by broadcasting: the net sees ``K[:, :, None]``
+    ``(B, h, 1, n, k)`` and ``Q[:, :, :, None]`` ``(B, h, m, 1, q)``, so its Input-only
+    part runs once per key position and its Query-only part once per query position. The
+    batch is cut into chunks so that no temporary grows past ``CHUNK_ELEMENTS``."""
+    B, h, n, k = K.shape
+    m, q = Q.shape[2], Q.shape[3]
+    rows = max(1, CHUNK_ELEMENTS // max(1, h * m * n * max(k, q)))
+    chunks = [slice(i, min(i + rows, B)) for i in range(0, B, rows)]
+    runs = [ctx.run_sub("ScoringNet", {"Input": K[c, :, None], "Query": Q[c, :, :, None]})
+            for c in chunks]
+    raws = [outs["Output"] for outs, _ in runs]
+    s = np.concatenate([np.broadcast_to(r, (c.stop - c.start, h, m, n))
+                        for r, c in zip(raws, chunks)])
 
     def back_general(gs):
-        in_grads, array_grads = back({"Output": sum_to(gs, raw.shape)})
-        gK, gQ = in_grads.get("Input"), in_grads.get("Query")
-        gK = np.zeros_like(K) if gK is None else sum_to(gK, K[:, :, None].shape)[:, :, 0]
-        gQ = np.zeros_like(Q) if gQ is None else sum_to(gQ, Q[:, :, :, None].shape)[..., 0, :]
+        gK, gQ = np.zeros_like(K), np.zeros_like(Q)
+        array_grads: dict = {}
+        for (_, back), raw, c in zip(runs, raws, chunks):
+            in_grads, chunk_grads = back({"Output": sum_to(gs[c], raw.shape)})
+            if in_grads.get("Input") is not None:
+                gK[c] = sum_to(in_grads["Input"], K[c, :, None].shape)[:, :, 0]
+            if in_grads.get("Query") is not None:
+                gQ[c] = sum_to(in_grads["Query"], Q[c, :, :, None].shape)[..., 0, :]
+            for key, g in chunk_grads.items():
+                array_grads[key] = g if key not in array_grads else array_grads[key] + g
         return gK, gQ, array_grads
 
     return s, back_general
