@@ -273,6 +273,10 @@ def test_partly_initialized_and_surgery(tmp_path):
     assert np.signbit(NetExtract(back, ["in", 2, "Weights"])).all()
     part = NetExtract(NetInitialize(nested(), seed=2), "in")  # pinned ports
     assert_same_net(part, roundtrip(part, tmp_path))
+    states = recurrent_graph()  # pinned specs hold "out:State", the final state's key
+    for part in (states._pinned(), NetExtract(states, "rnn")):
+        assert "out:State" in part._user_specs
+        assert_same_net(part, roundtrip(part, tmp_path))
 
 
 def test_odd_values_are_bit_exact(tmp_path):
