@@ -49,6 +49,9 @@ class ArrayJSON(_Model):
 
 
 class LayerJSON(_Model):
+    """A layer: class name, hyperparameters, user port shapes, switched-on optional
+    ports, array references (null: uninitialized) and sub-nets."""
+
     kind: Literal["layer"]
     type: StrictStr
     params: dict[str, Any] = {}
@@ -67,11 +70,15 @@ class EndJSON(_Model):
 
 
 class GraphNodeJSON(_Model):
+    """One node of a graph, in construction order."""
+
     name: Name
     net: NodeJSON
 
 
 class GraphJSON(_Model):
+    """A NetGraph or NetChain with its resolved edges, ports and evaluation order."""
+
     kind: Literal["graph"]
     type: Literal["NetGraph", "NetChain"]
     nodes: list[GraphNodeJSON] = Field(min_length=1)
