@@ -15,7 +15,7 @@ padded query positions are exactly 0. The weights are readable as the interior v
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import StrictBool, field_validator
@@ -238,11 +238,21 @@ class AttentionLayer(Layer):
         return outputs, backward
 
 
+class SequenceAttentionParams(Params):
+    """SequenceAttentionLayer has no options: these are pinned to plain attention."""
+
+    mask: None = None
+    score_rescaling: None = None
+    multi_head: Literal[False] = False
+    dropout: Literal[0.0] = 0.0
+
+
 class SequenceAttentionLayer(AttentionLayer):
     """``SequenceAttentionLayer(net="Bilinear", Input=..., Query=...)``: Input ``e_1..e_n``
     (size d1), Query ``q_1..q_m`` (size d2) -> Output ``o_1..o_m`` (size d1) with
     ``o_j = sum_i softmax_i(f(e_i, q_j)) e_i``; no scaling, bias, mask or dropout."""
 
+    Params = SequenceAttentionParams
     inputs = ("Input", "Query")
 
     def __init__(self, net: Any = "Bilinear", **ports):
