@@ -4,7 +4,7 @@ one round per run over shuffled data (PyTorch's loop uses netgraph's length buck
 sequence model, and packed sequences). The two sides run alternately and the medians are
 reported, so that load from other processes hits both alike.
 
-    python benchmarks/train.py [--rounds 5]
+    python benchmarks/train.py [--rounds 5] [--only-dates]
     OPENBLAS_NUM_THREADS=1 python benchmarks/train.py --torch-threads 1
 """
 
@@ -96,10 +96,62 @@ def gru_case(n: int, vocab: int, e: int, h: int, batch: int):
     return f"Embedding-GRU({h})-Last, lengths 2..39, batch {batch}", ours, theirs
 
 
+def dates_case(n: int = 10000, batch: int = 64):
+    """The README's main job: examples/dates.py's attention encoder-decoder, one round."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    import dates
+
+    data = dates.encode(dates.random_dates(n, np.random.default_rng(0)))
+    net = dates.build_model()
+    lr = 0.003
+
+    def ours() -> float:
+        return NetTrain(net, data, prop="All", max_training_rounds=1, batch_size=batch,
+                        learning_rate=lr, seed=0, progress=False).mean_examples_per_second
+
+    def theirs() -> float:
+        import torch
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
+
+        nn = torch.nn
+        torch.manual_seed(0)
+        enc_emb, enc = nn.Embedding(len(dates.IN_CHARS), 32), nn.GRU(32, 64, batch_first=True)
+        dec_emb, dec = nn.Embedding(dates.START + 1, 32), nn.GRU(32, 64, batch_first=True)
+        W, U = nn.Linear(64, 64, bias=False), nn.Linear(64, 64, bias=False)
+        v, out = nn.Linear(64, 1, bias=False), nn.Linear(128, len(dates.OUT_CHARS))
+        modules = [enc_emb, enc, dec_emb, dec, W, U, v, out]
+        opt = torch.optim.Adam([p for m in modules for p in m.parameters()], lr=lr, eps=1e-5)
+        seqs = [torch.tensor(s) for s in data["Input"]]
+        lens = np.array([len(s) for s in data["Input"]])
+        dec_in = torch.tensor(data["DecoderInput"])
+        target = torch.tensor(data["Output"])
+        loss = nn.CrossEntropyLoss()
+        t0 = time.perf_counter()
+        for idx in round_batches(n, batch, np.random.default_rng(0), lens):
+            opt.zero_grad()
+            x = pad_sequence([seqs[i] for i in idx], batch_first=True)
+            length = torch.tensor(lens[idx])
+            packed = pack_padded_sequence(enc_emb(x), length, batch_first=True,
+                                          enforce_sorted=False)
+            states, last = enc(packed)
+            states, _ = torch.nn.utils.rnn.pad_packed_sequence(states, batch_first=True)
+            queries, _ = dec(dec_emb(dec_in[idx]), last)
+            scores = v(torch.tanh(W(states)[:, None] + U(queries)[:, :, None])).squeeze(-1)
+            mask = torch.arange(states.shape[1])[None, :] < length[:, None]
+            weights = torch.softmax(scores.masked_fill(~mask[:, None], float("-inf")), -1)
+            logits = out(torch.cat([queries, weights @ states], -1))
+            loss(logits.reshape(-1, logits.shape[-1]), target[idx].reshape(-1)).backward()
+            opt.step()
+        return n / (time.perf_counter() - t0)
+
+    return "dates attention encoder-decoder (examples/dates.py)", ours, theirs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5, help="alternating runs per side")
     ap.add_argument("--torch-threads", type=int, default=None)
+    ap.add_argument("--only-dates", action="store_true", help="just the dates model")
     args = ap.parse_args()
     try:
         import torch
@@ -108,9 +160,11 @@ def main() -> None:
             torch.set_num_threads(args.torch_threads)
     except ImportError:
         torch = None
-    cases = [mlp_case(10000, 2, 16, 2, 64), mlp_case(10000, 32, 128, 10, 64),
+    cases = [dates_case(), mlp_case(10000, 2, 16, 2, 64), mlp_case(10000, 32, 128, 10, 64),
              mlp_case(10000, 100, 256, 10, 128), mlp_case(4000, 784, 512, 10, 128),
              gru_case(3000, 10, 16, 32, 32)]
+    if args.only_dates:
+        cases = cases[:1]
     for name, ours, theirs in cases:
         a, b = [], []
         for _ in range(args.rounds):
