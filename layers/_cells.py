@@ -3,15 +3,18 @@
 Every loop works time-major: ``A`` (T, B, G·n) holds the input projections (plus biases) of
 all steps and gates, computed before the loop by one GEMM; a step adds the state GEMM
 ``s_{t-1} @ Ws.T`` and applies the gate nonlinearities in place into preallocated buffers.
+The first ``sigmoid_blocks`` gate blocks are sigmoids, computed as ``σ(z) = (1 + tanh(z/2))/2``
+(no overflow); the caller halves their rows of the weights and biases, so ``A`` and ``WsT``
+already give ``z/2`` there (the LSTM then needs one ``tanh`` for all four gates).
 ``mask`` is None (every step valid) or a bool (T, B, 1) array; rows past an example's length
 keep their state (the forward copies ``s_{t-1}`` over them, the backward passes the gradient
 through unchanged and gives their gate pre-activations a zero gradient).
 
 ``forward(A, WsT, init, mask) -> (states, cache)`` with ``states`` a list of (T+1, B, n)
 arrays (``[0]`` the initial state, ``[t+1]`` the state after step t): the state, then for the
-LSTM the cell state. ``backward(go, final, Ws, A, states, cache, mask) -> (dA, dH, d_init)``:
-``dA`` the gradients of the gate pre-activations (T, B, G·n), ``dH`` those of the state GEMM's
-outputs, ``d_init`` the gradients of the initial states.
+LSTM the cell state. ``backward(go, final, Ws, A, states, cache, mask) -> (dA, dWs, d_init)``:
+``dA`` the gradients of the gate pre-activations (T, B, G·n), ``dWs`` that of the stacked state
+weights (one GEMM over all steps), ``d_init`` the gradients of the initial states.
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def _sigmoid_(z: np.ndarray) -> None:
-    """In place ``σ(z) = (1 + tanh(z / 2)) / 2`` (no overflow for any z)."""
-    z *= 0.5
+def _sigmoid_half_(z: np.ndarray) -> None:
+    """In place ``σ(2h) = (1 + tanh(h)) / 2`` of the halved pre-activations ``h = z / 2``."""
     np.tanh(z, out=z)
     z *= 0.5
     z += 0.5
@@ -34,8 +36,16 @@ def _partial(mask: np.ndarray | None, T: int) -> tuple[list[bool], np.ndarray | 
     return list(~mask.all(axis=(1, 2))), ~mask
 
 
+def _state_weights_grad(dH: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """``sum_t dH_t^T s_{t-1}`` for all steps in one GEMM."""
+    T, B, n = H.shape[0] - 1, H.shape[1], H.shape[2]
+    return dH.reshape(T * B, -1).T @ H[:-1].reshape(T * B, n)
+
+
 class Basic:
     """``s_t = tanh(a_t + W_s s_{t-1})``."""
+
+    sigmoid_blocks = 0
 
     @staticmethod
     def forward(A, WsT, init, mask):
@@ -69,12 +79,14 @@ class Basic:
             if part[t]:
                 np.copyto(new, ds, where=inv[t])
             ds = new
-        return dA, dA, [ds]
+        return dA, _state_weights_grad(dA, H), [ds]
 
 
 class GRU:
     """Gate blocks ``[i, r, m]``: ``i, r = σ(a + h)``, ``m = tanh(a_m + r ⊙ h_m)``,
     ``s = m + i ⊙ (s_{t-1} - m)`` with ``h = W_s s_{t-1}``."""
+
+    sigmoid_blocks = 2
 
     @staticmethod
     def forward(A, WsT, init, mask):
@@ -90,7 +102,7 @@ class GRU:
             sp, hs, ir, m, s = H[t], HS[t], IR[t], M[t], H[t + 1]
             np.matmul(sp, WsT, out=hs)
             np.add(A[t, :, :2 * n], hs[:, :2 * n], out=ir)
-            _sigmoid_(ir)
+            _sigmoid_half_(ir)
             np.multiply(ir[:, n:], hs[:, 2 * n:], out=m)
             m += A[t, :, 2 * n:]
             np.tanh(m, out=m)
@@ -128,13 +140,15 @@ class GRU:
             ds = dH[t].reshape(B, G) @ Ws
             ds += D[t] * cur
         dH = dH.reshape(T, B, G)
-        dA = dH.copy()
-        np.multiply(DS, Fm, out=dA[..., 2 * n:])
-        return dA, dH, [ds]
+        dWs = _state_weights_grad(dH, H)
+        np.multiply(DS, Fm, out=dH[..., 2 * n:])  # dH becomes dA: only the m block differs
+        return dH, dWs, [ds]
 
 
 class LSTM:
     """Gate blocks ``[i, o, f, m]``: ``c = f ⊙ c_{t-1} + i ⊙ m``, ``s = o ⊙ tanh(c)``."""
+
+    sigmoid_blocks = 3
 
     @staticmethod
     def forward(A, WsT, init, mask):
@@ -147,12 +161,16 @@ class LSTM:
         Z = np.empty_like(A)  # activated gates
         TC = np.empty((T, B, n), A.dtype)
         im = np.empty((B, n), A.dtype)
+        scale = np.full(G, 0.5, A.dtype)  # σ(2h) = 0.5 tanh(h) + 0.5 for i, o, f; m = tanh
+        scale[3 * n:] = 1
+        shift = 0.5 * (scale < 1).astype(A.dtype)
         for t in range(T):
             z, c, s, tc = Z[t], C[t + 1], H[t + 1], TC[t]
             np.matmul(H[t], WsT, out=z)
             z += A[t]
-            _sigmoid_(z[:, :3 * n])
-            np.tanh(z[:, 3 * n:], out=z[:, 3 * n:])
+            np.tanh(z, out=z)
+            z *= scale
+            z += shift
             np.multiply(z[:, 2 * n:3 * n], C[t], out=c)
             np.multiply(z[:, :n], z[:, 3 * n:], out=im)
             c += im
@@ -165,7 +183,7 @@ class LSTM:
 
     @staticmethod
     def backward(go, final, Ws, A, states, cache, mask):
-        (_, C), (Z, TC) = states, cache
+        (H, C), (Z, TC) = states, cache
         T, B, G = A.shape
         n = G // 4
         part, inv = _partial(mask, T)
@@ -196,4 +214,4 @@ class LSTM:
                 np.copyto(new_c, dc, where=inv[t])
             ds, dc = new_s, new_c
         dA = dA.reshape(T, B, G)
-        return dA, dA, [ds, dc]
+        return dA, _state_weights_grad(dA, H), [ds, dc]

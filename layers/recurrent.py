@@ -103,10 +103,14 @@ class _Recurrent(Layer):
         if lens is not None and B == len(lens) and (lens < T).any():
             mask = np.ascontiguousarray(ctx.valid_mask("Input", T).T)[:, :, None]  # (T, B, 1)
         xt = np.ascontiguousarray(x.reshape(B, T, k).transpose(1, 0, 2)).reshape(T * B, k)
-        A = (xt @ Wx.T + b).reshape(T, B, -1)  # every step, every gate: one GEMM
+        half = np.ones((Wx.shape[0], 1), dt)
+        half[:self.cell.sigmoid_blocks * n] = 0.5  # the cells take z/2 for sigmoid gates
+        A = xt @ (Wx * half).T  # every step, every gate: one GEMM
+        A += b * half[:, 0]
+        A = A.reshape(T, B, -1)
         init = [ins[p].reshape(B, n) if p in ins else np.zeros((B, n), dt)
                 for p in self.optional_inputs]
-        H, cache = self.cell.forward(A, np.ascontiguousarray(Ws.T), init, mask)
+        H, cache = self.cell.forward(A, np.ascontiguousarray((Ws * half).T), init, mask)
         out = H[0][1:].transpose(1, 0, 2)
         out = np.ascontiguousarray(out) if mask is None else out * mask.transpose(1, 0, 2)
         outs = {"Output": out.reshape(lead + (T, n))}
@@ -120,9 +124,9 @@ class _Recurrent(Layer):
                   np.ascontiguousarray(go.reshape(B, T, n).transpose(1, 0, 2)))
             final = [np.zeros((B, n), dt) if g.get(p) is None else g[p].reshape(B, n)
                      for p in self.optional_inputs]
-            dA, dH, d_init = self.cell.backward(go, final, Ws, A, H, cache, mask)
+            dA, dWs, d_init = self.cell.backward(go, final, Ws, A, H, cache, mask)
             dA2 = dA.reshape(T * B, -1)
-            dWx, dWs = dA2.T @ xt, dH.reshape(T * B, -1).T @ H[0][:-1].reshape(T * B, n)
+            dWx = dA2.T @ xt
             db = dA2.sum(0)
             dx = (dA2 @ Wx).reshape(T, B, k).transpose(1, 0, 2).reshape(x.shape)
             grads = {}
