@@ -185,22 +185,8 @@ class AttentionLayer(Layer):
             kind = self._cache["fast_kind"] = fast_kind(self._scoring)
         s, score_back = scores(kind, K, Q, ctx)
         scale = 1.0 / math.sqrt(K.shape[-1]) if self.params.score_rescaling else 1.0
-        if scale != 1.0:
-            s = s * scale
-        valid = self._valid(ctx, m, n)
-        if valid is not None:
-            s = np.where(valid, s, -np.inf)
-        s_max = s.max(axis=-1, keepdims=True)
-        if valid is not None:  # a padded query row may have no allowed key at all
-            s_max = np.where(np.isfinite(s_max), s_max, 0)
-        e = np.exp(s - s_max)
-        total = e.sum(axis=-1, keepdims=True)
-        if valid is not None:
-            total = np.where(total > 0, total, 1)
-        w = e / total
         qmask = ctx.valid_mask("Query", m) if seq else None
-        if qmask is not None:
-            w = w * qmask[:, None, :, None]
+        w = _masked_softmax(s, scale, self._valid(ctx, m, n), qmask)
         keep = None
         if ctx.training and self.params.dropout > 0:
             p = self.params.dropout
@@ -220,22 +206,54 @@ class AttentionLayer(Layer):
                     gw = gw * keep
             if g.get("AttentionWeights") is not None:
                 gw = gw + self._to_heads(g["AttentionWeights"], seq)
-            if qmask is not None:
-                gw = gw * qmask[:, None, :, None]
-            gs = w * (gw - (gw * w).sum(axis=-1, keepdims=True))
-            if scale != 1.0:
-                gs = gs * scale
+            gs = _softmax_backward(w, gw, scale)
             gK, gQ, array_grads = score_back(gs)
             grads = {"Query": self._from_heads(gQ, seq)}
             gK = self._from_heads(gK, True)
             gV = None if gV is None else self._from_heads(gV, True)
             if kp == vp:
-                grads[kp] = gK if gV is None else gK + gV
+                if gV is not None:
+                    gK += gV  # gK is a fresh array
+                grads[kp] = gK
             else:
                 grads[kp], grads[vp] = gK, gV
             return grads, array_grads
 
         return outputs, backward
+
+
+def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
+                    qmask: np.ndarray | None) -> np.ndarray:
+    """``softmax(s * scale)`` over the last axis, in place in ``s`` (a fresh array): keys
+    outside ``valid`` get weight exactly 0, and so do rows of padded queries (``qmask``)."""
+    if scale != 1.0:
+        s *= scale
+    if valid is not None:
+        np.copyto(s, -np.inf, where=~valid)
+    s_max = s.max(axis=-1, keepdims=True)
+    if valid is not None:  # a padded query row may have no allowed key at all
+        s_max[~np.isfinite(s_max)] = 0
+    s -= s_max
+    np.exp(s, out=s)
+    total = s.sum(axis=-1, keepdims=True)
+    if valid is not None:
+        total[total == 0] = 1
+    if qmask is not None:
+        s *= qmask[:, None, :, None] / total
+    else:
+        s /= total
+    return s
+
+
+def _softmax_backward(w: np.ndarray, gw: np.ndarray, scale: float) -> np.ndarray:
+    """``d/ds`` of the weights ``w = softmax(s * scale)`` given ``gw``; overwrites ``gw`` when
+    it is a fresh array (rows of padded queries come out 0 because their ``w`` is 0)."""
+    gs = gw if gw.flags.writeable and gw.base is None else gw.copy()
+    gs -= (gs * w).sum(axis=-1, keepdims=True)
+    gs *= w
+    if scale != 1.0:
+        gs *= scale
+    return gs
 
 
 class SequenceAttentionParams(Params):

@@ -9,6 +9,8 @@ Every score function takes keys ``K`` of shape ``(B, h, n, k)`` and queries ``Q`
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -98,23 +100,65 @@ def scores(kind: tuple[str, Any] | None, K: np.ndarray, Q: np.ndarray, ctx: Any)
         return s, lambda gs: (_t(gs) @ Q, gs @ K, {})
     if kind is not None and kind[0] == "bilinear":
         path = ctx.step.path + ("ScoringNet",) + kind[1]
-        W = ctx.run.arrays[path]
-        q, k = W.shape
-        Kp = (K.reshape(-1, k) @ W.T).reshape(K.shape[:-1] + (q,))
-        s = Q @ _t(Kp)
+        return _bilinear(K, Q, ctx.run.arrays[path], path)
+    return _general_scores(K, Q, ctx)
 
-        def back_bilinear(gs):
+
+def _bilinear(K: np.ndarray, Q: np.ndarray, W: np.ndarray, path: tuple):
+    """``s = q . (W k)`` as batched matmuls. ``q . (W k) = (W^T q) . k``, so the weights
+    multiply whichever side has fewer rows (keys or queries): the same scores, less work."""
+    q, k = W.shape
+    if K.shape[2] <= Q.shape[2]:
+        Kp = (K.reshape(-1, k) @ W.T).reshape(K.shape[:-1] + (q,))
+
+        def back_keys(gs):
             gKp = (_t(gs) @ Q).reshape(-1, q)
             gW = gKp.T @ K.reshape(-1, k)
             return (gKp @ W).reshape(K.shape), gs @ Kp, {path: gW}
 
-        return s, back_bilinear
-    return _general_scores(K, Q, ctx)
+        return Q @ _t(Kp), back_keys
+    Qp = (Q.reshape(-1, q) @ W).reshape(Q.shape[:-1] + (k,))
+
+    def back_queries(gs):
+        gQp = (gs @ K).reshape(-1, k)
+        gW = Q.reshape(-1, q).T @ gQp
+        return _t(gs) @ Qp, (gQp @ W.T).reshape(Q.shape), {path: gW}
+
+    return Qp @ _t(K), back_queries
 
 
 #: pair-elements (rows x m x n x feature size) per chunk of the general path: small enough
-#: that a chunk's temporaries stay in the heap (no fresh page faults) and in cache
+#: that a chunk's temporaries stay in cache, large enough to amortize per-step overhead
 CHUNK_ELEMENTS = 1 << 20
+#: chunks run on this many threads (NumPy releases the GIL inside its loops)
+WORKERS = min(2, os.cpu_count() or 1)
+_pool: ThreadPoolExecutor | None = None
+
+
+_blas = None
+
+
+def _map(fn, items) -> list:
+    """``[fn(x) for x in items]``, on a small thread pool when there is more than one item.
+    While the pool runs, BLAS is held to one thread so that the workers do not oversubscribe
+    the cores (without threadpoolctl the items simply run one after another)."""
+    global _pool, _blas
+    items = list(items)
+    if WORKERS < 2 or len(items) < 2:
+        return [fn(x) for x in items]
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _blas = ThreadpoolController()
+        except ImportError:
+            _blas = False
+    if _blas is False:
+        return [fn(x) for x in items]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="netgraph")
+    with _blas.limit(limits=1, user_api="blas"):
+        return list(_pool.map(fn, items))
 
 
 def _general_scores(K: np.ndarray, Q: np.ndarray, ctx: Any):
@@ -126,21 +170,29 @@ def _general_scores(K: np.ndarray, Q: np.ndarray, ctx: Any):
     m, q = Q.shape[2], Q.shape[3]
     rows = max(1, CHUNK_ELEMENTS // max(1, h * m * n * max(k, q)))
     chunks = [slice(i, min(i + rows, B)) for i in range(0, B, rows)]
-    runs = [ctx.run_sub("ScoringNet", {"Input": K[c, :, None], "Query": Q[c, :, :, None]})
-            for c in chunks]
+
+    def forward_chunk(c: slice):
+        return ctx.run_sub("ScoringNet", {"Input": K[c, :, None], "Query": Q[c, :, :, None]})
+
+    runs = _map(forward_chunk, chunks)
     raws = [outs["Output"] for outs, _ in runs]
     s = np.concatenate([np.broadcast_to(r, (c.stop - c.start, h, m, n))
                         for r, c in zip(raws, chunks)])
 
     def back_general(gs):
         gK, gQ = np.zeros_like(K), np.zeros_like(Q)
-        array_grads: dict = {}
-        for (_, back), raw, c in zip(runs, raws, chunks):
+
+        def backward_chunk(i: int):
+            (_, back), raw, c = runs[i], raws[i], chunks[i]
             in_grads, chunk_grads = back({"Output": sum_to(gs[c], raw.shape)})
             if in_grads.get("Input") is not None:
                 gK[c] = sum_to(in_grads["Input"], K[c, :, None].shape)[:, :, 0]
             if in_grads.get("Query") is not None:
                 gQ[c] = sum_to(in_grads["Query"], Q[c, :, :, None].shape)[..., 0, :]
+            return chunk_grads
+
+        array_grads: dict = {}
+        for chunk_grads in _map(backward_chunk, range(len(chunks))):
             for key, g in chunk_grads.items():
                 array_grads[key] = g if key not in array_grads else array_grads[key] + g
         return gK, gQ, array_grads

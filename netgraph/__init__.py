@@ -4,6 +4,7 @@ on NumPy, with static shape inference and exact handling of varying-length seque
 ``from netgraph import *`` gives every public name, the layer library included.
 """
 
+from ._memory import tune_malloc
 from .checks import check_padding, gradcheck
 from .errors import InputDataError, NetError, PortError, ShapeError, SpecificationError
 from .extract import NetExtract, NetReplacePart
@@ -26,6 +27,7 @@ _CORE = [
     "NetInformation", "NetTake",
 ]
 
+tune_malloc()
 
 
 def __getattr__(name: str):

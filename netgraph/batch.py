@@ -38,6 +38,18 @@ def _expected(meta: PortMeta) -> Any:
                    meta.elem)
 
 
+def _quick_check(meta: PortMeta):
+    """A fast test that an example is already a numeric ndarray of the right shape."""
+    rank, dims = meta.rank, meta.dims
+    if not meta.varying:
+        return lambda x: type(x) is np.ndarray and x.shape == dims and x.dtype.kind in "biuf"
+    if rank and _first_axis_only(meta):
+        tail = dims[1:]
+        return lambda x: (type(x) is np.ndarray and x.ndim == rank and x.shape[1:] == tail
+                          and x.shape[0] > 0 and x.dtype.kind in "biuf")
+    return lambda x: False
+
+
 def _example(x: Any, meta: PortMeta, port: str, k: int | None,
              values: bool = True) -> np.ndarray:
     which = "" if k is None else f" (example {k})"
@@ -91,32 +103,46 @@ def split_examples(x: Any, meta: PortMeta, port: str,
                              f"example); expected {_expected(meta)!r}")
     depth = _depth(x) if isinstance(x, (list, tuple, np.ndarray)) else 0
     r = meta.rank
+    quick = _quick_check(meta)
     if depth == r:
-        return [_example(x, meta, port, None, values)], False
+        example = x if quick(x) else _example(x, meta, port, None, False)
+        return [_check_values(example, meta, port) if values else example], False
     if depth == r + 1:
         if len(x) == 0:
             raise InputDataError(f"data for port {port!r} is an empty batch")
-        return [_example(e, meta, port, k, values) for k, e in enumerate(x)], True
+        examples = [e if quick(e) else _example(e, meta, port, k, False) for k, e in enumerate(x)]
+        if values:
+            examples = [_check_values(e, meta, port, f" (example {k})")
+                        for k, e in enumerate(examples)]
+        return examples, True
     shape = np.shape(x) if depth and not isinstance(x, list) else f"rank {depth}"
     raise InputDataError(f"data for port {port!r} has {shape}, but the port expects "
                          f"{_expected(meta)!r}: rank {r} for one example or rank {r + 1} for a "
                          "batch")
 
 
+def _first_axis_only(meta: PortMeta) -> bool:
+    return meta.keys[:1] != (None,) and all(k is None for k in meta.keys[1:])
+
+
 def pad_examples(examples: list[np.ndarray], meta: PortMeta, dtype: Any,
                  fill: float = 0.0) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """Stack examples into one array, padding varying dims with ``fill``.
-    Returns the array and, per varying axis, the lengths."""
+    """Stack examples into one array, padding varying dims with ``fill``. Returns the array
+    and, per varying axis, the lengths."""
+    dt = np.int64 if meta.integer else dtype
+    if not meta.varying:
+        return np.stack(examples).astype(dt, copy=False), {}
     lengths = {axis: np.array([e.shape[axis] for e in examples], dtype=np.int64)
                for axis, key in enumerate(meta.keys) if key is not None}
-    dt = np.int64 if meta.integer else dtype
-    if not lengths:
-        return np.stack(examples).astype(dt, copy=False), lengths
     shape = [len(examples)] + [int(lengths[a].max()) if a in lengths else n
                                for a, n in enumerate(meta.dims)]
     out = np.full(shape, 0 if meta.integer else fill, dtype=dt)
-    for b, e in enumerate(examples):
-        out[(b,) + tuple(slice(0, s) for s in e.shape)] = e
+    if meta.rank and _first_axis_only(meta):
+        for b, e in enumerate(examples):
+            out[b, :len(e)] = e
+    else:
+        for b, e in enumerate(examples):
+            out[(b,) + tuple(slice(0, s) for s in e.shape)] = e
     return out, lengths
 
 
@@ -139,13 +165,14 @@ def to_batch(data: dict[str, Any], metas: dict[str, PortMeta], dtype: Any,
         examples, is_batch = split_examples(data[port], meta, port, values=False)
         batchness[port] = is_batch
         sizes[port] = len(examples)
-        try:  # one vectorized value check; on failure find the example to blame
-            _check_values(np.concatenate([e.ravel() for e in examples]), meta, port)
-        except InputDataError:
+        arrays[port], port_lengths = pad_examples(examples, meta, dtype, fill)
+        try:  # one vectorized value check; the zero padding of real data is finite
+            _check_values(arrays[port] if fill == 0 and not meta.integer else np.concatenate(
+                [e.ravel() for e in examples]), meta, port)
+        except InputDataError:  # find the example to blame
             for k, e in enumerate(examples):
                 _check_values(e, meta, port, f" (example {k})" if is_batch else "")
             raise
-        arrays[port], port_lengths = pad_examples(examples, meta, dtype, fill)
         for axis, lens in port_lengths.items():
             key = meta.keys[axis]
             if key in lengths and not np.array_equal(lengths[key], lens):
@@ -169,9 +196,9 @@ def from_batch(value: np.ndarray, meta: PortMeta, lengths: dict[Any, np.ndarray]
     """User form of a padded value: unpadded per example; a list for a varying batch."""
     if not meta.varying:
         return value if is_batch else value[0]
-    out = []
-    for b in range(value.shape[0]):
-        idx = (b,) + tuple(slice(0, None if key is None else int(lengths[key][b]))
-                           for key in meta.keys)
-        out.append(value[idx])
+    if _first_axis_only(meta):
+        out = [value[b, :n] for b, n in enumerate(lengths[meta.keys[0]].tolist())]
+    else:
+        out = [value[(b,) + tuple(slice(0, None if key is None else int(lengths[key][b]))
+                                  for key in meta.keys)] for b in range(value.shape[0])]
     return out if is_batch else out[0]
