@@ -229,9 +229,10 @@ def _seeds(plan: Plan, batch: Any, given: dict[str, Any], dtype: Any, tape: Tape
             if seed.shape != value.shape:
                 raise InputDataError(f"the gradient seed for {port!r} has shape {seed.shape[1:]} "
                                      f"but the output has shape {value.shape[1:]}")
+            seed = tape.run.zero_padding(seed.astype(dtype, copy=False), meta)
         else:
-            seed = np.ones_like(value)
-        seeds[meta.slot] = tape.run.zero_padding(seed.astype(dtype, copy=False), meta)
+            seed = tape.run.valid_ones(value.shape, meta, dtype)
+        seeds[meta.slot] = seed
     return seeds
 
 

@@ -41,22 +41,37 @@ class RunContext:
             self._masks[(key, size)] = mask
         return mask
 
+    def _broadcast_mask(self, shape: tuple, meta: PortMeta) -> np.ndarray | None:
+        """Boolean mask of the valid positions, broadcastable to ``shape`` (a top-level value
+        of ``meta``, leading axis the batch), or None when nothing is padded."""
+        valid = None
+        for axis, key in enumerate(meta.keys):
+            if key is None or key not in self.lengths:
+                continue
+            mask = self.valid_mask(key, shape[1 + axis])
+            if mask.all():
+                continue
+            mask = mask.reshape((mask.shape[0],) + (1,) * axis + (mask.shape[1],)
+                                + (1,) * (len(shape) - axis - 2))
+            valid = mask if valid is None else valid & mask
+        return valid
+
+    def valid_ones(self, shape: tuple, meta: PortMeta, dtype: Any) -> np.ndarray:
+        """Ones at valid positions, exactly 0 at padded ones (the default output seed)."""
+        valid = self._broadcast_mask(shape, meta) if meta.varying else None
+        return np.ones(shape, dtype) if valid is None else \
+            np.broadcast_to(valid, shape).astype(dtype)
+
     def zero_padding(self, value: np.ndarray, meta: PortMeta) -> np.ndarray:
         """``value`` with every padded position (of every varying dim) set to exactly 0."""
         if value is None or not meta.varying:
             return value
-        lead = value.ndim - meta.rank
-        for axis, key in enumerate(meta.keys):
-            if key is None or key not in self.lengths:
-                continue
-            mask = self.valid_mask(key, value.shape[lead + axis])
-            if lead != 1:
-                continue  # sub-plans never carry varying dims with other leading axes
-            shape = (mask.shape[0],) + (1,) * axis + (mask.shape[1],) + \
-                (1,) * (value.ndim - axis - 2)
-            if not mask.all():
-                value = np.where(mask.reshape(shape), value, 0).astype(value.dtype, copy=False)
-        return value
+        if value.ndim - meta.rank != 1:
+            return value  # sub-plans never carry varying dims with other leading axes
+        valid = self._broadcast_mask(value.shape, meta)
+        if valid is None:
+            return value
+        return np.where(valid, value, 0).astype(value.dtype, copy=False)
 
 
 class StepContext:
