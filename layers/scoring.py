@@ -16,9 +16,7 @@ from typing import Any
 import numpy as np
 
 from netgraph.errors import NetError
-from netgraph.graph import _IN as GRAPH_IN
-from netgraph.graph import _OUT as GRAPH_OUT
-from netgraph.graph import NetGraph
+from netgraph.graph import GRAPH_IN, GRAPH_OUT, NetGraph
 from netgraph.net import Net
 from netgraph.ports import NetPort
 

@@ -1,7 +1,7 @@
 """NetGraph and NetChain: the edge grammar, dangling-port rules and structural checks.
 
-Edges are stored fully resolved: a source is ``(_IN, name)`` (a graph input) or
-``(node, port)``; a destination is ``(_OUT, name)`` (a graph output) or ``(node, port)``.
+Edges are stored fully resolved: a source is ``(GRAPH_IN, name)`` (a graph input) or
+``(node, port)``; a destination is ``(GRAPH_OUT, name)`` (a graph output) or ``(node, port)``.
 Dangling node inputs and outputs are turned into graph ports here, so the edge list is
 complete and later stages (inference, compiling) never guess.
 """
@@ -25,17 +25,22 @@ __all__ = ["NetGraph", "NetChain", "SHORTHANDS"]
 SHORTHANDS: list[tuple[Any, Any]] = []
 
 
-class _GraphSide(str):
-    """Marks a graph port in an edge end: ``(_IN, name)`` is graph input ``name``, ``(_OUT,
-    name)`` graph output ``name``. graph.py tests it by identity (``end[0] is _IN``), so a
-    node the user named "in" or "out" is never taken for a graph port. It stays a ``str``
-    equal to "in"/"out" only for code that still compares edge ends with those strings
-    (layers/scoring.py, netgraph/train/loss.py); such code misreads nodes named so."""
+class GraphSide:
+    """Marks a graph port in an edge end: ``(GRAPH_IN, name)`` is graph input ``name``,
+    ``(GRAPH_OUT, name)`` graph output ``name``; any other end is ``(node, port)``. Sentinels
+    compared by identity, so no node name can be mistaken for a graph port."""
 
-    __slots__ = ()
+    __slots__ = ("side",)
+
+    def __init__(self, side: str):
+        self.side = side
+
+    def __repr__(self) -> str:
+        return f"<graph {self.side}>"
 
 
-_IN, _OUT = _GraphSide("in"), _GraphSide("out")
+GRAPH_IN, GRAPH_OUT = GraphSide("input"), GraphSide("output")
+_IN, _OUT = GRAPH_IN, GRAPH_OUT
 
 
 def _is_graph_end(end: tuple) -> bool:

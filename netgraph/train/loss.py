@@ -21,7 +21,7 @@ from typing import Any
 
 from ..compile import compile_net
 from ..errors import NetError
-from ..graph import NetGraph
+from ..graph import GRAPH_IN, GRAPH_OUT, NetGraph
 from ..layer import Layer
 from ..net import Net
 from ..ports import NetPort
@@ -60,8 +60,8 @@ def producer(net: Net, port: str) -> Layer | None:
             return net
         if not isinstance(net, NetGraph):
             return None
-        src = next(s for s, d in net._edges if d == ("out", port))
-        if src[0] == "in":
+        src = next(s for s, d in net._edges if d == (GRAPH_OUT, port))
+        if src[0] is GRAPH_IN:
             return None
         net, port = net._nodes[src[0]], src[1]
 
