@@ -162,8 +162,11 @@ def save_alignment(net: NetGraph, text: str, path: str) -> np.ndarray:
 
 
 def main(train: int = 10000, test: int = 1000, rounds: int = 10, out: str = "alignment.png",
-         seed: int = 0, progress: bool = True, learning_rate: float = 0.003) -> dict:
+         seed: int = 0, progress: bool = True, learning_rate: float = 0.003,
+         model_plot: str | None = None) -> dict:
     rng = np.random.default_rng(seed)
+    if model_plot:
+        build_model().plot(expand=True).savefig(model_plot, dpi=110, bbox_inches="tight")
     train_pairs, test_pairs = random_dates(train, rng), random_dates(test, rng)
     start = time.perf_counter()
     result = NetTrain(build_model(), encode(train_pairs), prop="All", batch_size=64,
@@ -194,5 +197,7 @@ if __name__ == "__main__":
     ap.add_argument("--out", default="alignment.png")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--learning-rate", type=float, default=0.003)
+    ap.add_argument("--model-plot", default=None, help="also save a picture of the model")
     a = ap.parse_args()
-    main(a.train, a.test, a.rounds, a.out, a.seed, learning_rate=a.learning_rate)
+    main(a.train, a.test, a.rounds, a.out, a.seed, learning_rate=a.learning_rate,
+         model_plot=a.model_plot)
