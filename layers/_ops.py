@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, field_validator
+
+from netgraph.layer import Params
 
 
 def _no_bool(v: Any) -> Any:
@@ -17,6 +19,19 @@ def _no_bool(v: Any) -> Any:
 #: hyperparameter types that reject booleans (pydantic's lax mode reads True as 1)
 Int = Annotated[int, BeforeValidator(_no_bool)]
 Real = Annotated[float, BeforeValidator(_no_bool)]
+
+
+class ArityParams(Params):
+    """Hyperparameters of a layer whose inputs ``Input1..Inputk`` a fan-in fills."""
+
+    arity: Int | None = None
+
+    @field_validator("arity")
+    @classmethod
+    def _arity(cls, v):
+        if v is not None and v < 1:
+            raise ValueError("arity must be at least 1")
+        return v
 
 
 def sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -12,7 +12,7 @@ from netgraph.errors import NetError
 from netgraph.layer import Layer, Params
 from netgraph.solver import Solver, place
 
-from ._ops import Int, expand_scalar, fill_padding, sum_to
+from ._ops import ArityParams, expand_scalar, fill_padding, sum_to
 
 __all__ = ["ElementwiseLayer", "ThreadingLayer", "ELEMENTWISE_FUNCTIONS"]
 
@@ -144,22 +144,14 @@ _THREADING = {
 }
 
 
-class ThreadingParams(Params):
+class ThreadingParams(ArityParams):
     f: str
-    arity: Int | None = None
 
     @field_validator("f")
     @classmethod
     def _known(cls, v):
         if v not in _THREADING:
             raise ValueError(f"unknown function {v!r}; use one of {list(_THREADING)}")
-        return v
-
-    @field_validator("arity")
-    @classmethod
-    def _arity(cls, v):
-        if v is not None and v < 1:
-            raise ValueError("arity must be at least 1")
         return v
 
 

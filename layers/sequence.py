@@ -3,6 +3,8 @@ SequenceReverse. All respect each example's true length."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from pydantic import field_validator
 
@@ -157,52 +159,43 @@ class SequenceLastLayer(_SequenceLayer):
         return {"Output": y}, backward
 
 
-class SequenceMostLayer(_SequenceLayer):
+class _DropOne(_SequenceLayer):
+    """A sequence without one end element: ``keep`` selects what remains (lengths >= 2)."""
+
+    keep: ClassVar[slice]
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        out_len = S.new_dim(varying=True, origin=f"{type(self).__name__} at {place(path)}")
+        length = self._relate(S, path, ports, out_len)
+        self._shift_rule(S, path, length, out_len)
+        return {}
+
+    def forward(self, ins, arrays, ctx):
+        x = ins["Input"]
+        lens = self._check_min_length(x, ctx)
+        ctx.set_lengths("Output", lens - 1)
+        keep = self.keep
+
+        def backward(g):
+            gx = np.zeros_like(x)
+            gx[:, keep] = g["Output"]
+            return {"Input": gx}, {}
+
+        return {"Output": x[:, keep]}, backward
+
+
+class SequenceMostLayer(_DropOne):
     """All but the last element of each sequence (lengths >= 2)."""
 
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        out_len = S.new_dim(varying=True, origin=f"SequenceMostLayer at {place(path)}")
-        length = self._relate(S, path, ports, out_len)
-        self._shift_rule(S, path, length, out_len)
-        return {}
-
-    def forward(self, ins, arrays, ctx):
-        x = ins["Input"]
-        lens = self._check_min_length(x, ctx)
-        ctx.set_lengths("Output", lens - 1)
-        y = x[:, :-1]
-
-        def backward(g):
-            gx = np.zeros_like(x)
-            gx[:, :-1] = g["Output"]
-            return {"Input": gx}, {}
-
-        return {"Output": y}, backward
+    keep = slice(None, -1)
 
 
-class SequenceRestLayer(_SequenceLayer):
-    """All but the first element of each sequence (lengths >= 2)."""
+class SequenceRestLayer(_DropOne):
+    """All but the first element of each sequence (lengths >= 2). With zero padding, the
+    positions past the new lengths stay zero."""
 
+    keep = slice(1, None)
     pad_clean = True
-
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        out_len = S.new_dim(varying=True, origin=f"SequenceRestLayer at {place(path)}")
-        length = self._relate(S, path, ports, out_len)
-        self._shift_rule(S, path, length, out_len)
-        return {}
-
-    def forward(self, ins, arrays, ctx):
-        x = ins["Input"]
-        lens = self._check_min_length(x, ctx)
-        ctx.set_lengths("Output", lens - 1)
-        y = x[:, 1:]
-
-        def backward(g):
-            gx = np.zeros_like(x)
-            gx[:, 1:] = g["Output"]
-            return {"Input": gx}, {}
-
-        return {"Output": y}, backward
 
 
 class SequenceReverseLayer(_SequenceLayer):

@@ -13,21 +13,10 @@ from netgraph.layer import Layer, Params
 from netgraph.shapes import Automatic
 from netgraph.solver import Conflict, Solver, place
 
-from ._ops import Int, Real, sum_to
+from ._ops import ArityParams, Int, Real, sum_to
 
 __all__ = ["TotalLayer", "CatenateLayer", "SummationLayer", "ReshapeLayer", "SoftmaxLayer",
            "DropoutLayer"]
-
-
-class ArityParams(Params):
-    arity: Int | None = None
-
-    @field_validator("arity")
-    @classmethod
-    def _arity(cls, v):
-        if v is not None and v < 1:
-            raise ValueError("arity must be at least 1")
-        return v
 
 
 class _Variadic(Layer):

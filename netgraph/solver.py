@@ -37,6 +37,16 @@ def _merge_elem(a: Any, b: Any) -> Any:
     raise Conflict(f"element types {a!r} and {b!r} differ")
 
 
+def _find(parent: list[int], x: int) -> int:
+    """Union-find root of ``x``, compressing the path on the way."""
+    root = x
+    while parent[root] != root:
+        root = parent[root]
+    while parent[x] != root:
+        parent[x], x = root, parent[x]
+    return root
+
+
 class Solver:
     """Symbolic shapes for every port of a net, solved by unification plus fixed-point rules."""
 
@@ -64,13 +74,7 @@ class Solver:
         return len(self._dparent) - 1
 
     def find_dim(self, d: int) -> int:
-        parent = self._dparent
-        root = d
-        while parent[root] != root:
-            root = parent[root]
-        while parent[d] != root:
-            parent[d], d = root, parent[d]
-        return root
+        return _find(self._dparent, d)
 
     def size(self, d: int) -> int | None:
         """The known size of dim ``d``, or ``None``."""
@@ -122,13 +126,7 @@ class Solver:
         return len(self._tparent) - 1
 
     def find_type(self, t: int) -> int:
-        parent = self._tparent
-        root = t
-        while parent[root] != root:
-            root = parent[root]
-        while parent[t] != root:
-            parent[t], t = root, parent[t]
-        return root
+        return _find(self._tparent, t)
 
     def dims(self, t: int) -> tuple[int, ...] | None:
         """The dims of type ``t`` (dim ids), or ``None`` while its rank is unknown."""
