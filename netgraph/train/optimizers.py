@@ -96,6 +96,17 @@ class Optimizer:
         return f"{self.name}(learning_rate={self.lr!r}, {opts})"
 
 
+def _divide_by_rms(x: np.ndarray, G: np.ndarray, V: np.ndarray, buf: np.ndarray,
+                   beta: np.float32, eps: np.float32) -> None:
+    """``V = beta V + G²`` in place, then ``buf = x / (sqrt(V) + eps)``."""
+    np.multiply(G, G, out=buf)
+    V *= beta
+    V += buf
+    np.sqrt(V, out=buf)
+    buf += eps
+    np.divide(x, buf, out=buf)
+
+
 class Adam(Optimizer):
     """Kept as ``M = m/(1-beta1)``, ``V = v/(1-beta2)`` so that a step is 11 buffer passes."""
 
@@ -119,12 +130,7 @@ class Adam(Optimizer):
         P, G, M, V, buf = p[sl], g[sl], self.m[sl], self.v[sl], self.buf[sl]
         M *= b1
         M += G
-        np.multiply(G, G, out=buf)
-        V *= b2
-        V += buf
-        np.sqrt(V, out=buf)
-        buf += eps
-        np.divide(M, buf, out=buf)
+        _divide_by_rms(M, G, V, buf, b2, eps)
         buf *= rate
         P -= buf
 
@@ -172,12 +178,7 @@ class RMSProp(Optimizer):
     def _update(self, p: np.ndarray, g: np.ndarray, sl: slice, k: tuple) -> None:
         beta, mu, eps, inv_c, lr = k
         P, G, V, u, buf = p[sl], g[sl], self.v[sl], self.u[sl], self.buf[sl]
-        np.multiply(G, G, out=buf)
-        V *= beta
-        V += buf
-        np.sqrt(V, out=buf)
-        buf += eps
-        np.divide(G, buf, out=buf)
+        _divide_by_rms(G, G, V, buf, beta, eps)
         buf *= inv_c
         u *= mu
         u += buf
