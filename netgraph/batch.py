@@ -136,13 +136,16 @@ def pad_examples(examples: list[np.ndarray], meta: PortMeta, dtype: Any,
                for axis, key in enumerate(meta.keys) if key is not None}
     shape = [len(examples)] + [int(lengths[a].max()) if a in lengths else n
                                for a, n in enumerate(meta.dims)]
-    out = np.full(shape, 0 if meta.integer else fill, dtype=dt)
+    pad = 0 if meta.integer else fill
     if meta.rank and _first_axis_only(meta):
+        out = np.empty(shape, dtype=dt)  # every element is written once: data or padding
         for b, e in enumerate(examples):
             out[b, :len(e)] = e
-    else:
-        for b, e in enumerate(examples):
-            out[(b,) + tuple(slice(0, s) for s in e.shape)] = e
+            out[b, len(e):] = pad
+        return out, lengths
+    out = np.full(shape, pad, dtype=dt)
+    for b, e in enumerate(examples):
+        out[(b,) + tuple(slice(0, s) for s in e.shape)] = e
     return out, lengths
 
 
