@@ -72,6 +72,7 @@ class AttentionLayer(Layer):
     inputs = ("Key", "Value", "Query")
     hidden_outputs = ("AttentionWeights",)
     pad_clean = True
+    real_outputs = ("Output", "AttentionWeights")
 
     def __init__(self, net: Any = "Bilinear", *, mask=None, score_rescaling=None,
                  multi_head: bool = False, dropout: float = 0, **ports):

@@ -101,6 +101,7 @@ class ElementwiseLayer(Layer):
     "ReLU" = "Ramp", "Sigmoid" = "LogisticSigmoid"). Any shape, varying lengths included."""
 
     Params = ElementwiseParams
+    real_outputs = ("Output",)
 
     def __init__(self, f: str, **ports):
         super().__init__({"f": f}, ports)
@@ -167,6 +168,7 @@ class ThreadingLayer(Layer):
     Inputs ``Input1..Inputk`` have equal shapes; a scalar ("Real") input is broadcast."""
 
     Params = ThreadingParams
+    real_outputs = ("Output",)
 
     def __init__(self, f: str, arity: int | None = None, **ports):
         super().__init__({"f": f, "arity": arity}, ports)

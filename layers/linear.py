@@ -46,6 +46,7 @@ class LinearLayer(Layer):
     """
 
     Params = LinearParams
+    real_outputs = ("Output",)
     array_init = {"Weights": "weights", "Biases": "zeros"}
 
     def __init__(self, n=Automatic, *, biases: bool = True, **ports):
@@ -137,6 +138,7 @@ class DotLayer(Layer):
 
     inputs = ("Input1", "Input2")
     pad_clean = False
+    real_outputs = ("Output",)
 
     def __init__(self, **ports):
         super().__init__({}, ports)

@@ -60,6 +60,7 @@ class _Recurrent(Layer):
     optional_inputs = ("State",)
     optional_outputs = ("State",)
     pad_clean = True
+    real_outputs = ("Output", "State", "CellState")
     #: array-name prefixes, in the order of the concatenated gate blocks
     gates: ClassVar[tuple[str, ...]] = ()
     cell: ClassVar[Any] = None

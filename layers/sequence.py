@@ -37,6 +37,7 @@ class EmbeddingLayer(Layer):
     by default)."""
 
     Params = EmbeddingParams
+    real_outputs = ("Output",)
     array_init = {"Weights": "weights"}
 
     def __init__(self, size=Automatic, n=Automatic, **ports):
@@ -68,6 +69,7 @@ class EmbeddingLayer(Layer):
             if S.dims(tin) is None:
                 S.constrain(tin, (S.new_dim(varying=True, origin=origin),), None, pin, origin)
 
+        rule()  # now too, before edges are unified: a conflict there names both ports
         S.rules.append(rule)
         S.defaults.append(default)
         return {"Weights": (n, size)}
@@ -99,7 +101,8 @@ class _SequenceLayer(Layer):
         S.relate(ports["Input"], item, prefix=(length,), places=(at[0], at[0]),
                  what=f"{type(self).__name__} needs a sequence")
         S.relate(ports["Output"], item, prefix=() if out_len is None else (out_len,),
-                 places=(at[1], at[1]), what=f"{type(self).__name__}")
+                 places=(at[1], at[1]),
+                 what=f"{type(self).__name__} gives elements of its input sequence")
         return length
 
     def _shift_rule(self, S: Solver, path: tuple, length: int, out_len: int) -> None:

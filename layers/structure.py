@@ -31,6 +31,7 @@ class TotalLayer(_Variadic):
 
     Params = ArityParams
     pad_clean = True
+    real_outputs = ("Output",)
 
     def __init__(self, arity: int | None = None, **ports):
         super().__init__({"arity": arity}, ports)
@@ -97,7 +98,8 @@ class CatenateLayer(_Variadic):
                     if i != ax:
                         S.equal_sizes(d[i], od[i], p, place(path, "Output"))
                 if S.is_varying(d[ax]):
-                    raise ShapeError(f"{where} cannot catenate {p} along its varying dimension")
+                    raise ShapeError(f"{where} cannot catenate {p} of shape {S.show(t)!r} along "
+                                     f"its varying dimension (level {self.params.level})")
             sizes = [S.size(S.dims(t)[ax]) for t, _ in typed[:-1]]
             total = S.size(od[ax])
             try:
@@ -105,7 +107,12 @@ class CatenateLayer(_Variadic):
                     S.set_size(od[ax], sum(sizes), where)
                 elif total is not None and sizes.count(None) == 1:
                     i = sizes.index(None)
-                    S.set_size(S.dims(typed[i][0])[ax], total - sum(s for s in sizes if s), where)
+                    rest = total - sum(s for s in sizes if s)
+                    if rest < 1:
+                        raise Conflict(f"the other inputs already have {total - rest} along it, "
+                                       f"the output only {total}, which leaves {rest} for "
+                                       f"{typed[i][1]}")
+                    S.set_size(S.dims(typed[i][0])[ax], rest, where)
             except Conflict as c:
                 raise ShapeError(f"{where}: input sizes {sizes} along level {self.params.level} do "
                                  f"not add up to the output: {c}") from None
@@ -134,6 +141,8 @@ class CatenateLayer(_Variadic):
 
 class SummationLayer(Layer):
     """The total of all elements of the input: an array -> "Real"."""
+
+    real_outputs = ("Output",)
 
     def __init__(self, **ports):
         super().__init__({}, ports)
@@ -229,6 +238,7 @@ class SoftmaxLayer(Layer):
     Along a varying dimension the padded positions get weight exactly 0."""
 
     Params = SoftmaxParams
+    real_outputs = ("Output",)
 
     def __init__(self, level: int = -1, **ports):
         super().__init__({"level": level}, ports)
@@ -239,7 +249,8 @@ class SoftmaxLayer(Layer):
         def rule() -> None:
             r = S.rank(ports["Input"])
             if r is not None:
-                _axis(self.params.level, r, f"SoftmaxLayer at {place(path)}")
+                _axis(self.params.level, r, f"SoftmaxLayer at {place(path)} (its "
+                      f"{place(path, 'Input')} has shape {S.show(ports['Input'])!r})")
 
         S.rules.append(rule)
         return {}
@@ -282,6 +293,7 @@ class DropoutLayer(Layer):
 
     Params = DropoutParams
     pad_clean = True
+    real_outputs = ("Output",)
 
     def __init__(self, p: float = 0.5, **ports):
         super().__init__({"p": p}, ports)

@@ -125,6 +125,9 @@ def _target(net: Net, plan: Plan, w: Any) -> tuple:
             net, np.float32)
         path = _node_path(net, w.path[:-1]) + w.path[-1:]
         if path not in arrays:
+            if path in uninitialized(net):
+                raise NetError(f"NetArrayGradient: the array at {list(w.path)} is not "
+                               "initialized; call NetInitialize first")
             raise PortError(f"NetArrayGradient: no array at {list(w.path)}; arrays are "
                             f"{[list(p) for p in arrays]}")
         return ("agrad", path)
@@ -208,7 +211,8 @@ def run_net(net: Net, inputs: dict[str, Any], dtype: Any, *, training: bool = Fa
                        f"{', …' if len(missing) > 4 else ''}); call NetInitialize first")
     batch = to_batch(inputs, plan.inputs, dtype, fill)
     run = RunContext(arrays=collect_arrays(net, dtype), dtype=dtype, training=training, rng=rng,
-                     lengths=dict(batch.lengths), inputs_zero_padded=fill == 0)
+                     lengths=dict(batch.lengths), inputs_zero_padded=fill == 0,
+                     length_owners={k: p for p, m in plan.inputs.items() for k in m.keys if k})
     return plan, batch, forward(plan, batch.arrays, run)
 
 

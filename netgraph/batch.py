@@ -168,14 +168,19 @@ def to_batch(data: dict[str, Any], metas: dict[str, PortMeta], dtype: Any,
         examples, is_batch = split_examples(data[port], meta, port, values=False)
         batchness[port] = is_batch
         sizes[port] = len(examples)
-        arrays[port], port_lengths = pad_examples(examples, meta, dtype, fill)
+        with np.errstate(over="ignore"):  # a value beyond the dtype's range is reported below
+            arrays[port], port_lengths = pad_examples(examples, meta, dtype, fill)
         try:  # one vectorized value check; the zero padding of real data is finite
             _check_values(arrays[port] if fill == 0 and not meta.integer else np.concatenate(
                 [e.ravel() for e in examples]), meta, port)
         except InputDataError:  # find the example to blame
             for k, e in enumerate(examples):
                 _check_values(e, meta, port, f" (example {k})" if is_batch else "")
-            raise
+            # every example is finite: the conversion to ``dtype`` overflowed
+            big = max(float(np.abs(e).max()) for e in examples)
+            raise InputDataError(f"data for port {port!r} has values up to {big:.3g}, beyond "
+                                 f"the range of {np.dtype(dtype).name}; rescale the data or "
+                                 "compute with dtype=np.float64") from None
         for axis, lens in port_lengths.items():
             key = meta.keys[axis]
             if key in lengths and not np.array_equal(lengths[key], lens):

@@ -31,6 +31,9 @@ class GraphSide:
     def __repr__(self) -> str:
         return f"<graph {self.side}>"
 
+    def __reduce__(self) -> str:  # copies and pickles of a net keep the two singletons
+        return "GRAPH_IN" if self.side == "input" else "GRAPH_OUT"
+
 
 GRAPH_IN, GRAPH_OUT = GraphSide("input"), GraphSide("output")
 _IN, _OUT = GRAPH_IN, GRAPH_OUT

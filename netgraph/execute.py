@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .compile import Plan, PortMeta, Step
+from .errors import InputDataError, where
 
 __all__ = ["RunContext", "StepContext", "Tape", "forward", "backward"]
 
@@ -30,6 +31,8 @@ class RunContext:
     lengths: dict[Any, np.ndarray] = field(default_factory=dict)
     #: True when the caller already padded the inputs with zeros (the batcher does)
     inputs_zero_padded: bool = False
+    #: length key -> the input port whose data gave those lengths (for error messages)
+    length_owners: dict[Any, str] = field(default_factory=dict)
     _masks: dict[tuple, np.ndarray] = field(default_factory=dict)
 
     def valid_mask(self, key: Any, size: int) -> np.ndarray:
@@ -109,10 +112,23 @@ class StepContext:
         return None if key is None else self.run.lengths.get(key)
 
     def set_lengths(self, port: str, lengths: np.ndarray, axis: int = 0) -> None:
-        """Declare the lengths of a varying output dim that the layer itself determines."""
+        """Declare the lengths of a varying output dim that the layer itself determines.
+        Where input data already gave lengths for that dim (an input tied to the output, such
+        as a loss Target), they must agree, or ``InputDataError``."""
         key = self.meta(port).keys[axis]
-        if key is not None and key not in self.run.lengths:
-            self.run.lengths[key] = np.asarray(lengths)
+        if key is None:
+            return
+        lengths = np.asarray(lengths)
+        given = self.run.lengths.get(key)
+        if given is None:
+            self.run.lengths[key] = lengths
+        elif not np.array_equal(given, lengths):
+            owner = self.run.length_owners.get(key)
+            raise InputDataError(
+                f"the sequence lengths {given.tolist()} given to "
+                f"{repr(owner) if owner else 'an input'} do not match the lengths "
+                f"{lengths.tolist()} of {where(self.step.path, port)}, which that input is tied "
+                f"to")
 
     def valid_mask(self, port: str, size: int, axis: int = 0) -> np.ndarray | None:
         key = self.meta(port).keys[axis]

@@ -98,6 +98,10 @@ def update_at(net: Net, path: tuple, fn: Callable[[Net], Net], walked: tuple = (
         return fn(net)
     key = resolve_child(net, path[0], walked)
     if key is None:
+        if path[0] in net._arrays() or path[0] in net.input_ports + net.output_ports:
+            raise NetError(f"part {path[0]!r} at {_at(walked)} is not a net, so it has no part "
+                           f"{path[1]!r}" if len(path) > 1 else
+                           f"part {path[0]!r} at {_at(walked)} is not a net")
         raise NetError(f"part {path[0]!r} does not exist at {_at(walked)}; sub-nets are "
                        f"{list(net._children())}")
     child = net._children()[key]

@@ -61,6 +61,9 @@ class Layer(Net):
     #: True when outputs (and input gradients) are exactly zero at padded positions whenever
     #: inputs (and output gradients) are; the executor zeroes them otherwise
     pad_clean: ClassVar[bool] = False
+    #: outputs that hold real numbers whatever their inputs hold, so they never carry indices
+    #: (a layer that passes its input through, e.g. SequenceLastLayer, leaves its out)
+    real_outputs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: dict[str, Any] | None = None, ports: dict[str, Any] | None = None):
         params = {k: (None if is_automatic(v) else v) for k, v in (params or {}).items()}
@@ -185,6 +188,12 @@ class Layer(Net):
         for name, child in self._children().items():
             child._constrain(S, path + (name,))
         array_dims = self.rules(S, path, ports)
+        for name in self.real_outputs:
+            key = self._out_key(name)
+            if key in ports:
+                origin = f"the real-valued {name!r} of {type(self).__name__} at {place(path)}"
+                S.unify(ports[key], S.new_type(elem="Real", origin=origin), place(path, name),
+                        origin)
         for name, dims in array_dims.items():
             S.arrays[(path, name)] = dims
             value = self._array_values.get(name)

@@ -30,6 +30,9 @@ class Net:
         for k, v in attrs.items():
             object.__setattr__(self, k, v)
 
+    def __getstate__(self) -> dict:  # copy, deepcopy, pickle: the caches (plans) stay behind
+        return {**self.__dict__, "_cache": {}}
+
     def _copy(self, **attrs: Any) -> Net:
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)

@@ -56,6 +56,9 @@ class NetPort:
     def __hash__(self) -> int:
         return hash(("NetPort",) + self._key())
 
+    def __reduce__(self):  # copy, deepcopy and pickle (__setattr__ blocks the default way)
+        return (NetPort, (self.port,) if self.layer is None else (self.layer, self.port))
+
     def __repr__(self) -> str:
         if self.layer is None:
             return f"NetPort({self.port!r})"
@@ -93,6 +96,9 @@ class NetArrayGradient:
 
     def __hash__(self) -> int:
         return hash(("NetArrayGradient", self.path))
+
+    def __reduce__(self):  # copy, deepcopy and pickle (__setattr__ blocks the default way)
+        return (NetArrayGradient, (self.path,))
 
     def __repr__(self) -> str:
         return f"NetArrayGradient({list(self.path)!r})"

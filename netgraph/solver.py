@@ -281,7 +281,8 @@ class Solver:
     # ---------------------------------------------------------------- solve
     def solve(self) -> None:
         """Run the rules to a fixed point; then let default rules (e.g. "an input of unknown
-        rank is a vector") fill what is still open, and repeat until nothing changes."""
+        rank is a vector") fill what is still open, one at a time (the rules spread what one
+        default decided before the next one guesses), until nothing changes."""
         while True:
             while True:
                 v = self.version
@@ -291,6 +292,8 @@ class Solver:
                     break
             for default in self.defaults:
                 default()
+                if v != self.version:
+                    break
             if v == self.version:
                 return
 

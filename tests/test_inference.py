@@ -21,6 +21,7 @@ from netgraph import (
     NetPort,
     NetReplacePart,
     SequenceLastLayer,
+    SequenceReverseLayer,
     ShapeError,
     SpecificationError,
     ThreadingLayer,
@@ -149,13 +150,16 @@ def test_graph_port_spec_conflict():
     ((3, 4), (3, 5), "size 4"),
     ((3, 4), (3,), "rank 2 versus rank 1"),
     ("Real", 3, "rank 0 versus rank 1"),
-    (Index(3), Index(4), "Index(3)"),
+    ((3, Index(3)), (3, Index(4)), "Index(3)"),
     ((3, "Integer"), (3, "Real"), "Integer"),
 ])
 def test_structural_conflicts(first, second, why):
+    # integers pass through a SequenceReverseLayer; an ElementwiseLayer's output is real
+    integers = isinstance(first, tuple) and not isinstance(first[-1], int)
+    p, q = ((SequenceReverseLayer(Input=first), SequenceReverseLayer(Input=second)) if integers
+            else (ElementwiseLayer("Sin", Input=first), ElementwiseLayer("Cos", Input=second)))
     with pytest.raises(ShapeError) as e:
-        NetChain({"p": ElementwiseLayer("Sin", Input=first),
-                  "q": ElementwiseLayer("Cos", Input=second)})
+        NetChain({"p": p, "q": q})
     check_both_sides(e, why, "'p'", "'q'", repr(first) if not isinstance(first, tuple)
                      else "(3", "Output", "Input")
 

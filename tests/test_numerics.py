@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from helpers import array_paths, arrays64, randomized
 
+from layers import ELEMENTWISE_FUNCTIONS
 from netgraph import (
     AttentionLayer,
     BasicRecurrentLayer,
@@ -247,6 +248,29 @@ def test_bilinear_and_rescaled_multi_head_attention_with_huge_scores_in_a_ragged
     want_w = _softmax(s, -1)
     np.testing.assert_allclose(w, want_w, atol=1e-6)
     np.testing.assert_allclose(out, np.einsum("jhi,ihd->jhd", want_w, v), atol=1e-5)
+
+
+_UNBOUNDED = {"Exp", "Log", "Sqrt"}  # overflow or leave their domain: the user's business
+
+
+@pytest.mark.parametrize("f", sorted(set(ELEMENTWISE_FUNCTIONS) - _UNBOUNDED))
+def test_elementwise_functions_of_huge_values_stay_finite(f):
+    x = np.array([BIG, -BIG, 100.0, -100.0, 0.5])
+    for dtype in (np.float32, np.float64):
+        y, g = ElementwiseLayer(f, Input=5)(x, ["Output", NetPortGradient("Input")], dtype=dtype)
+        assert _finite(y, g), (f, dtype, y, g)
+        if f != "Square":  # far from 0 the others are flat or (SELU: 1.05×) linear
+            assert np.abs(g[:2]).max() <= 1.1, (f, g)
+
+
+@pytest.mark.parametrize("layer", [BasicRecurrentLayer, GatedRecurrentLayer,
+                                   LongShortTermMemoryLayer])
+def test_recurrent_layers_saturate_without_overflow(layer):
+    net = randomized(layer(5, Input=("Varying", 3)))
+    x = np.array([[BIG, -BIG, BIG], [-BIG, BIG, 0.0], [0.0, 0.0, BIG]])
+    out, gx = net(x, ["Output", NetPortGradient("Input")])
+    assert _finite(out, gx)
+    assert np.abs(out).max() <= 1  # every state is a tanh (times gates in [0, 1])
 
 
 def _sgd_one_step(net, data, loss=None):

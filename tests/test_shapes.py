@@ -11,6 +11,7 @@ from netgraph import (
     EmbeddingLayer,
     Index,
     LinearLayer,
+    MeanSquaredLossLayer,
     NetChain,
     NetError,
     NetExtract,
@@ -52,17 +53,18 @@ VALID = [
 
 @pytest.mark.parametrize("spec, shown", VALID, ids=[repr(s) for s, _ in VALID])
 def test_every_spec_form_displays_canonically(spec, shown):
-    layer = ElementwiseLayer("Tanh", Input=spec)
+    # a loss layer takes any shape (an ElementwiseLayer computes reals, so no integer input)
+    layer = MeanSquaredLossLayer(Input=spec)
     got = NetExtract(layer, "Input")
     assert got == shown
     assert type(got) is type(shown)  # a tuple for every array, never a list or an int
-    # elementwise: the output has the input's shape
-    assert NetExtract(layer, "Output") == shown
+    # the target has the input's shape
+    assert NetExtract(layer, "Target") == shown
 
 
 @pytest.mark.parametrize("spec, shown", VALID, ids=[repr(s) for s, _ in VALID])
 def test_display_form_is_a_valid_spec_with_the_same_meaning(spec, shown):
-    again = ElementwiseLayer("Tanh", Input=shown)
+    again = MeanSquaredLossLayer(Input=shown)
     assert NetExtract(again, "Input") == shown
 
 

@@ -95,7 +95,9 @@ def _fast_fixed(x: Any, meta: PortMeta) -> np.ndarray | None:
         if n is not None and (a.min() < 0 or a.max() >= n):
             return None
         return a
-    return a.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):
+        a = a.astype(np.float32, copy=False)
+    return a if np.isfinite(a).all() else None  # overflow: the slow path explains
 
 
 def _examples(x: Any, meta: PortMeta, port: str, what: str) -> list[np.ndarray]:
@@ -134,7 +136,15 @@ class PortData:
             self.examples = examples
 
     def _cast(self, e: np.ndarray) -> np.ndarray:
-        return e.astype(np.int64 if self.meta.integer else np.float32, copy=False)
+        if self.meta.integer:
+            return e.astype(np.int64, copy=False)
+        with np.errstate(over="ignore"):
+            out = e.astype(np.float32, copy=False)
+        if not np.isfinite(out).all():  # the values were checked finite: float32 overflowed
+            raise InputDataError(f"data for port {self.port!r} has values up to "
+                                 f"{float(np.abs(e).max()):.3g}, beyond the float32 range in "
+                                 "which training computes; rescale the data")
+        return out
 
     def _stack(self, x: Any, what: str) -> np.ndarray:
         return np.stack([self._cast(e) for e in _examples(x, self.meta, self.port, what)])
