@@ -229,6 +229,8 @@ def _dangling(nodes: dict, edges: list) -> tuple[list[str], list[str], list]:
         counts[p] = counts.get(p, 0) + 1
     outs: list[str] = []
     numbering: dict[str, int] = {}
+    # numbered names skip names already taken (a nested graph's own "Output1")
+    taken = {p for p, c in counts.items() if c == 1}
     for name, node in nodes.items():
         for p in node.output_ports:
             for src, dst in edges:
@@ -237,8 +239,12 @@ def _dangling(nodes: dict, edges: list) -> tuple[list[str], list[str], list]:
             if (name, p) in used:
                 continue
             if counts[p] > 1:
-                numbering[p] = numbering.get(p, 0) + 1
-                gname = f"{p}{numbering[p]}"
+                k = numbering.get(p, 0) + 1
+                while f"{p}{k}" in taken:
+                    k += 1
+                numbering[p] = k
+                gname = f"{p}{k}"
+                taken.add(gname)
             else:
                 gname = p
             if gname in explicit_out:

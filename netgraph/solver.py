@@ -63,6 +63,8 @@ class Solver:
         self.rules: list[Callable[[], None]] = []
         self.arrays: dict[tuple[tuple, str], tuple[int, ...]] = {}
         self.defaults: list[Callable[[], None]] = []
+        #: run once the solution is final (checks that must not see intermediate states)
+        self.checks: list[Callable[[], None]] = []
         self.version = 0
 
     # ----------------------------------------------------------------- dims
@@ -246,8 +248,20 @@ class Solver:
                suffix: tuple[int, ...] = (), same_elem: bool = True,
                places: tuple[str, str] = ("", ""), what: str = "") -> None:
         """Rule: ``whole`` has dims ``prefix + dims(inner) + suffix`` (and, with ``same_elem``,
-        the same element type). Knowledge flows both ways."""
+        the same element type). Knowledge flows both ways. With a ``prefix``, ``inner`` may not
+        have a varying dimension: only the first dimension of a shape may vary."""
         k = len(prefix) + len(suffix)
+
+        def check() -> None:
+            idims = self.dims(inner)
+            if idims is not None and any(self.is_varying(d) for d in idims):
+                raise ShapeError(f"{places[1]} has shape {self.show(inner)!r}, but {what}, which "
+                                 f"makes {places[0]} {self.show(whole)!r}: only the first "
+                                 "dimension of a shape may be 'Varying' (a sequence of sequences "
+                                 "is not supported)")
+
+        if prefix:
+            self.checks.append(check)
 
         def rule() -> None:
             wd, idims = self.dims(whole), self.dims(inner)
@@ -295,6 +309,8 @@ class Solver:
                 if v != self.version:
                     break
             if v == self.version:
+                for check in self.checks:
+                    check()
                 return
 
 
