@@ -216,6 +216,38 @@ def run_net(net: Net, inputs: dict[str, Any], dtype: Any, *, training: bool = Fa
     return plan, batch, forward(plan, batch.arrays, run)
 
 
+def _output_shapes(value: np.ndarray, meta: Any, lengths: dict) -> list[tuple[int, ...]]:
+    """The true (unpadded) shape of every example of the batched output ``value``."""
+    return [tuple(int(lengths[key][b]) if key is not None else n
+                  for n, key in zip(value.shape[1:], meta.keys)) for b in range(value.shape[0])]
+
+
+def _seed(given: Any, value: np.ndarray, meta: Any, batch: Any, run: Any, port: str,
+          dtype: Any) -> np.ndarray:
+    """A user's gradient seed for output ``port`` (value ``value``), validated like data —
+    numeric, finite, per example exactly the shape of that example's output — and padded."""
+    name = f"NetPortGradient({port!r})"
+    examples, is_batch = split_examples(given, meta, name)
+    if is_batch != batch.is_batch or len(examples) != batch.size:
+        given_form = f"a batch of {len(examples)}" if is_batch else "one example"
+        want_form = f"a batch of {batch.size}" if batch.is_batch else "one example"
+        raise InputDataError(f"the gradient seed {name} must have the form of the output "
+                             f"{port!r}: {want_form}, got {given_form}")
+    for k, (e, want) in enumerate(zip(examples, _output_shapes(value, meta, run.lengths))):
+        if e.shape != want:
+            which = f" (example {k})" if is_batch else ""
+            raise InputDataError(f"the gradient seed {name}{which} has shape {e.shape} but the "
+                                 f"output {port!r}{which} has shape {want}")
+    with np.errstate(over="ignore"):  # reported below
+        seed, _ = pad_examples(examples, meta, dtype)
+    if not np.isfinite(seed).all():
+        big = max(float(np.abs(e).max()) for e in examples)
+        raise InputDataError(f"the gradient seed {name} has values up to {big:.3g}, beyond the "
+                             f"range of {np.dtype(dtype).name}; rescale it or compute with "
+                             "dtype=np.float64")
+    return run.zero_padding(seed, meta)
+
+
 def _seeds(plan: Plan, batch: Any, given: dict[str, Any], dtype: Any, tape: Tape) -> dict:
     seeds = {}
     for port, meta in plan.outputs.items():
@@ -225,18 +257,9 @@ def _seeds(plan: Plan, batch: Any, given: dict[str, Any], dtype: Any, tape: Tape
         if given:
             if port not in given:
                 continue
-            examples, is_batch = split_examples(given[port], meta, f"NetPortGradient({port!r})")
-            if is_batch != batch.is_batch or len(examples) != batch.size:
-                raise InputDataError(f"the gradient seed for {port!r} must have the form of the "
-                                     "output: one example or a batch of the same size")
-            seed, _ = pad_examples(examples, meta, dtype)
-            if seed.shape != value.shape:
-                raise InputDataError(f"the gradient seed for {port!r} has shape {seed.shape[1:]} "
-                                     f"but the output has shape {value.shape[1:]}")
-            seed = tape.run.zero_padding(seed.astype(dtype, copy=False), meta)
+            seeds[meta.slot] = _seed(given[port], value, meta, batch, tape.run, port, dtype)
         else:
-            seed = tape.run.valid_ones(value.shape, meta, dtype)
-        seeds[meta.slot] = seed
+            seeds[meta.slot] = tape.run.valid_ones(value.shape, meta, dtype)
     return seeds
 
 

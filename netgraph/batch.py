@@ -75,19 +75,44 @@ def _example(x: Any, meta: PortMeta, port: str, k: int | None,
     return _check_values(a, meta, port, which) if values else a
 
 
+#: int64 holds exactly the integers in [-2**63, 2**63); both bounds are exact floats
+_INT64_LOW, _INT64_END = -2.0 ** 63, 2.0 ** 63
+
+
+def _show_number(x: Any) -> str:
+    """An integer-valued number as a user would write it (``7``, ``1e+30``)."""
+    if isinstance(x, np.floating) and abs(float(x)) >= 1e20:
+        return f"{float(x):.6g}"
+    return str(int(x))
+
+
 def _check_values(a: np.ndarray, meta: PortMeta, port: str, which: str = "") -> np.ndarray:
-    """NaN/Inf and integer/range checks; returns ``a`` (as int64 for integer ports)."""
+    """NaN/Inf and integer/range checks; returns ``a`` (as int64 for integer ports).
+
+    An integer port takes integer values ``-2**63 <= x < 2**63`` (int64); an ``Index(n)``
+    port ``0 <= x < n``. The range is checked on the values as given, before the conversion
+    to int64 could wrap them."""
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         raise InputDataError(f"data for port {port!r}{which} contains NaN or Inf")
     if meta.integer:
         if a.dtype.kind == "f" and not np.array_equal(a, np.round(a)):
             raise InputDataError(f"data for port {port!r}{which} must be integers "
                                  f"({_expected(meta)!r})")
+        if a.size:
+            lo, hi = a.min(), a.max()
+            if isinstance(meta.elem, Index):
+                if lo < 0 or hi >= meta.elem.n:
+                    raise InputDataError(
+                        f"data for port {port!r}{which} has values from {_show_number(lo)} to "
+                        f"{_show_number(hi)}, outside the range 0..{meta.elem.n - 1} of "
+                        f"{meta.elem!r}")
+            elif (a.dtype.kind == "f" and (lo < _INT64_LOW or hi >= _INT64_END)) or (
+                    a.dtype.kind == "u" and int(hi) >= 2 ** 63):
+                raise InputDataError(
+                    f"data for port {port!r}{which} has values from {_show_number(lo)} to "
+                    f"{_show_number(hi)}, outside the range of 'Integer' (int64: -2**63 .. "
+                    "2**63 - 1)")
         a = a.astype(np.int64)
-        if isinstance(meta.elem, Index) and a.size and (a.min() < 0 or a.max() >= meta.elem.n):
-            raise InputDataError(f"data for port {port!r}{which} has values from {a.min()} to "
-                                 f"{a.max()}, outside the range 0..{meta.elem.n - 1} of "
-                                 f"{meta.elem!r}")
     return a
 
 
@@ -168,7 +193,7 @@ def to_batch(data: dict[str, Any], metas: dict[str, PortMeta], dtype: Any,
         examples, is_batch = split_examples(data[port], meta, port, values=False)
         batchness[port] = is_batch
         sizes[port] = len(examples)
-        with np.errstate(over="ignore"):  # a value beyond the dtype's range is reported below
+        with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values: reported below
             arrays[port], port_lengths = pad_examples(examples, meta, dtype, fill)
         try:  # one vectorized value check; the zero padding of real data is finite
             _check_values(arrays[port] if fill == 0 and not meta.integer else np.concatenate(

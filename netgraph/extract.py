@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .arrays import validated_array
 from .errors import NetError, PortError, ShapeError
 from .layer import Layer
 from .net import Net
@@ -142,13 +143,7 @@ def _replace_array(layer: Net, head: tuple, name: str, value: Any) -> Net:
     old = layer._arrays()[name]
     if value is None:
         return layer._copy(_array_values={**layer._arrays(), name: None})
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise NetError(f"array {name!r} at {_at(head)} must be numeric, got "
-                       f"{type(value).__name__}") from None
-    if not np.isfinite(arr).all():
-        raise NetError(f"array {name!r} at {_at(head)} contains NaN or Inf")
+    arr = validated_array(value, f"array {name!r} at {_at(head)}")
     if old is not None and old.shape != arr.shape:
         raise ShapeError(f"array {name!r} at {_at(head)} has shape {old.shape}; the "
                          f"replacement has shape {arr.shape}")
