@@ -1,9 +1,17 @@
 """The netgraph layer library, built on netgraph's public layer API."""
 
-from netgraph.graph import SHORTHANDS
+import difflib
+import inspect
+
+from netgraph.graph import SHORTHAND_HINTS, SHORTHANDS
 
 from .attention import AttentionLayer, SequenceAttentionLayer
-from .elementwise import ELEMENTWISE_FUNCTIONS, ElementwiseLayer, ThreadingLayer
+from .elementwise import (
+    ELEMENTWISE_FUNCTIONS,
+    THREADING_FUNCTIONS,
+    ElementwiseLayer,
+    ThreadingLayer,
+)
 from .fold import NetFoldOperator
 from .linear import DotLayer, LinearLayer
 from .loss import CrossEntropyLossLayer, MeanAbsoluteLossLayer, MeanSquaredLossLayer
@@ -40,3 +48,34 @@ SHORTHANDS[:] = [
     (lambda x: isinstance(x, tuple) and all(isinstance(k, int) for k in x), LinearLayer),
     (lambda x: isinstance(x, str) and x in _FUNCTION_NAMES, ElementwiseLayer),
 ]
+
+
+def _call(name: str) -> str:
+    """``Name()`` when the class can be built without arguments, else ``Name(...)``."""
+    params = inspect.signature(globals()[name]).parameters.values()
+    needs = any(p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+                for p in params)
+    return f"{name}(...)" if needs else f"{name}()"
+
+
+def _hint(x: object) -> str | None:
+    """What a NetChain/NetGraph entry that is no net was probably meant to be: ``"Softmax"``
+    -> ``SoftmaxLayer()``, ``"Plus"`` -> ``ThreadingLayer("Plus")``, ``"tanh"`` -> ``"Tanh"``."""
+    if not isinstance(x, str):
+        return None
+    key = x.replace(" ", "").lower()
+    for name in __all__:
+        short = name.lower().removesuffix("layer").removesuffix("operator")
+        if key in (name.lower(), short, "net" + short):
+            return _call(name)
+    for f in THREADING_FUNCTIONS:
+        if key == f.lower():
+            return f"ThreadingLayer({f!r}) (or TotalLayer() for a sum)" if f == "Plus" else \
+                f"ThreadingLayer({f!r})"
+    names = sorted(_FUNCTION_NAMES)
+    lower = {f.lower(): f for f in names}
+    close = [lower[key]] if key in lower else difflib.get_close_matches(x, names, n=1)
+    return f"the function name {close[0]!r} (an ElementwiseLayer)" if close else None
+
+
+SHORTHAND_HINTS[:] = [_hint]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable
 
@@ -14,7 +15,7 @@ from netgraph.solver import Solver, place
 
 from ._ops import ArityParams, expand_scalar, fill_padding, sum_to
 
-__all__ = ["ElementwiseLayer", "ThreadingLayer", "ELEMENTWISE_FUNCTIONS"]
+__all__ = ["ElementwiseLayer", "ThreadingLayer", "ELEMENTWISE_FUNCTIONS", "THREADING_FUNCTIONS"]
 
 _SELU_SCALE, _SELU_ALPHA = 1.0507009873554805, 1.6732632423543772
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -85,8 +86,14 @@ def _function_name(v: str) -> str:
         raise ValueError(f"expected a function name such as 'Tanh', got {v!r}")
     name = _ALIASES.get(v, v)
     if name not in ELEMENTWISE_FUNCTIONS:
-        raise ValueError(f"unknown function {v!r}; known: "
-                         f"{sorted(ELEMENTWISE_FUNCTIONS) + sorted(_ALIASES)}")
+        known = sorted(ELEMENTWISE_FUNCTIONS) + sorted(_ALIASES)
+        if v in _THREADING:
+            hint = f" ({v!r} combines several inputs: use ThreadingLayer({v!r}))"
+        else:
+            close = difflib.get_close_matches(v, known, n=1, cutoff=0.5) or [
+                k for k in known if k.lower() == v.lower()]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown function {v!r}{hint}; known: {known}")
     return v
 
 
@@ -143,6 +150,8 @@ _THREADING = {
     "Max": (None, lambda xs: np.maximum.reduce(np.broadcast_arrays(*xs))),
     "Min": (None, lambda xs: np.minimum.reduce(np.broadcast_arrays(*xs))),
 }
+#: the function names a ThreadingLayer takes
+THREADING_FUNCTIONS: tuple[str, ...] = tuple(_THREADING)
 
 
 class ThreadingParams(ArityParams):
@@ -152,7 +161,10 @@ class ThreadingParams(ArityParams):
     @classmethod
     def _known(cls, v):
         if v not in _THREADING:
-            raise ValueError(f"unknown function {v!r}; use one of {list(_THREADING)}")
+            hint = ""
+            if isinstance(v, str) and _ALIASES.get(v, v) in ELEMENTWISE_FUNCTIONS:
+                hint = f" ({v!r} takes one input: use ElementwiseLayer({v!r}))"
+            raise ValueError(f"unknown function {v!r}{hint}; use one of {list(_THREADING)}")
         return v
 
 

@@ -126,6 +126,12 @@ class CrossEntropyLossLayer(_Loss):
     def per_class_axis(self) -> bool:  # type: ignore[override]
         return self.params.form != "Binary"
 
+    def index_data_hint(self, port: str) -> str:
+        if self.params.form == "Index" and port == "Target":
+            return ('or use CrossEntropyLossLayer("Probabilities"), whose Target takes such '
+                    'vectors (in NetTrain: loss=CrossEntropyLossLayer("Probabilities"))')
+        return ""
+
     def _tie(self, S: Solver, path: tuple, ports: dict[str, int]) -> None:
         form = self.params.form
         tin, tt = ports["Input"], ports["Target"]

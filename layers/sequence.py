@@ -55,6 +55,9 @@ class EmbeddingLayer(Layer):
         def rule() -> None:
             elem, known = S.elem(tin), S.size(n)
             try:
+                if elem == "Real":
+                    raise Conflict(f"it holds reals{S.type_origin(tin)}, but an embedding reads "
+                                   "indices (Index(n))")
                 if isinstance(elem, Index) and known is None:
                     S.set_size(n, elem.n, pin)
                 elif known is not None and not isinstance(elem, Index):

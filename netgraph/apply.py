@@ -7,7 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from .batch import from_batch, pad_examples, split_examples, to_batch
+from .batch import (
+    from_batch,
+    pad_examples,
+    split_examples,
+    to_batch,
+    unwrap_objects,
+    with_hints,
+)
 from .compile import Plan, compile_net
 from .errors import InputDataError, NetError, PortError, ShapeError, SpecificationError
 from .execute import RunContext, Tape, backward, forward
@@ -15,7 +22,7 @@ from .net import Net
 from .ports import NetArrayGradient, NetPort, NetPortGradient
 from .shapes import Automatic, Index
 
-__all__ = ["apply_net", "walk", "collect_arrays", "uninitialized", "run_net"]
+__all__ = ["apply_net", "walk", "collect_arrays", "uninitialized", "run_net", "data_hints"]
 
 
 def walk(net: Net, path: tuple = ()) -> Iterator[tuple[tuple, Net]]:
@@ -71,8 +78,12 @@ def _split_data(net: Net, data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             inputs[k] = v
     for k in inputs:
         if k not in net.input_ports:
+            hint = ""
+            if k in net.output_ports:
+                hint = (f"; {k!r} is an output port: to seed its gradient, give "
+                        f"NetPortGradient({k!r}): g")
             raise InputDataError(f"unknown input port {k!r}; the net's inputs are "
-                                 f"{list(net.input_ports)}")
+                                 f"{list(net.input_ports)}{hint}")
     for p in net.input_ports:
         if p not in inputs:
             raise InputDataError(f"required input port {p!r} was not given data")
@@ -140,6 +151,7 @@ def _example_shape(x: Any, shape: Any, port: str) -> tuple[int, ...]:
     rank may be unknown), for just-in-time inference. Raises ``InputDataError``."""
     dims = None if shape is Automatic else [d for d in shape if d not in ("Real", "Integer")
                                             and not isinstance(d, Index)]
+    x = unwrap_objects(x)
     if isinstance(x, (str, bytes, dict)) or x is None:
         raise InputDataError(f"data for port {port!r} is {type(x).__name__}, not numeric")
     try:
@@ -200,6 +212,20 @@ def _fill_shapes_from_data(net: Net, data: Any) -> Net:
                              f"{e}") from None
 
 
+def data_hints(plan: Plan) -> dict[str, str]:
+    """Input port -> the advice of the layers it feeds for one-hot vectors given to it (see
+    ``Layer.index_data_hint``)."""
+    ports = {m.slot: p for p, m in plan.inputs.items() if m.integer}
+    hints: dict[str, str] = {}
+    for step in plan.steps:
+        for name, meta in step.ins.items():
+            if meta.slot in ports and ports[meta.slot] not in hints:
+                hint = step.layer.index_data_hint(name)
+                if hint:
+                    hints[ports[meta.slot]] = hint
+    return hints
+
+
 def run_net(net: Net, inputs: dict[str, Any], dtype: Any, *, training: bool = False,
             rng: Any = None, fill: float = 0.0) -> tuple[Plan, Any, Tape]:
     """Validate, pad and run forward; the building block of applying and training."""
@@ -209,7 +235,10 @@ def run_net(net: Net, inputs: dict[str, Any], dtype: Any, *, training: bool = Fa
         shown = ", ".join(map(str, map(list, missing[:4])))
         raise NetError(f"the net has uninitialized arrays ({shown}"
                        f"{', …' if len(missing) > 4 else ''}); call NetInitialize first")
-    batch = to_batch(inputs, plan.inputs, dtype, fill)
+    try:
+        batch = to_batch(inputs, plan.inputs, dtype, fill)
+    except InputDataError as e:
+        raise with_hints(e, data_hints(plan)) from None
     run = RunContext(arrays=collect_arrays(net, dtype), dtype=dtype, training=training, rng=rng,
                      lengths=dict(batch.lengths), inputs_zero_padded=fill == 0,
                      length_owners={k: p for p, m in plan.inputs.items() for k in m.keys if k})

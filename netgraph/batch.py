@@ -15,7 +15,8 @@ from .compile import PortMeta
 from .errors import InputDataError
 from .shapes import Index, display
 
-__all__ = ["Batch", "to_batch", "from_batch", "pad_examples"]
+__all__ = ["Batch", "to_batch", "from_batch", "pad_examples", "split_examples", "unwrap_objects",
+           "check_values", "with_hints"]
 
 
 def _depth(x: Any) -> int:
@@ -72,7 +73,7 @@ def _example(x: Any, meta: PortMeta, port: str, k: int | None,
         elif a.shape[axis] != n:
             raise InputDataError(f"data for port {port!r}{which} has shape {a.shape} but the "
                                  f"port expects {_expected(meta)!r}")
-    return _check_values(a, meta, port, which) if values else a
+    return check_values(a, meta, port, which) if values else a
 
 
 #: int64 holds exactly the integers in [-2**63, 2**63); both bounds are exact floats
@@ -86,7 +87,7 @@ def _show_number(x: Any) -> str:
     return str(int(x))
 
 
-def _check_values(a: np.ndarray, meta: PortMeta, port: str, which: str = "") -> np.ndarray:
+def check_values(a: np.ndarray, meta: PortMeta, port: str, which: str = "") -> np.ndarray:
     """NaN/Inf and integer/range checks; returns ``a`` (as int64 for integer ports).
 
     An integer port takes integer values ``-2**63 <= x < 2**63`` (int64); an ``Index(n)``
@@ -116,10 +117,20 @@ def _check_values(a: np.ndarray, meta: PortMeta, port: str, which: str = "") -> 
     return a
 
 
+def unwrap_objects(x: Any) -> Any:
+    """An object-dtype ndarray as the nested lists it stands for: ``np.array([a, b],
+    dtype=object)`` of two differently long arrays is the ragged batch ``[a, b]`` (NumPy's
+    ``tolist`` stops at the arrays it holds); anything else is returned as it is."""
+    if isinstance(x, np.ndarray) and x.dtype == object:
+        return x.tolist()
+    return x
+
+
 def split_examples(x: Any, meta: PortMeta, port: str,
                    values: bool = True) -> tuple[list[np.ndarray], bool]:
     """The examples in ``x`` and whether ``x`` was a batch. Shapes are always validated;
     element values (finite, integer range) only with ``values=True``."""
+    x = unwrap_objects(x)
     if isinstance(x, (str, bytes, dict)) or x is None:
         raise InputDataError(f"data for port {port!r} is {type(x).__name__}, not numeric; "
                              f"expected {_expected(meta)!r}")
@@ -131,19 +142,55 @@ def split_examples(x: Any, meta: PortMeta, port: str,
     quick = _quick_check(meta)
     if depth == r:
         example = x if quick(x) else _example(x, meta, port, None, False)
-        return [_check_values(example, meta, port) if values else example], False
+        return [check_values(example, meta, port) if values else example], False
     if depth == r + 1:
         if len(x) == 0:
             raise InputDataError(f"data for port {port!r} is an empty batch")
         examples = [e if quick(e) else _example(e, meta, port, k, False) for k, e in enumerate(x)]
         if values:
-            examples = [_check_values(e, meta, port, f" (example {k})")
+            examples = [check_values(e, meta, port, f" (example {k})")
                         for k, e in enumerate(examples)]
         return examples, True
     shape = np.shape(x) if depth and not isinstance(x, list) else f"rank {depth}"
-    raise InputDataError(f"data for port {port!r} has {shape}, but the port expects "
-                         f"{_expected(meta)!r}: rank {r} for one example or rank {r + 1} for a "
-                         "batch")
+    raise _index_error(meta, port, depth, f"data for port {port!r} has {shape}, but the port "
+                       f"expects {_expected(meta)!r}: rank {r} for one example or rank {r + 1} "
+                       "for a batch", _last_size(x))
+
+
+def _last_size(x: Any) -> int | None:
+    """The size of the innermost axis of (possibly ragged) nested data, along first elements."""
+    while isinstance(x, (list, tuple)) and x:
+        if not isinstance(x[0], (list, tuple, np.ndarray)):
+            return len(x)
+        x = x[0]
+    return x.shape[-1] if isinstance(x, np.ndarray) and x.ndim else None
+
+
+def _index_error(meta: PortMeta, port: str, depth: int, message: str,
+                 last: int | None) -> InputDataError:
+    """The rank error ``message``; for data with one axis more than an ``Index(n)`` port
+    takes, the last of size ``n``, it adds that these look like one-hot vectors. Such an
+    error carries ``index_port`` so that the caller can add the consumers' advice
+    (:func:`with_hints`)."""
+    n = getattr(meta.elem, "n", None)
+    if n is None or last != n or depth not in (meta.rank + 1, meta.rank + 2):
+        return InputDataError(message)
+    err = InputDataError(f"{message}; these look like one-hot or probability vectors over the "
+                         f"{n} classes of {meta.elem!r}: give class indices 0..{n - 1} instead "
+                         "(e.g. np.argmax(x, axis=-1))")
+    err.index_port = port
+    return err
+
+
+def with_hints(err: InputDataError, hints: dict[str, str]) -> InputDataError:
+    """``err`` with the advice ``hints[port]`` added when it is a one-hot error (see
+    :func:`_index_error`) for ``port``."""
+    hint = hints.get(getattr(err, "index_port", None))
+    if not hint:
+        return err
+    new = InputDataError(f"{err}, {hint}")
+    new.index_port = err.index_port
+    return new
 
 
 def _first_axis_only(meta: PortMeta) -> bool:
@@ -196,11 +243,11 @@ def to_batch(data: dict[str, Any], metas: dict[str, PortMeta], dtype: Any,
         with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values: reported below
             arrays[port], port_lengths = pad_examples(examples, meta, dtype, fill)
         try:  # one vectorized value check; the zero padding of real data is finite
-            _check_values(arrays[port] if fill == 0 and not meta.integer else np.concatenate(
+            check_values(arrays[port] if fill == 0 and not meta.integer else np.concatenate(
                 [e.ravel() for e in examples]), meta, port)
         except InputDataError:  # find the example to blame
             for k, e in enumerate(examples):
-                _check_values(e, meta, port, f" (example {k})" if is_batch else "")
+                check_values(e, meta, port, f" (example {k})" if is_batch else "")
             # every example is finite: the conversion to ``dtype`` overflowed
             big = max(float(np.abs(e).max()) for e in examples)
             raise InputDataError(f"data for port {port!r} has values up to {big:.3g}, beyond "
@@ -214,9 +261,15 @@ def to_batch(data: dict[str, Any], metas: dict[str, PortMeta], dtype: Any,
                                      f"to port {owner[key]!r} ({lengths[key].tolist()})")
             lengths[key], owner[key] = lens, port
     if len(set(batchness.values())) > 1:
-        raise InputDataError("some ports were given one example and others a batch: "
-                             + ", ".join(f"{p!r}: {'batch' if b else 'example'}"
-                                         for p, b in batchness.items()))
+        message = ("some ports were given one example and others a batch: "
+                   + ", ".join(f"{p!r}: {'batch' if b else 'example'}"
+                               for p, b in batchness.items()))
+        for p, meta in metas.items():  # a one-hot vector given to an index port reads as a batch
+            if batchness[p] and _depth(data[p]) == meta.rank + 1:
+                err = _index_error(meta, p, meta.rank + 1, message, _last_size(data[p]))
+                if hasattr(err, "index_port"):
+                    raise err
+        raise InputDataError(message)
     if len(set(sizes.values())) > 1:
         raise InputDataError("all input ports must be given batches of the same length; got "
                              + ", ".join(f"{p!r}: {n}" for p, n in sizes.items()))

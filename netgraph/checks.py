@@ -37,6 +37,16 @@ class CheckReport(dict):
                          for k, v in self.items())
 
 
+def _check_tolerance(fn: str, name: str, value: Any, *, positive: bool = False) -> float:
+    """``value`` as a float: a finite real number, ``> 0`` if ``positive`` else ``>= 0``."""
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+    if not real or not np.isfinite(value) or value < 0 or (positive and value == 0):
+        need = "> 0" if positive else ">= 0"
+        raise NetError(f"{fn}: {name} must be a finite number {need}, got {value!r}")
+    return float(value)
+
+
 def _prepare(net: Net, data: Any) -> tuple[Net, Plan, dict[str, Any]]:
     if not isinstance(net, Net):
         raise NetError(f"expected a net, got {type(net).__name__}")
@@ -100,6 +110,12 @@ def gradcheck(net: Net, data: Any, *, eps: float = 1e-6, rtol: float = 1e-5,
     NetError
         Naming the first input port or array path whose gradient is wrong.
     """
+    eps = _check_tolerance("gradcheck", "eps", eps, positive=True)
+    rtol = _check_tolerance("gradcheck", "rtol", rtol)
+    atol = _check_tolerance("gradcheck", "atol", atol)
+    if max_entries is not None and (not isinstance(max_entries, (int, np.integer)) or isinstance(
+            max_entries, (bool, np.bool_)) or max_entries < 0):
+        raise NetError(f"gradcheck: max_entries must be None or an int >= 0, got {max_entries!r}")
     net, plan, inputs = _prepare(net, data)
     dt = np.float64
     rng = np.random.default_rng(seed)
@@ -193,6 +209,8 @@ def check_padding(net: Net, data: Any, *, rtol: float = 1e-7, atol: float = 1e-9
     NetError
         Saying which output or gradient changed, for which example and by how much.
     """
+    rtol = _check_tolerance("check_padding", "rtol", rtol)
+    atol = _check_tolerance("check_padding", "atol", atol)
     net, plan, inputs = _prepare(net, data)
     examples = _examples(plan, inputs)
     rng = np.random.default_rng(seed)

@@ -30,7 +30,7 @@ def resolve_child(net: Net, step: Any, walked: tuple = ()) -> Any:
     try:
         hash(step)
     except TypeError:
-        raise NetError(f"invalid part {step!r} at {_at(walked)}: a part is a name, an int or "
+        raise PortError(f"invalid part {step!r} at {_at(walked)}: a part is a name, an int or "
                        "All (a path is one list or tuple of parts)") from None
     kids = net._children()
     if step in kids and not isinstance(step, bool):
@@ -39,7 +39,8 @@ def resolve_child(net: Net, step: Any, walked: tuple = ()) -> Any:
         names = list(kids)
         if -len(names) <= step < len(names):
             return names[step]
-        raise NetError(f"part {step} does not exist at {_at(walked)}: it has {len(names)} parts")
+        raise PortError(f"part {step} does not exist at {_at(walked)}: it has {len(names)} parts "
+                        f"(positions {-len(names)}..{len(names) - 1}), {names}")
     return None
 
 
@@ -59,7 +60,7 @@ def _leaf(net: Net, step: Any, walked: tuple) -> Any:
         v = getattr(net.params, step)
         return Automatic if v is None else v
     parts = list(net._children()) + list(arrays) + list(net.input_ports) + list(net.output_ports)
-    raise NetError(f"part {step!r} does not exist at {_at(walked)}; available parts are {parts}")
+    raise PortError(f"part {step!r} does not exist at {_at(walked)}; available parts are {parts}")
 
 
 def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
@@ -68,7 +69,8 @@ def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
     step, rest = path[0], path[1:]
     if step is All:
         if rest:
-            raise NetError("All can only be the last part of an extraction path")
+            raise PortError(f"All can only be the last part of an extraction path; {_at(walked)} "
+                            f"has no part {rest[0]!r} below All")
         kids = net._children()
         if kids:
             return {k: c._pinned() for k, c in kids.items()}
@@ -78,8 +80,8 @@ def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
         return _extract_path(net._children()[key], rest, walked + (key,))
     value = _leaf(net, step, walked)
     if rest:
-        raise NetError(f"part {step!r} at {_at(walked)} is not a net, so it has no part "
-                       f"{rest[0]!r}")
+        raise PortError(f"part {step!r} at {_at(walked)} is not a net, so it has no part "
+                        f"{rest[0]!r}")
     return value
 
 
@@ -100,11 +102,11 @@ def update_at(net: Net, path: tuple, fn: Callable[[Net], Net], walked: tuple = (
     key = resolve_child(net, path[0], walked)
     if key is None:
         if path[0] in net._arrays() or path[0] in net.input_ports + net.output_ports:
-            raise NetError(f"part {path[0]!r} at {_at(walked)} is not a net, so it has no part "
-                           f"{path[1]!r}" if len(path) > 1 else
-                           f"part {path[0]!r} at {_at(walked)} is not a net")
-        raise NetError(f"part {path[0]!r} does not exist at {_at(walked)}; sub-nets are "
-                       f"{list(net._children())}")
+            raise PortError(f"part {path[0]!r} at {_at(walked)} is not a net, so it has no part "
+                            f"{path[1]!r}" if len(path) > 1 else
+                            f"part {path[0]!r} at {_at(walked)} is not a net")
+        raise PortError(f"part {path[0]!r} does not exist at {_at(walked)}; sub-nets are "
+                        f"{list(net._children())}")
     child = net._children()[key]
     return net._with_children({key: update_at(child, path[1:], fn, walked + (key,))})
 

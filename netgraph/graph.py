@@ -24,10 +24,14 @@ from .net import Net
 from .shapes import Automatic, parse_spec
 from .solver import Solver, place
 
-__all__ = ["NetGraph", "NetChain", "SHORTHANDS", "GRAPH_IN", "GRAPH_OUT", "_is_graph_end"]
+__all__ = ["NetGraph", "NetChain", "SHORTHANDS", "SHORTHAND_HINTS", "GRAPH_IN", "GRAPH_OUT",
+           "_is_graph_end"]
 
 #: shorthand expanders registered by the layer library: ``(predicate, factory)`` pairs
 SHORTHANDS: list[tuple[Any, Any]] = []
+#: hints registered by the layer library: ``f(entry) -> "did you mean ..." text or None`` for
+#: an entry that is neither a net nor a shorthand (e.g. ``"Softmax"`` -> ``SoftmaxLayer()``)
+SHORTHAND_HINTS: list[Any] = []
 
 
 def as_net(x: Any, name: Any) -> Net:
@@ -39,7 +43,15 @@ def as_net(x: Any, name: Any) -> Net:
     for test, make in SHORTHANDS:
         if test(x):
             return make(x)
-    raise NetError(f"node {name!r}: {x!r} is not a layer or net")
+    hint = ""
+    if isinstance(x, type) and issubclass(x, Net):
+        hint = f"; pass an instance such as {x.__name__}(...), not the class"
+    for suggest in SHORTHAND_HINTS:
+        found = suggest(x)
+        if found:
+            hint = f"; did you mean {found}?"
+            break
+    raise NetError(f"node {name!r}: {x!r} is not a layer or net{hint}")
 
 
 class NetGraph(Net):

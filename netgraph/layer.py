@@ -42,7 +42,8 @@ def _validation_message(cls: type, err: ValidationError) -> str:
     parts = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "arguments"
-        parts.append(f"parameter {loc!r}: {e['msg']} (got {e.get('input')!r})")
+        msg = e["msg"].removeprefix("Value error, ")  # pydantic's wording for a ValueError
+        parts.append(f"parameter {loc!r}: {msg} (got {e.get('input')!r})")
     return f"{cls.__name__}: invalid " + "; ".join(parts)
 
 
@@ -221,6 +222,11 @@ class Layer(Net):
             new = new._with_children({k: c._specialize(S, path + (k,)) for k, c in kids.items()})
             new._set(_specs=specs)
         return new
+
+    def index_data_hint(self, port: str) -> str:
+        """Advice for a user who gave one-hot (or probability) vectors to index port ``port``,
+        e.g. a layer that also takes such vectors; ``""`` for none."""
+        return ""
 
     # ----------------------------------------------------------- compiling
     def _emit(self, plan: Any, S: Solver, path: tuple, in_slots: dict[str, Any]) -> dict:

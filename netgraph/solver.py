@@ -137,6 +137,11 @@ class Solver:
     def elem(self, t: int) -> Any:
         return self._telem[self.find_type(t)]
 
+    def type_origin(self, t: int) -> str:
+        """Where type ``t``'s structure came from, as ``", from ..."`` (or ``""``)."""
+        origin = self._torigin[self.find_type(t)]
+        return f" (from {origin})" if origin else ""
+
     def rank(self, t: int) -> int | None:
         d = self.dims(t)
         return None if d is None else len(d)

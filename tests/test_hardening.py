@@ -15,17 +15,29 @@ import numpy as np
 import pytest
 
 from netgraph import (
+    All,
+    CrossEntropyLossLayer,
+    ElementwiseLayer,
     EmbeddingLayer,
     InputDataError,
     LinearLayer,
     NetChain,
     NetError,
     NetExtract,
+    NetGraph,
     NetInitialize,
     NetMapOperator,
     NetPortGradient,
     NetReplacePart,
+    NetTrain,
+    PortError,
+    SequenceAttentionLayer,
     SequenceReverseLayer,
+    ShapeError,
+    SoftmaxLayer,
+    ThreadingLayer,
+    check_padding,
+    gradcheck,
 )
 from netgraph.arrays import validated_array
 
@@ -35,6 +47,14 @@ MAP = NetInitialize(NetMapOperator(LinearLayer(3), Input=("Varying", 2)), seed=0
 LIN = NetInitialize(NetChain({"lin": LinearLayer(3, Input=2)}), seed=1)
 INTS = SequenceReverseLayer(Input=("Varying", "Integer"))
 EMB = NetInitialize(EmbeddingLayer(3, 5), seed=2)
+NESTED = NetInitialize(NetChain({"enc": NetChain({"lin": LinearLayer(3), "t": "Tanh"}),
+                                 "att": NetMapOperator(LinearLayer(5))}, Input=2), seed=3)
+ATT = NetInitialize(SequenceAttentionLayer(Input=("Varying", 3), Query=("Varying", 5)), seed=4)
+CE = CrossEntropyLossLayer("Index", Input=4)
+CE_SEQ = CrossEntropyLossLayer("Index", Input=("Varying", 4))
+CLF = NetInitialize(NetChain([LinearLayer(4), SoftmaxLayer()], Input=3), seed=5)
+ONE_HOT = np.eye(4)[[1, 3, 0, 2, 1]]
+X3 = RNG.uniform(-1, 1, (5, 3))
 
 
 def seeded(seed: Any) -> Callable[[], Any]:
@@ -112,10 +132,108 @@ ROWS = [
 ]
 
 
+PROBABILITIES = 'CrossEntropyLossLayer("Probabilities")'
+ROWS += [
+    # ------------------------------------------------------- gradcheck/check_padding options
+    R("gradcheck eps 0", lambda: gradcheck(LIN, XS[0][0], eps=0), NetError, "eps", "> 0", "0"),
+    R("gradcheck eps negative", lambda: gradcheck(LIN, XS[0][0], eps=-1e-3),
+      NetError, "eps", "> 0", "-0.001"),
+    R("gradcheck eps NaN", lambda: gradcheck(LIN, XS[0][0], eps=float("nan")),
+      NetError, "eps", "finite", "nan"),
+    R("gradcheck eps Inf", lambda: gradcheck(LIN, XS[0][0], eps=float("inf")),
+      NetError, "eps", "finite", "inf"),
+    R("gradcheck eps a string", lambda: gradcheck(LIN, XS[0][0], eps="1e-6"),
+      NetError, "eps", "'1e-6'"),
+    R("gradcheck max_entries negative", lambda: gradcheck(LIN, XS[0][0], max_entries=-1),
+      NetError, "max_entries", ">= 0", "-1"),
+    R("gradcheck rtol negative", lambda: gradcheck(LIN, XS[0][0], rtol=-1.0),
+      NetError, "rtol", ">= 0", "-1.0"),
+    R("gradcheck atol NaN", lambda: gradcheck(LIN, XS[0][0], atol=float("nan")),
+      NetError, "atol", "finite", "nan"),
+    R("check_padding atol negative", lambda: check_padding(MAP, XS, atol=-1e-9),
+      NetError, "check_padding", "atol", ">= 0", "-1e-09"),
+    # ----------------------------------------------- every missing part is a PortError
+    R("extract a missing top-level part", lambda: NetExtract(NESTED, "dec"),
+      PortError, "'dec'", "['enc', 'att'"),
+    R("extract a missing nested node", lambda: NetExtract(NESTED, ["enc", "rnn", "Weights"]),
+      PortError, "'rnn'", "node 'enc'", "['lin', 't'"),
+    R("extract a missing nested array", lambda: NetExtract(NESTED, ["enc", "lin", "W"]),
+      PortError, "'W'", "node 'enc'/'lin'", "'Weights'"),
+    R("extract a position out of range", lambda: NetExtract(NESTED, 2),
+      PortError, "part 2", "2 parts"),
+    R("extract a nested position out of range", lambda: NetExtract(NESTED, ["enc", -3]),
+      PortError, "part -3", "node 'enc'", "2 parts"),
+    R("extract below an array", lambda: NetExtract(NESTED, ["enc", "lin", "Weights", 0]),
+      PortError, "'Weights'", "node 'enc'/'lin'", "no part 0"),
+    R("extract below All", lambda: NetExtract(NESTED, ["enc", All, "Weights"]),
+      PortError, "All", "node 'enc'", "'Weights'"),
+    R("extract an unhashable part", lambda: NetExtract(NESTED, ["enc", ["lin"]]),
+      PortError, "['lin']", "node 'enc'"),
+    R("extract a missing part inside an operator", lambda: NetExtract(NESTED, ["att", "Nets"]),
+      PortError, "'Nets'", "node 'att'", "'Net'"),
+    R("extract a missing scoring part", lambda: NetExtract(ATT, ["ScoringNet", "Linear", "B"]),
+      PortError, "'B'", "'ScoringNet'/'Linear'", "'Weights'"),
+    R("extract one missing path of several",
+      lambda: NetExtract(NESTED, [["enc", "lin", "Weights"], ["enc", "nope"]]),
+      PortError, "'nope'", "node 'enc'"),
+    R("replace below a missing node",
+      lambda: NetReplacePart(NESTED, {("enc", "rnn", "Weights"): np.ones((3, 2))}),
+      PortError, "'rnn'", "node 'enc'", "['lin', 't']"),
+    R("replace below an array",
+      lambda: NetReplacePart(NESTED, {("enc", "lin", "Weights", "x"): np.ones((3, 2))}),
+      PortError, "'Weights'", "node 'enc'/'lin'", "not a net"),
+    # ------------------------------------------ reals cannot feed an index port, ever
+    R("LinearLayer feeding an EmbeddingLayer of unknown rows",
+      lambda: NetChain([LinearLayer(3), EmbeddingLayer(2)], Input=2),
+      ShapeError, "port 'Input' of node 1", "(3,)", "LinearLayer at node 0", "Index(n)"),
+    R("Tanh feeding an EmbeddingLayer of unknown rows",
+      lambda: NetChain({"t": ElementwiseLayer("Tanh"), "e": EmbeddingLayer(2)},
+                       Input="Varying"),
+      ShapeError, "port 'Input' of node 'e'", "('Varying',)", "Index(n)"),
+    R("an EmbeddingLayer given a real input", lambda: EmbeddingLayer(2, Input="Real"),
+      ShapeError, "port 'Input'", "'Real'", "Index(n)"),
+    # ---------------------------------------------------- the fix, where it is obvious
+    R("a layer name in a NetChain", lambda: NetChain([LinearLayer(3), "Softmax"], Input=2),
+      NetError, "node 1", "'Softmax'", "SoftmaxLayer()"),
+    R("a layer name in a NetGraph",
+      lambda: NetGraph({"lin": LinearLayer(3), "soft": "softmax"}, [("lin", "soft")], Input=2),
+      NetError, "node 'soft'", "'softmax'", "SoftmaxLayer()"),
+    R("a layer class in a NetChain", lambda: NetChain([LinearLayer(3), SoftmaxLayer], Input=2),
+      NetError, "node 1", "SoftmaxLayer", "instance"),
+    R("a threading function in a NetChain", lambda: NetChain([LinearLayer(3), "Times"]),
+      NetError, "node 1", "'Times'", "ThreadingLayer('Times')"),
+    R("a misspelt function in a NetChain", lambda: NetChain([LinearLayer(3), "Tahn"]),
+      NetError, "node 1", "'Tahn'", "'Tanh'"),
+    R("a misspelt elementwise function", lambda: ElementwiseLayer("relu"),
+      NetError, "parameter 'f'", "'relu'", "did you mean 'ReLU'"),
+    R("a threading function in an ElementwiseLayer", lambda: ElementwiseLayer("Plus"),
+      NetError, "parameter 'f'", "'Plus'", "ThreadingLayer('Plus')"),
+    R("an elementwise function in a ThreadingLayer", lambda: ThreadingLayer("Tanh"),
+      NetError, "parameter 'f'", "'Tanh'", "ElementwiseLayer('Tanh')"),
+    R("one-hot targets for Index cross-entropy (a batch)",
+      lambda: CE({"Input": np.full((5, 4), 0.25), "Target": ONE_HOT}),
+      InputDataError, "'Target'", "(5, 4)", "Index(4)", "one-hot", "0..3", PROBABILITIES),
+    R("a one-hot target for Index cross-entropy (one example)",
+      lambda: CE({"Input": np.full(4, 0.25), "Target": ONE_HOT[0]}),
+      InputDataError, "'Target'", "Index(4)", "one-hot", PROBABILITIES),
+    R("one-hot sequence targets for Index cross-entropy",
+      lambda: CE_SEQ({"Input": [np.full((5, 4), 0.25)], "Target": [ONE_HOT]}),
+      InputDataError, "'Target'", "('Varying', Index(4))", "one-hot", PROBABILITIES),
+    R("one-hot targets for NetTrain on a Softmax output",
+      lambda: NetTrain(CLF, {"Input": X3, "Output": ONE_HOT}, max_training_rounds=1),
+      InputDataError, "training data", "'Output'", "one-hot", "0..3",
+      'loss=CrossEntropyLossLayer("Probabilities")'),
+    R("an output port given as data",
+      lambda: MAP({"Input": XS, "Output": [np.ones((3, 3)), np.ones((5, 3))]}),
+      InputDataError, "'Output'", "output port", "NetPortGradient('Output')"),
+]
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
 def test_row_raises_the_documented_error(row):
-    with pytest.raises(row.error) as info:
+    with pytest.raises(NetError) as info:
         row.act()
+    assert type(info.value) is row.error, f"{type(info.value).__name__}: {info.value}"
     for w in row.words:
         assert w in str(info.value), f"{w!r} missing from: {info.value}"
 
@@ -157,3 +275,17 @@ def test_validated_array_is_a_read_only_float32_copy():
     assert validated_array(2.5, "array 'b'").shape == ()
     with pytest.raises(NetError, match=r"array .b. must be a real numeric array.*booleans \(bool\)"):
         validated_array(True, "array 'b'")
+
+
+def test_an_object_array_of_ragged_examples_is_a_ragged_batch():
+    ragged = np.empty(2, dtype=object)
+    ragged[0], ragged[1] = XS
+    assert ragged.shape == (2,)  # what np.array(XS, dtype=object) gives
+    want = MAP(XS, dtype=np.float64)
+    got = MAP(ragged, dtype=np.float64)
+    assert isinstance(got, list) and [g.shape for g in got] == [(3, 3), (5, 3)]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    grads = MAP({"Input": ragged, NetPortGradient("Output"): np.array(want, dtype=object)},
+                NetPortGradient("Input"), dtype=np.float64)
+    assert [g.shape for g in grads] == [(3, 2), (5, 2)]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..batch import pad_examples, split_examples
+from ..batch import check_values, pad_examples, split_examples, with_hints
 from ..compile import PortMeta
 from ..errors import InputDataError
 from ..ports import NetPort
@@ -87,14 +87,11 @@ def _fast_fixed(x: Any, meta: PortMeta) -> np.ndarray | None:
         return None
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         return None
-    if meta.integer:
-        if a.dtype.kind == "f" and not np.array_equal(a, np.round(a)):
+    if meta.integer:  # integers, in range (checked before the cast to int64 could wrap)
+        try:
+            return check_values(a, meta, "")
+        except InputDataError:
             return None
-        a = a.astype(np.int64, copy=False)
-        n = getattr(meta.elem, "n", None)
-        if n is not None and (a.min() < 0 or a.max() >= n):
-            return None
-        return a
     with np.errstate(over="ignore"):
         a = a.astype(np.float32, copy=False)
     return a if np.isfinite(a).all() else None  # overflow: the slow path explains
@@ -179,13 +176,14 @@ class PortData:
 class TrainData:
     """All ports' examples of a training (or validation) set, checked for consistency."""
 
-    def __init__(self, data: dict[str, Any], metas: dict[str, PortMeta], what: str):
+    def __init__(self, data: dict[str, Any], metas: dict[str, PortMeta], what: str,
+                 hints: dict[str, str] | None = None):
         self.ports = {}
         for p, meta in metas.items():
             try:
                 self.ports[p] = PortData(data[p], meta, p, what)
             except InputDataError as e:
-                msg = str(e)
+                msg = str(with_hints(e, hints or {}))
                 raise InputDataError(msg if msg.startswith(what) else f"{what}: {msg}") from None
         counts = {p: d.n for p, d in self.ports.items()}
         if len(set(counts.values())) > 1:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..apply import _fill_shapes_from_data, collect_arrays
+from ..apply import _fill_shapes_from_data, collect_arrays, data_hints
 from ..compile import Plan, compile_net
 from ..errors import NetError, SpecificationError
 from ..execute import RunContext, backward, forward
@@ -191,13 +191,13 @@ def NetTrain(net: Net, data: Any, loss: Any = Automatic, prop: str = "TrainedNet
     net0 = NetInitialize(_fill_shapes(net, raw), seed=opts.seed)
     tn = attach_loss(net0, losses)
     plan = compile_net(tn.net)
-    train = TrainData(raw, plan.inputs, "training data")
+    train = TrainData(raw, plan.inputs, "training data", data_hints(plan))
     shuffle_rng, dropout_rng, split_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(opts.seed).spawn(3))
     train_idx = np.arange(train.n)
     val, val_idx = None, None
     if raw_val is not None:
-        val = TrainData(raw_val, plan.inputs, "validation set")
+        val = TrainData(raw_val, plan.inputs, "validation set", data_hints(plan))
         val_idx = np.arange(val.n)
     elif opts.holdout is not None:
         k = max(1, round(train.n * opts.holdout))
