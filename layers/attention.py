@@ -18,12 +18,13 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import StrictBool, field_validator
+from pydantic import field_validator
 
 from netgraph.errors import ShapeError
 from netgraph.layer import Layer, Params
 from netgraph.solver import Solver, place
 
+from ._ops import Bool, Real
 from .scoring import fast_kind, scores, scoring_net
 
 __all__ = ["AttentionLayer", "SequenceAttentionLayer"]
@@ -32,14 +33,16 @@ __all__ = ["AttentionLayer", "SequenceAttentionLayer"]
 class AttentionParams(Params):
     mask: Any = None
     score_rescaling: str | None = None
-    multi_head: StrictBool = False
-    dropout: float = 0.0
+    multi_head: Bool = False
+    dropout: Real = 0.0
 
     @field_validator("mask")
     @classmethod
     def _mask(cls, v):
         if isinstance(v, list):
             v = tuple(v)
+        if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], np.integer):
+            v = (v[0], int(v[1]))
         ok = v is None or v == "Causal" or (
             isinstance(v, tuple) and len(v) == 2 and v[0] == "Causal" and isinstance(v[1], int)
             and not isinstance(v[1], bool) and v[1] >= 1)

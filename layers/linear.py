@@ -13,14 +13,14 @@ from netgraph.layer import Layer, Params
 from netgraph.shapes import Automatic
 from netgraph.solver import Conflict, Solver, place
 
-from ._ops import sum_to
+from ._ops import Bool, sum_to
 
 __all__ = ["LinearLayer", "DotLayer"]
 
 
 class LinearParams(Params):
     n: int | tuple[int, ...] | None = None
-    biases: bool = True
+    biases: Bool = True
 
     @field_validator("n", mode="before")
     @classmethod

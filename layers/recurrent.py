@@ -37,12 +37,13 @@ from netgraph.shapes import Automatic
 from netgraph.solver import Solver, place
 
 from . import _cells
+from ._ops import Int
 
 __all__ = ["BasicRecurrentLayer", "GatedRecurrentLayer", "LongShortTermMemoryLayer"]
 
 
 class RecurrentParams(Params):
-    n: int | None = None
+    n: Int | None = None
 
     @field_validator("n")
     @classmethod

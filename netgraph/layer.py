@@ -33,16 +33,26 @@ Backward = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[Any, Any]]]
 
 
 class Params(BaseModel):
-    """Base of layer hyperparameter models: frozen, no unknown fields."""
+    """Base of layer hyperparameter models: frozen, no unknown fields, strict types.
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    Strict: a value is never coerced, so ``GatedRecurrentLayer("4")``, ``(4.0)`` and
+    ``(True)`` are errors, not a layer of size 4 or 1; an ``int`` field takes ints only, a
+    ``float`` field ints and floats (never a bool), a ``bool`` field ``True``/``False``, a
+    ``str`` field strings. NumPy scalars are numbers: use the ``Int``/``Real`` field types of
+    ``layers._ops`` (or a before-validator) to take them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True,
+                              strict=True)
 
 
 def _validation_message(cls: type, err: ValidationError) -> str:
     parts = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "arguments"
-        msg = e["msg"].removeprefix("Value error, ")  # pydantic's wording for a ValueError
+        # pydantic's wording: "Value error, ..." for a ValueError, "Input should be ..." (which
+        # reads like the port "Input") for a type error
+        msg = e["msg"].removeprefix("Value error, ").replace("Input should be", "expected", 1)
         parts.append(f"parameter {loc!r}: {msg} (got {e.get('input')!r})")
     return f"{cls.__name__}: invalid " + "; ".join(parts)
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import layers
 from netgraph import (
     All,
     CrossEntropyLossLayer,
@@ -289,3 +290,67 @@ def test_an_object_array_of_ragged_examples_is_a_ragged_batch():
     grads = MAP({"Input": ragged, NetPortGradient("Output"): np.array(want, dtype=object)},
                 NetPortGradient("Input"), dtype=np.float64)
     assert [g.shape for g in grads] == [(3, 2), (5, 2)]
+
+
+# ---------------------------------------------------------- strict hyperparameter types
+#: bad values of each kind: a bool is never a number, a number never a bool or a string,
+#: a float or a numeric string never an int
+NOT_INT = (True, np.bool_(True), "4", 4.0, np.float64(4.0))
+NOT_REAL = (True, np.bool_(False), "0.25")
+NOT_BOOL = (1, 0, "True", 1.0, np.int64(1))
+NOT_STR = (True, 1, 1.5)
+# (layer, parameter, make(value), bad values, a good value of another type that is accepted)
+HYPERPARAMETERS = [
+    ("LinearLayer", "n", lambda v: layers.LinearLayer(v), NOT_INT, np.int64(4)),
+    ("LinearLayer", "n", lambda v: layers.LinearLayer((3, v)), NOT_INT, np.int32(4)),
+    ("LinearLayer", "biases", lambda v: layers.LinearLayer(3, biases=v), NOT_BOOL, np.bool_(0)),
+    ("ElementwiseLayer", "f", lambda v: layers.ElementwiseLayer(v), NOT_STR, "Tanh"),
+    ("ThreadingLayer", "f", lambda v: layers.ThreadingLayer(v), NOT_STR, "Plus"),
+    ("ThreadingLayer", "arity", lambda v: layers.ThreadingLayer("Plus", v), NOT_INT,
+     np.int64(3)),
+    ("TotalLayer", "arity", lambda v: layers.TotalLayer(v), NOT_INT, np.int64(3)),
+    ("CatenateLayer", "level", lambda v: layers.CatenateLayer(v), NOT_INT, np.int64(-1)),
+    ("CatenateLayer", "arity", lambda v: layers.CatenateLayer(0, v), NOT_INT, np.int64(3)),
+    ("ReshapeLayer", "shape", lambda v: layers.ReshapeLayer((v, 3)), NOT_INT, np.int64(4)),
+    ("SoftmaxLayer", "level", lambda v: layers.SoftmaxLayer(v), NOT_INT, np.int64(0)),
+    ("DropoutLayer", "p", lambda v: layers.DropoutLayer(v), NOT_REAL, 0),
+    ("EmbeddingLayer", "size", lambda v: layers.EmbeddingLayer(v, 5), NOT_INT, np.int64(3)),
+    ("EmbeddingLayer", "n", lambda v: layers.EmbeddingLayer(3, v), NOT_INT, np.int64(5)),
+    ("BasicRecurrentLayer", "n", lambda v: layers.BasicRecurrentLayer(v), NOT_INT, np.int64(4)),
+    ("GatedRecurrentLayer", "n", lambda v: layers.GatedRecurrentLayer(v), NOT_INT, np.int64(4)),
+    ("LongShortTermMemoryLayer", "n", lambda v: layers.LongShortTermMemoryLayer(v), NOT_INT,
+     np.int64(4)),
+    ("AttentionLayer", "mask", lambda v: layers.AttentionLayer(mask=("Causal", v)), NOT_INT,
+     np.int64(2)),
+    ("AttentionLayer", "score_rescaling", lambda v: layers.AttentionLayer(score_rescaling=v),
+     NOT_STR, "DimensionSqrt"),
+    ("AttentionLayer", "multi_head", lambda v: layers.AttentionLayer(multi_head=v), NOT_BOOL,
+     np.bool_(1)),
+    ("AttentionLayer", "dropout", lambda v: layers.AttentionLayer(dropout=v), NOT_REAL, 0),
+    ("CrossEntropyLossLayer", "form", lambda v: layers.CrossEntropyLossLayer(v), NOT_STR,
+     "Binary"),
+]
+#: parameters no constructor takes (SequenceAttentionLayer pins AttentionLayer's options)
+NOT_CONSTRUCTOR_ARGUMENTS = {("SequenceAttentionLayer", p) for p in
+                             ("mask", "score_rescaling", "multi_head", "dropout")}
+
+
+def test_the_hyperparameter_table_covers_every_parameter_of_every_layer():
+    every = {(name, field) for name in layers.__all__
+             for field in getattr(layers, name).Params.model_fields}
+    assert every - NOT_CONSTRUCTOR_ARGUMENTS == {(n, p) for n, p, *_ in HYPERPARAMETERS}
+
+
+@pytest.mark.parametrize("layer, param, make, bad, good", HYPERPARAMETERS,
+                         ids=[f"{n}-{p}-{i}" for i, (n, p, *_) in enumerate(HYPERPARAMETERS)])
+def test_hyperparameters_are_never_coerced(layer, param, make, bad, good):
+    for v in bad:
+        with pytest.raises(NetError) as info:
+            make(v)
+        msg = str(info.value)
+        assert type(info.value) is NetError and layer in msg and f"'{param}'" in msg, msg
+        assert repr(v) in msg, f"the value {v!r} is missing from: {msg}"
+        assert "Input should" not in msg and "Value error" not in msg  # pydantic's wording
+    made = make(good)  # NumPy scalars are numbers; an int is a real
+    value = getattr(made.params, param)
+    assert type(value) in (int, float, bool, str, tuple), type(value)
