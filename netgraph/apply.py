@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,8 @@ from .net import Net
 from .ports import NetArrayGradient, NetPort, NetPortGradient
 from .shapes import Automatic, Index
 
-__all__ = ["apply_net", "walk", "collect_arrays", "uninitialized", "run_net", "data_hints"]
+__all__ = ["apply_net", "walk", "collect_arrays", "uninitialized", "run_net", "data_hints",
+           "underflow_ignored"]
 
 
 def walk(net: Net, path: tuple = ()) -> Iterator[tuple[tuple, Net]]:
@@ -212,6 +214,23 @@ def _fill_shapes_from_data(net: Net, data: Any) -> Net:
                              f"{e}") from None
 
 
+def underflow_ignored(fn: Callable) -> Callable:
+    """``fn`` run with NumPy's underflow flag ignored, whatever the caller's ``np.errstate``.
+
+    A result too small for the dtype becomes a subnormal or 0, which is the right value in
+    every computation of a net (``exp`` of a saturated logit, a product of tiny weights); so
+    even under ``np.seterr(all="raise")`` an underflow never interrupts a net. Overflow,
+    invalid operations and division by zero keep the caller's settings: the layers avoid them
+    where their results are defined (stable softmax, sigmoid, softplus, clipped logarithms).
+    """
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(under="ignore"):
+            return fn(*args, **kwargs)
+
+    return run
+
+
 def data_hints(plan: Plan) -> dict[str, str]:
     """Input port -> the advice of the layers it feeds for one-hot vectors given to it (see
     ``Layer.index_data_hint``)."""
@@ -226,6 +245,7 @@ def data_hints(plan: Plan) -> dict[str, str]:
     return hints
 
 
+@underflow_ignored
 def run_net(net: Net, inputs: dict[str, Any], dtype: Any, *, training: bool = False,
             rng: Any = None, fill: float = 0.0) -> tuple[Plan, Any, Tape]:
     """Validate, pad and run forward; the building block of applying and training."""
@@ -292,6 +312,7 @@ def _seeds(plan: Plan, batch: Any, given: dict[str, Any], dtype: Any, tape: Tape
     return seeds
 
 
+@underflow_ignored
 def apply_net(net: Net, data: Any, what: Any = None, *, dtype: Any = np.float32,
               training: bool = False, rng: Any = None, fill: float = 0.0) -> Any:
     dt = _check_dtype(dtype)

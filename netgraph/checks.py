@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from .apply import _fill_shapes_from_data, _split_data, apply_net, collect_arrays, run_net
+from .apply import (
+    _fill_shapes_from_data,
+    _split_data,
+    apply_net,
+    collect_arrays,
+    run_net,
+    underflow_ignored,
+)
 from .batch import from_batch, split_examples
 from .compile import Plan, compile_net
 from .errors import NetError, SpecificationError
@@ -87,6 +94,7 @@ def _what(key: Any) -> str:
     return f"output port {key.port!r}" if isinstance(key, NetPort) else repr(key)
 
 
+@underflow_ignored
 def gradcheck(net: Net, data: Any, *, eps: float = 1e-6, rtol: float = 1e-5,
               atol: float = 1e-7, training: bool = False, seed: int = 0,
               max_entries: int | None = 4096) -> CheckReport:
@@ -190,6 +198,7 @@ def _examples(plan: Plan, inputs: dict[str, Any]) -> list[dict[str, Any]]:
     return [{p: ex[i] for p, ex in split.items()} for i in range(n)]
 
 
+@underflow_ignored
 def check_padding(net: Net, data: Any, *, rtol: float = 1e-7, atol: float = 1e-9,
                   seed: int = 0) -> CheckReport:
     """Assert that padding content (0, 1e30, NaN) and batch composition (each example alone,

@@ -7,21 +7,26 @@ message must hold: the node path, the port, array or parameter, and the values o
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import array_paths, randomized
+from layer_cases import CASES, FIXED_BATCH, SINGLE_LENGTH
 
 import layers
 from netgraph import (
     All,
+    AttentionLayer,
     CrossEntropyLossLayer,
     ElementwiseLayer,
     EmbeddingLayer,
     InputDataError,
     LinearLayer,
+    NetArrayGradient,
     NetChain,
     NetError,
     NetExtract,
@@ -40,6 +45,7 @@ from netgraph import (
     check_padding,
     gradcheck,
 )
+from netgraph.apply import apply_net
 from netgraph.arrays import validated_array
 
 RNG = np.random.default_rng(23)
@@ -354,3 +360,174 @@ def test_hyperparameters_are_never_coerced(layer, param, make, bad, good):
     made = make(good)  # NumPy scalars are numbers; an int is a real
     value = getattr(made.params, param)
     assert type(value) in (int, float, bool, str, tuple), type(value)
+
+
+# ------------------------------------- no floating-point warning escapes a handled case
+@pytest.fixture(params=["errstate-raise", "warnings-error"])
+def strict_floats(request):
+    """Run the test with every NumPy floating-point event raised, one way or the other."""
+    with warnings.catch_warnings():
+        if request.param == "warnings-error":
+            warnings.simplefilter("error")
+            yield
+        else:
+            with np.errstate(all="raise"):
+                yield
+
+
+def _case_data(case, seed):
+    rng = np.random.default_rng(seed)
+    single = case.sample(rng, SINGLE_LENGTH)
+    examples = [case.sample(rng, T) for T in (case.lengths or (SINGLE_LENGTH,) * FIXED_BATCH)]
+    join = list if case.lengths else np.stack
+    return single, {p: join([ex[p] for ex in examples]) for p in examples[0]}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_layer_cases_raise_no_floating_point_warning(case, strict_floats):
+    net = randomized(case.make(), 11)
+    keys = [NetPortGradient(p) for p in net.input_ports
+            if "Index" not in repr(net.port_shape(p))]
+    keys += [NetArrayGradient(p) for p in array_paths(net)]
+    single, batch = _case_data(case, 12)
+    for data in (single, batch):
+        for dtype in (np.float32, np.float64):
+            net(data, list(net.output_ports) + keys, dtype=dtype)
+        apply_net(net, data, keys, training=True, rng=np.random.default_rng(0))
+    gradcheck(net, batch)
+    check_padding(net, batch)
+
+
+BIG = 1e4
+#: functions whose value at 1e4 overflows: their overflow is the user's to see
+_OVERFLOWING = {"Elementwise-Exp"}
+
+
+def _scaled(data, factor):
+    """Real data times ``factor``; data drawn positive (the domain of Log, Sqrt, a divisor)
+    times ``|factor|``."""
+    out = {}
+    for p, x in data.items():
+        parts = x if isinstance(x, list) else [x]
+        if np.asarray(parts[0]).dtype.kind != "f":
+            out[p] = x
+            continue
+        f = abs(factor) if all((np.asarray(e) > 0).all() for e in parts) else factor
+        out[p] = [f * np.asarray(e) for e in x] if isinstance(x, list) else f * x
+    return out
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id not in _OVERFLOWING],
+                         ids=[c.id for c in CASES if c.id not in _OVERFLOWING])
+def test_layer_cases_at_huge_magnitudes_stay_finite_and_silent(case, strict_floats):
+    """Inputs of ±1e4 (softmax logits, sigmoid and softplus arguments, ...): every value and
+    gradient is finite, and no floating-point event (not even an underflow) escapes."""
+    net = randomized(case.make(), 13)
+    keys = [NetPortGradient(p) for p in net.input_ports
+            if "Index" not in repr(net.port_shape(p))]
+    keys += [NetArrayGradient(p) for p in array_paths(net)]
+    single, batch = _case_data(case, 14)
+    for factor in (BIG, -BIG):
+        for data in (_scaled(single, factor), _scaled(batch, factor)):
+            for dtype in (np.float32, np.float64):
+                got = net(data, list(net.output_ports) + keys, dtype=dtype)
+                for g in got:
+                    assert all(np.isfinite(np.asarray(e)).all() for e in
+                               (g if isinstance(g, list) else [g])), (case.id, factor, dtype)
+
+
+LOGITS = np.array([[BIG, -BIG, 0.0, BIG / 2, -3.0],
+                   [-BIG, -BIG, -BIG, -BIG, BIG],
+                   [-BIG, BIG / 3, 2.0, -1.0, BIG / 3]])
+SEQ_LOGITS = [LOGITS, LOGITS[:1], np.concatenate([LOGITS, -LOGITS])]
+
+
+def _then(first, loss, shape):
+    return NetGraph({"act": first, "loss": loss}, [("act", "loss")], Input=shape)
+
+
+def _huge_bilinear():
+    W = np.zeros((5, 3))
+    W[0, 0], W[1, 2] = BIG, -BIG
+    return NetReplacePart(NetInitialize(SequenceAttentionLayer(
+        Input=("Varying", 3), Query=("Varying", 5))), {("ScoringNet", "Linear", "Weights"): W})
+
+
+def _grads(net):
+    return [NetPortGradient(p) for p in net.input_ports
+            if "Index" not in repr(net.port_shape(p))] + [
+        NetArrayGradient(p) for p in array_paths(net)]
+
+
+_SIGN = RNG.choice([-1.0, 1.0], size=(6, 5))
+_SIGN_HEADS = RNG.choice([-1.0, 1.0], size=(4, 3, 2))
+# (id, net, data): saturated and degenerate inputs whose results the library defines
+EXTREMES = [
+    ("softmax + Index cross-entropy", _then(SoftmaxLayer(), CrossEntropyLossLayer("Index"), 5),
+     {"Input": LOGITS, "Target": np.array([0, 0, 4])}),
+    ("softmax + Index cross-entropy on sequences",
+     _then(SoftmaxLayer(), CrossEntropyLossLayer("Index"), ("Varying", 5)),
+     {"Input": SEQ_LOGITS, "Target": [np.array([0, 0, 4]), np.array([1]), np.arange(6) % 5]}),
+    ("softmax + Probabilities cross-entropy",
+     _then(SoftmaxLayer(), CrossEntropyLossLayer("Probabilities"), 5),
+     {"Input": LOGITS, "Target": np.array([[0.5, 0.5, 0, 0, 0], [0.2] * 5, [0, 0.5, 0, 0, 0.5]])}),
+    ("Probabilities cross-entropy of exact zeros and ones",
+     CrossEntropyLossLayer("Probabilities", Input=5),
+     {"Input": np.eye(5)[[0, 2, 4]], "Target": np.eye(5)[[1, 2, 3]]}),
+    ("sigmoid + Binary cross-entropy",
+     _then(ElementwiseLayer("LogisticSigmoid"), CrossEntropyLossLayer("Binary"), 5),
+     {"Input": LOGITS, "Target": np.array([[1, 0, 0.5, 1, 0], [0, 0, 0, 1, 1], [1, 1, 1, 0, 0.]])}),
+    ("Binary cross-entropy of exact zeros and ones", CrossEntropyLossLayer("Binary", Input=4),
+     {"Input": np.array([[0, 1, 0, 1.0]]), "Target": np.array([[0, 1, 1, 0.0]])}),
+    ("sigmoid + Binary cross-entropy on sequences",
+     _then(ElementwiseLayer("Sigmoid"), CrossEntropyLossLayer("Binary"), ("Varying", 5)),
+     {"Input": SEQ_LOGITS, "Target": [(np.abs(x) > 1).astype(float) for x in SEQ_LOGITS]}),
+    ("mean squared loss on sequences", layers.MeanSquaredLossLayer(Input=("Varying", 5)),
+     {"Input": SEQ_LOGITS, "Target": [-x for x in SEQ_LOGITS]}),
+    ("mean absolute loss on sequences", layers.MeanAbsoluteLossLayer(Input=("Varying", 5)),
+     {"Input": SEQ_LOGITS, "Target": [x[::-1] for x in SEQ_LOGITS]}),
+    ("softmax over a varying axis", SoftmaxLayer(0, Input="Varying"),
+     {"Input": [np.array([BIG, -BIG, 3.0]), np.array([-BIG]), np.array([-BIG, -BIG, BIG, 0])]}),
+    ("Dot attention with huge scores",
+     SequenceAttentionLayer("Dot", Input=("Varying", 3), Query=("Varying", 3)),
+     {"Input": [np.array([[100.0, 0, 0], [-100, 0, 0], [0, 100, 0], [0, 0, 1]])],
+      "Query": [np.array([[100.0, 0, 0], [0, -100, 0], [0, 0, 0]])]}),
+    ("Bilinear attention with huge scores in a ragged batch", _huge_bilinear(),
+     {"Input": [_SIGN[:4, :3], _SIGN[:1, :3], _SIGN[:, :3]],
+      "Query": [_SIGN[:2], _SIGN[:5], _SIGN[:3]]}),
+    ("causal multi-head attention with huge scores",
+     NetInitialize(AttentionLayer("Dot", mask="Causal", score_rescaling="DimensionSqrt",
+                                  multi_head=True, Key=("Varying", 3, 2), Value=("Varying", 3, 5),
+                                  Query=("Varying", 3, 2)), seed=0),
+     {"Key": BIG / 100 * _SIGN_HEADS, "Value": np.repeat(_SIGN[:4, None, :], 3, axis=1),
+      "Query": BIG / 100 * _SIGN_HEADS[::-1]}),
+] + [
+    (f"{layer.__name__} saturated", randomized(layer(5, Input=("Varying", 3)), 1),
+     {"Input": [np.array([[BIG, -BIG, BIG], [-BIG, BIG, 0.0], [0.0, 0.0, BIG]]),
+                np.array([[-BIG, -BIG, -BIG]])]})
+    for layer in (layers.BasicRecurrentLayer, layers.GatedRecurrentLayer,
+                  layers.LongShortTermMemoryLayer)
+]
+
+
+@pytest.mark.parametrize("id, net, data", EXTREMES, ids=[e[0] for e in EXTREMES])
+def test_saturated_and_degenerate_values_stay_finite_and_silent(id, net, data, strict_floats):
+    keys = _grads(net)
+    for dtype in (np.float32, np.float64):
+        got = net(data, list(net.output_ports) + keys, dtype=dtype)
+        for g in got:
+            for e in g if isinstance(g, list) else [g]:
+                assert np.isfinite(e).all(), (id, dtype)
+
+
+def test_nettrain_at_huge_logits_is_silent(strict_floats):
+    x = np.array([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1]])
+    W = np.array([[BIG, 0, 0], [0, BIG, 0], [0, 0, BIG], [-BIG, -BIG, -BIG], [0, 0, 0]])
+    soft = NetReplacePart(NetInitialize(NetChain([LinearLayer(5), SoftmaxLayer()], Input=3)),
+                          {(0, "Weights"): W, (0, "Biases"): np.zeros(5)})
+    sig = NetReplacePart(NetInitialize(NetChain([LinearLayer(1), "Sigmoid"], Input=3)),
+                         {(0, "Weights"): W[:1], (0, "Biases"): np.zeros(1)})
+    for net, y in ((soft, np.array([4, 3, 4, 3, 4, 3])), (sig, (x[:, :1] == 0) * 1.0)):
+        res = NetTrain(net, {"Input": x, "Output": y}, prop="All", max_training_rounds=3,
+                       batch_size=3, progress=False, seed=0)
+        assert np.isfinite(res.batch_loss_list).all()
