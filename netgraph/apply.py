@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .allocation import memory_errors
 from .batch import (
     from_batch,
     pad_examples,
@@ -288,7 +289,7 @@ def _seed(given: Any, value: np.ndarray, meta: Any, batch: Any, run: Any, port: 
             raise InputDataError(f"the gradient seed {name}{which} has shape {e.shape} but the "
                                  f"output {port!r}{which} has shape {want}")
     with np.errstate(over="ignore"):  # reported below
-        seed, _ = pad_examples(examples, meta, dtype)
+        seed, _ = pad_examples(examples, meta, dtype, port=name)
     if not np.isfinite(seed).all():
         big = max(float(np.abs(e).max()) for e in examples)
         raise InputDataError(f"the gradient seed {name} has values up to {big:.3g}, beyond the "
@@ -312,6 +313,7 @@ def _seeds(plan: Plan, batch: Any, given: dict[str, Any], dtype: Any, tape: Tape
     return seeds
 
 
+@memory_errors("applying the net")
 @underflow_ignored
 def apply_net(net: Net, data: Any, what: Any = None, *, dtype: Any = np.float32,
               training: bool = False, rng: Any = None, fill: float = 0.0) -> Any:

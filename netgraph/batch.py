@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .allocation import check_request, request_bytes
 from .compile import PortMeta
 from .errors import InputDataError
 from .shapes import Index, display
@@ -198,9 +199,10 @@ def _first_axis_only(meta: PortMeta) -> bool:
 
 
 def pad_examples(examples: list[np.ndarray], meta: PortMeta, dtype: Any,
-                 fill: float = 0.0) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+                 fill: float = 0.0, port: str = "") -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """Stack examples into one array, padding varying dims with ``fill``. Returns the array
-    and, per varying axis, the lengths."""
+    and, per varying axis, the lengths. A padded array larger than the machine's memory is an
+    ``InputDataError`` (naming ``port``), raised before anything is allocated."""
     dt = np.int64 if meta.integer else dtype
     if not meta.varying:
         return np.stack(examples).astype(dt, copy=False), {}
@@ -208,6 +210,11 @@ def pad_examples(examples: list[np.ndarray], meta: PortMeta, dtype: Any,
                for axis, key in enumerate(meta.keys) if key is not None}
     shape = [len(examples)] + [int(lengths[a].max()) if a in lengths else n
                                for a, n in enumerate(meta.dims)]
+    longest = max(lengths.values(), key=lambda lens: int(lens.max()))
+    check_request(request_bytes(shape, dt),
+                  f"the batch of {len(examples)} examples given to port {port or '?'!r} padded "
+                  f"to shape {tuple(shape)} ({np.dtype(dt).name}; its longest example has length "
+                  f"{int(longest.max())}, its shortest {int(longest.min())})", InputDataError)
     pad = 0 if meta.integer else fill
     if meta.rank and _first_axis_only(meta):
         out = np.empty(shape, dtype=dt)  # every element is written once: data or padding
@@ -241,7 +248,7 @@ def to_batch(data: dict[str, Any], metas: dict[str, PortMeta], dtype: Any,
         batchness[port] = is_batch
         sizes[port] = len(examples)
         with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values: reported below
-            arrays[port], port_lengths = pad_examples(examples, meta, dtype, fill)
+            arrays[port], port_lengths = pad_examples(examples, meta, dtype, fill, port)
         try:  # one vectorized value check; the zero padding of real data is finite
             check_values(arrays[port] if fill == 0 and not meta.integer else np.concatenate(
                 [e.ravel() for e in examples]), meta, port)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .allocation import memory_errors
 from .apply import (
     _fill_shapes_from_data,
     _split_data,
@@ -94,6 +95,7 @@ def _what(key: Any) -> str:
     return f"output port {key.port!r}" if isinstance(key, NetPort) else repr(key)
 
 
+@memory_errors("gradcheck")
 @underflow_ignored
 def gradcheck(net: Net, data: Any, *, eps: float = 1e-6, rtol: float = 1e-5,
               atol: float = 1e-7, training: bool = False, seed: int = 0,
@@ -198,6 +200,7 @@ def _examples(plan: Plan, inputs: dict[str, Any]) -> list[dict[str, Any]]:
     return [{p: ex[i] for p, ex in split.items()} for i in range(n)]
 
 
+@memory_errors("check_padding")
 @underflow_ignored
 def check_padding(net: Net, data: Any, *, rtol: float = 1e-7, atol: float = 1e-9,
                   seed: int = 0) -> CheckReport:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .allocation import memory_errors
 from .arrays import validated_array
 from .errors import NetError, PortError, ShapeError
 from .layer import Layer
@@ -152,6 +153,7 @@ def _replace_array(layer: Net, head: tuple, name: str, value: Any) -> Net:
     return layer._with_arrays({name: arr})
 
 
+@memory_errors("NetReplacePart")
 def NetReplacePart(net: Net, replacements: dict) -> Net:
     """A new net with arrays, port shapes or sub-nets replaced; inference runs again.
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .allocation import check_request, memory_errors, show_bytes
 from .apply import walk
 from .errors import NetError, SpecificationError
 from .extract import update_at
@@ -48,6 +49,7 @@ def _initial(kind: str, shape: tuple[int, ...], method: str, rng: np.random.Gene
     return xavier_uniform(shape, rng)
 
 
+@memory_errors("NetInitialize")
 def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
                   reinitialize: bool = False) -> Net:
     """A new net with every missing array filled (all arrays with ``reinitialize=True``).
@@ -69,9 +71,8 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
     S = Solver()
     net._constrain(S, ())
     S.solve()
-    new = net
+    todo: dict[tuple, dict[str, tuple[int, ...]]] = {}
     for path, sub in walk(net):
-        fills = {}
         for name, value in sub._arrays().items():
             if value is not None and not reinitialize:
                 continue
@@ -81,9 +82,32 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
                 shown = tuple("?" if n is None else n for n in shape)
                 raise SpecificationError(
                     f"cannot initialize net: array {name!r} of {type(sub).__name__} at "
-                    f"{'node ' + '/'.join(map(repr, path)) if path else 'the net'} has "
-                    f"unknown shape {shown}; give the sizes of its ports")
-            fills[name] = _initial(type(sub).array_init.get(name, "weights"), shape, method, rng)
-        if fills:
-            new = update_at(new, path, lambda layer, f=fills: layer._with_arrays(f))
+                    f"{_at(path)} has unknown shape {shown}; give the sizes of its ports")
+            todo.setdefault(path, {})[name] = shape
+    _check_memory(net, todo)
+    new, subs = net, dict(walk(net))
+    for path, shapes in todo.items():
+        init = type(subs[path]).array_init
+        fills = {name: _initial(init.get(name, "weights"), shape, method, rng)
+                 for name, shape in shapes.items()}
+        new = update_at(new, path, lambda layer, f=fills: layer._with_arrays(f))
     return new
+
+
+def _at(path: tuple) -> str:
+    return "node " + "/".join(map(repr, path)) if path else "the net"
+
+
+def _check_memory(net: Net, todo: dict[tuple, dict[str, tuple[int, ...]]]) -> None:
+    """Refuse, before drawing anything, arrays that cannot fit in memory: each is stored as
+    float32 and drawn in float64 (the largest such temporary counts too)."""
+    sizes = [(math.prod(shape), path, name, shape) for path, shapes in todo.items()
+             for name, shape in shapes.items()]
+    if not sizes:
+        return
+    n, path, name, shape = max(sizes)
+    kinds = dict(walk(net))
+    nbytes = 4 * sum(s[0] for s in sizes) + 8 * n
+    check_request(nbytes, f"NetInitialize: the {len(sizes)} array(s) to initialize (the "
+                          f"largest, {name!r} of {type(kinds[path]).__name__} at {_at(path)}, "
+                          f"has shape {shape}: {show_bytes(4 * n)} as float32)")

@@ -531,3 +531,58 @@ def test_nettrain_at_huge_logits_is_silent(strict_floats):
         res = NetTrain(net, {"Input": x, "Output": y}, prop="All", max_training_rounds=3,
                        batch_size=3, progress=False, seed=0)
         assert np.isfinite(res.batch_loss_list).all()
+
+
+# ------------------------------------------------- memory: refused early, reported clearly
+def test_arrays_beyond_the_machine_are_refused_before_allocating():
+    with pytest.raises(NetError) as info:
+        NetInitialize(NetChain({"big": LinearLayer(10 ** 7)}, Input=10 ** 6))
+    msg = str(info.value)
+    assert type(info.value) is NetError
+    for w in ("NetInitialize", "'Weights'", "LinearLayer", "node 'big'",
+              "(10000000, 1000000)", "40 TB", "total memory"):
+        assert w in msg, f"{w!r} missing from: {msg}"
+
+
+def test_the_sum_of_arrays_counts_against_memory(monkeypatch):
+    from netgraph import allocation
+
+    monkeypatch.setattr(allocation, "total_memory", lambda: 10 ** 6)
+    small = NetChain({"a": LinearLayer(100), "b": LinearLayer(100)}, Input=100)
+    NetInitialize(small)  # 2 * 40 kB of weights (+ an 80 kB float64 temporary) fit
+    NetInitialize(LinearLayer(200, Input=200))  # 160 kB (+ 320 kB in float64) fit
+    wide = NetChain({f"l{k}": LinearLayer(200) for k in range(5)}, Input=200)
+    with pytest.raises(NetError, match=r"10 array\(s\).*node 'x'/'l\d'.*\(200, 200\).*more "
+                                       r"than this machine's total memory of 1 MB"):
+        NetInitialize(NetChain({"x": wide}))  # each fits, together they do not
+
+
+def test_a_batch_that_pads_beyond_the_machine_is_refused_before_allocating():
+    tiny, long = np.zeros((1, 100), np.float32), np.zeros((100_000, 100), np.float32)
+    net = NetMapOperator(ElementwiseLayer("Tanh"), Input=("Varying", 100))
+    with pytest.raises(InputDataError) as info:
+        net([tiny] * 99_999 + [long])
+    msg = str(info.value)
+    for w in ("port 'Input'", "100000 examples", "(100000, 100000, 100)", "float32", "4 TB",
+              "length 100000", "total memory"):
+        assert w in msg, f"{w!r} missing from: {msg}"
+
+
+def _impossible_forward(self, ins, arrays, ctx):
+    return {"Output": np.empty((2 ** 62,), np.uint8)}, None  # beyond any address space
+
+
+@pytest.mark.parametrize("act", ["apply", "gradcheck", "NetTrain"])
+def test_a_failed_allocation_is_a_net_error_with_shape_and_bytes(act, monkeypatch):
+    net = NetInitialize(NetChain({"lin": LinearLayer(3), "soft": SoftmaxLayer()}, Input=2))
+    monkeypatch.setattr(SoftmaxLayer, "forward", _impossible_forward)
+    run = {"apply": lambda: net(X3[:, :2]), "gradcheck": lambda: gradcheck(net, X3[:, :2]),
+           "NetTrain": lambda: NetTrain(net, {"Input": X3[:, :2], "Output": [0, 1, 2, 0, 1]},
+                                        max_training_rounds=1, progress=False)}[act]
+    with pytest.raises(NetError) as info:
+        run()
+    msg = str(info.value)
+    assert type(info.value) is NetError and not isinstance(info.value, MemoryError)
+    for w in ("ran out of memory", f"shape ({2 ** 62},)", "uint8", "4.61e+06 TB",
+              f"{2 ** 62} bytes"):
+        assert w in msg, f"{w!r} missing from: {msg}"

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..allocation import memory_errors
 from ..apply import _fill_shapes_from_data, collect_arrays, data_hints
 from ..compile import Plan, compile_net
 from ..errors import NetError, SpecificationError
@@ -108,6 +109,7 @@ def _diverged(what: str, r: int, b: int, opt: Optimizer, clip: float | None) -> 
                     "The given net was not changed.")
 
 
+@memory_errors("NetTrain")
 def NetTrain(net: Net, data: Any, loss: Any = Automatic, prop: str = "TrainedNet", *,
              validation_set: Any = None, batch_size: Any = Automatic,
              max_training_rounds: Any = Automatic, method: Any = "ADAM",
