@@ -136,6 +136,10 @@ ROWS = [
       InputDataError, "'Input'", "1e+30", "0..4"),
     R("index 2**64-1 is not wrapped", lambda: EMB(np.array([1, 2**64 - 1], np.uint64)),
       InputDataError, "'Input'", "18446744073709551615", "0..4"),
+    R("a training target of 1e30 is not wrapped",
+      lambda: NetTrain(CLF, {"Input": X3, "Output": [0, 1, 2, 3, 1e30]}, max_training_rounds=1,
+                       progress=False),
+      InputDataError, "training data", "'Output'", "1e+30", "0..3"),
 ]
 
 
