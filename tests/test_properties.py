@@ -203,6 +203,12 @@ def _try_array(x):
         return None
 
 
+def _numeric(a) -> bool:
+    """``a`` is a numeric array ``mutate`` can spoil further (a second mistake on the same
+    example may meet the strings, objects or None left by the first)."""
+    return isinstance(a, np.ndarray) and a.dtype.kind in "biuf"
+
+
 def _spoil(draw, data, net, rng):
     """Apply 0-2 random mistakes to ``data`` (a dict port -> example or list of examples)."""
     data = dict(data)
@@ -221,8 +227,8 @@ def _spoil(draw, data, net, rng):
                 k = draw(st.integers(0, len(x) - 1))
                 x = list(x)
                 a = _try_array(x[k])
-                x[k] = x[k] if a is None else mutate(a, how, rng, bad)
-            elif isinstance(x, np.ndarray):
+                x[k] = mutate(a, how, rng, bad) if _numeric(a) else x[k]
+            elif _numeric(x):
                 x = mutate(x, how, rng, bad)
             data[p] = x
         elif what == "port":
