@@ -47,7 +47,8 @@ def main(out: str = "attention_weights.png") -> dict:
     print("attention weights (queries x inputs):\n", w)
     save_heatmap(w, out)
     print(f"heat map saved to {out}")
-    return {"output": output, "weights": w, "by_hand": by_hand}
+    return {"output": output, "weights": w, "by_hand": by_hand, "net": attend,
+            "inputs": inputs, "queries": queries}
 
 
 def save_heatmap(w: np.ndarray, path: str) -> None:

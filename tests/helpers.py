@@ -1,7 +1,9 @@
-"""Shared test helpers: random arrays for nets, inputs away from kinks, comparisons."""
+"""Shared test helpers: random arrays for nets, inputs away from kinks, batch forms, example
+counts of property tests. (Comparisons of computed numbers: ``tolerance.assert_close``.)"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -48,8 +50,17 @@ def as_list(x: Any) -> list[np.ndarray]:
     return [np.asarray(e) for e in x]
 
 
-def assert_same(got: Any, want: Any, rtol: float, atol: float, what: str = "") -> None:
-    """Shapes equal and values close (no broadcasting)."""
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != expected {want.shape}"
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=what)
+#: the ``max_examples`` of the "ci" and "dev" hypothesis profiles (``tests/conftest.py``)
+BASE_EXAMPLES = 100
+
+
+def examples(n: int) -> int:
+    """The example count of a property test written for ``n`` examples, under the loaded
+    hypothesis profile: ``n · max_examples / BASE_EXAMPLES`` ("ci", "dev": n; "thorough":
+    10 n), times ``HYPOTHESIS_EXAMPLES_SCALE`` when that is set (a float, for a custom hunt).
+    Read when the test module is collected, after ``conftest.py`` loaded the profile."""
+    from hypothesis import settings
+
+    scale = settings.default.max_examples / BASE_EXAMPLES
+    scale *= float(os.environ.get("HYPOTHESIS_EXAMPLES_SCALE", "1"))
+    return max(1, round(n * scale))

@@ -3,6 +3,7 @@ differences, batch == per-example, padding, Wolfram's identities, inference, err
 
 import numpy as np
 import pytest
+from tolerance import assert_close
 
 from netgraph import (
     CatenateLayer,
@@ -25,6 +26,10 @@ from netgraph.checks import check_padding, gradcheck
 
 D1, D2, H = 4, 6, 9
 N_LENS, M_LENS = [5, 1, 7, 3], [2, 8, 1, 3]
+# terms summed into one output row: a score (per kind), then the softmax and the weighted sum
+# over the inputs
+TERMS = {k: n + 2 * max(N_LENS) for k, n in
+         {"Dot": D1, "Bilinear": D1 * D2, "Additive": H * (D1 + D2)}.items()}
 
 
 def additive(hidden=H):
@@ -81,15 +86,16 @@ def test_forward_matches_hand_computation(kind):
                   dtype=np.float64)
     for b, (E, Q) in enumerate(zip(inputs, queries)):
         out, W = reference(E, Q, f)
-        np.testing.assert_allclose(batch[b], out, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(weights[b], W, rtol=1e-10, atol=1e-12)
+        assert_close(batch[b], out, dtype=np.float64, reduction=TERMS[kind])
+        assert_close(weights[b], W, dtype=np.float64, reduction=TERMS[kind])
         assert batch[b].shape == (len(Q), D1) and weights[b].shape == (len(Q), len(E))
         single = net({"Input": E, "Query": Q}, dtype=np.float64)
-        np.testing.assert_allclose(single, batch[b], rtol=1e-13, atol=1e-15)  # == alone
-    # float32 default agrees to float32 precision
+        assert_close(single, batch[b], dtype=np.float64, reduction=TERMS[kind])  # == alone
+    # float32 default agrees with float64 to float32 rounding
     f32 = net({"Input": inputs, "Query": queries})
     assert f32[0].dtype == np.float32
-    np.testing.assert_allclose(f32[2], batch[2], rtol=1e-4, atol=1e-5)
+    for b, (E, Q) in enumerate(zip(inputs, queries)):
+        assert_close(f32[b], reference(E, Q, f)[0], dtype=np.float32, reduction=TERMS[kind])
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -113,7 +119,7 @@ def test_padded_positions_get_exactly_zero_weight():
     W = net({"Input": inputs, "Query": queries}, NetPort("AttentionWeights"), dtype=np.float64)
     for w, E in zip(W, inputs):
         assert w.shape[1] == len(E)
-        np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-12)
+        assert_close(w.sum(axis=1), 1.0, dtype=np.float64, reduction=len(E))
     # the weight matrix of the length-1 input is all ones: nothing leaks from padding
     np.testing.assert_array_equal(W[1], np.ones((M_LENS[1], 1)))
 
@@ -125,11 +131,11 @@ def test_zero_query_gives_mean_of_inputs(kind):
                         seed=5)
     E = np.array([[1.0, 2], [3, 4], [5, 6]])
     out = net({"Input": E, "Query": np.zeros((1, 2))}, dtype=np.float64)
-    np.testing.assert_allclose(out, [[3.0, 4.0]], rtol=1e-12)
+    assert_close(out, [[3.0, 4.0]], dtype=np.float64, reduction=3)
     rng = np.random.default_rng(0)
     E = rng.standard_normal((7, 2))
     out = net({"Input": E, "Query": np.zeros((3, 2))}, dtype=np.float64)
-    np.testing.assert_allclose(out, np.tile(E.mean(axis=0), (3, 1)), rtol=1e-12)
+    assert_close(out, np.tile(E.mean(axis=0), (3, 1)), dtype=np.float64, reduction=7)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -141,7 +147,7 @@ def test_extracted_scoring_net_rebuilds_every_output_row(kind):
     for j, q in enumerate(Q):
         s = np.array([scoring({"Input": e, "Query": q}, dtype=np.float64) for e in E])
         w = np.exp(s - s.max())
-        np.testing.assert_allclose((w / w.sum()) @ E, out[j], rtol=1e-10)
+        assert_close(out[j], (w / w.sum()) @ E, dtype=np.float64, reduction=TERMS[kind])
 
 
 def test_bilinear_structure_and_weights_shape():
@@ -231,7 +237,7 @@ def test_huge_scores_stay_finite_and_pick_the_max():
     Q = np.array([[1e4, 0.0], [-1e4, 0.0]])
     out = net({"Input": E, "Query": Q}, dtype=np.float64)
     assert np.isfinite(out).all()
-    np.testing.assert_allclose(out, [[1e4, 0.0], [-1e4, 0.0]])
+    assert_close(out, [[1e4, 0.0], [-1e4, 0.0]], dtype=np.float64, reduction=3)
     g = net({"Input": E, "Query": Q}, NetPortGradient("Input"), dtype=np.float64)
     assert np.isfinite(g).all()
 

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from tolerance import assert_close
 
 from netgraph import (
     AttentionLayer,
@@ -22,6 +23,9 @@ from netgraph.apply import apply_net
 from netgraph.checks import check_padding, gradcheck
 
 K_SIZE, V_SIZE, Q_SIZE = 3, 5, 7
+MAX_LEN = 7  # the longest Key of the tests below
+# terms summed into one output: a bilinear score, then the softmax and the weighted sum
+TERMS = Q_SIZE * K_SIZE + 2 * MAX_LEN
 
 
 def softmax_rows(S):
@@ -49,7 +53,7 @@ def test_sequence_attention_is_the_key_equals_value_case():
     gk, gv = att({"Key": E, "Value": E, "Query": Q}, [NetPortGradient("Key"), NetPortGradient("Value")],
                  dtype=np.float64)
     for x, k, v in zip(gi, gk, gv):
-        np.testing.assert_allclose(x, k + v, rtol=1e-12, atol=1e-14)
+        assert_close(x, k + v, dtype=np.float64, reduction=TERMS)
 
 
 def test_key_value_query_hand_computation_and_gradients():
@@ -65,7 +69,7 @@ def test_key_value_query_hand_computation_and_gradients():
     data = {"Key": Ks, "Value": Vs, "Query": Qs}
     out = net(data, dtype=np.float64)
     for K, V, Q, o in zip(Ks, Vs, Qs, out):
-        np.testing.assert_allclose(o, softmax_rows(Q @ W @ K.T) @ V, rtol=1e-12)
+        assert_close(o, softmax_rows(Q @ W @ K.T) @ V, dtype=np.float64, reduction=TERMS)
         assert o.shape == (len(Q), V_SIZE)
     gradcheck(net, data)
     check_padding(net, data)
@@ -92,8 +96,8 @@ def test_causal_mask_and_rescaling_against_hand_computation(window):
         allowed = (i <= j) if window is None else (i <= j) & (i > j - window)
         S = np.where(allowed, S, -np.inf)
         expected_w = softmax_rows(S)
-        np.testing.assert_allclose(w, expected_w, rtol=1e-12, atol=1e-15)
-        np.testing.assert_allclose(o, expected_w @ V, rtol=1e-12)
+        assert_close(w, expected_w, dtype=np.float64, reduction=TERMS)
+        assert_close(o, expected_w @ V, dtype=np.float64, reduction=TERMS)
         assert (w[~allowed] == 0).all()
     gradcheck(net, data)
     check_padding(net, data)
@@ -127,8 +131,8 @@ def test_multi_head_equals_independent_heads():
         assert o.shape == (len(Q), h, V_SIZE) and w.shape == (len(Q), h, len(K))
         for head in range(h):
             wh = softmax_rows(Q[:, head] @ W @ K[:, head].T / math.sqrt(K_SIZE))
-            np.testing.assert_allclose(w[:, head], wh, rtol=1e-12)
-            np.testing.assert_allclose(o[:, head], wh @ V[:, head], rtol=1e-12)
+            assert_close(w[:, head], wh, dtype=np.float64, reduction=TERMS)
+            assert_close(o[:, head], wh @ V[:, head], dtype=np.float64, reduction=TERMS)
     gradcheck(net, data)
 
 
@@ -139,7 +143,7 @@ def test_single_query_vector():
     rng = np.random.default_rng(0)
     K, V, q = rng.standard_normal((4, 3)), rng.standard_normal((4, 5)), rng.standard_normal(7)
     o = net({"Key": K, "Value": V, "Query": q}, dtype=np.float64)
-    np.testing.assert_allclose(o, softmax_rows(q @ bilinear_weights(net) @ K.T) @ V)
+    assert_close(o, softmax_rows(q @ bilinear_weights(net) @ K.T) @ V, dtype=np.float64, reduction=TERMS)
 
 
 def test_dropout_only_in_training():

@@ -3,6 +3,7 @@ array, per example, against netgraph's padded batch. Skipped cleanly without tor
 
 import numpy as np
 import pytest
+from tolerance import assert_close
 
 from netgraph import (
     ElementwiseLayer,
@@ -21,6 +22,11 @@ torch = pytest.importorskip("torch")
 
 D1, D2, H = 4, 6, 9
 N_LENS, M_LENS = [5, 1, 7, 3], [2, 8, 1, 3]
+# terms behind one value: a score (per kind), the softmax and weighted sum over the inputs,
+# the sum over the queries of a gradient; an array gradient sums every (query, input) pair
+TERMS = {k: n + 2 * max(N_LENS) + max(M_LENS) for k, n in
+         {"Dot": D1, "Bilinear": D1 * D2, "Additive": H * (D1 + D2)}.items()}
+PAIRS = sum(n * m for n, m in zip(N_LENS, M_LENS))
 ARRAYS = {"Dot": [], "Bilinear": [("ScoringNet", "Linear", "Weights")],
           "Additive": [("ScoringNet", k, "Weights") for k in ("W", "U", "v")]}
 
@@ -70,10 +76,9 @@ def test_outputs_and_gradients_match_pytorch(kind):
     array_sums = [np.zeros_like(a) for a in arrays]
     for b in range(len(E)):
         out, ge, gq, gws = torch_example(kind, E[b], Q[b], arrays, G[b])
-        np.testing.assert_allclose(got[0][b], out, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(got[1][b], ge, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(got[2][b], gq, rtol=1e-10, atol=1e-12)
+        for ours, theirs in zip(got[:3], (out, ge, gq)):
+            assert_close(ours[b], theirs, dtype=np.float64, reduction=TERMS[kind])
         for acc, g in zip(array_sums, gws):
             acc += g
     for ours, theirs in zip(got[3:], array_sums):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+        assert_close(ours, theirs, dtype=np.float64, reduction=TERMS[kind] + PAIRS)

@@ -4,6 +4,7 @@ immutability."""
 
 import numpy as np
 import pytest
+from tolerance import assert_close
 
 from netgraph import (
     CatenateLayer,
@@ -37,8 +38,15 @@ def lin(net, path, x):
     return W(net, *path, "Weights") @ x + W(net, *path, "Biases")
 
 
-def close(a, b, tol=1e-5):
-    np.testing.assert_allclose(np.asarray(a, np.float64), b, rtol=tol, atol=tol)
+# no value of the small nets below sums more than 32 terms along its chain of layers (the
+# deepest: Linear 11 -> 3, Linear 3 -> 5, Linear 5 -> 7, i.e. 12 + 4 + 6)
+TERMS = 32
+
+
+def close(got, want):
+    """``got`` (float32 or float64, as the net returned it) equals the float64 reference
+    ``want`` to the rounding of ``got``'s dtype."""
+    assert_close(got, want, dtype=np.asarray(got).dtype, reduction=TERMS)
 
 
 def central_diff(f, x, h=1e-6):
@@ -268,14 +276,15 @@ def test_fan_out_gradient_accumulates_over_every_path():
     g = fan_out_net()
     x, seed = RNG.standard_normal(3), RNG.standard_normal(5)
     h = lin(g, ["a"], x)
-    close(g(x, dtype=np.float64), np.tanh(h) + np.sin(h) + lin(g, ["d"], x), 1e-10)
+    close(g(x, dtype=np.float64), np.tanh(h) + np.sin(h) + lin(g, ["d"], x))
     got = g({"Input": x, NetPortGradient("Output"): seed}, NetPortGradient("Input"),
             dtype=np.float64)
     by_hand = W(g, "a", "Weights").T @ ((1 - np.tanh(h) ** 2) * seed + np.cos(h) * seed) \
         + W(g, "d", "Weights").T @ seed
-    close(got, by_hand, 1e-10)
+    close(got, by_hand)
     numeric = central_diff(lambda v: float(g(v, dtype=np.float64) @ seed), x)
-    close(got, numeric, 1e-7)
+    # central differences with h = 1e-6: their own truncation and cancellation error
+    np.testing.assert_allclose(got, numeric, rtol=1e-7, atol=1e-7)
 
 
 def test_fan_out_array_gradient_matches_central_differences():
@@ -291,7 +300,8 @@ def test_fan_out_array_gradient_matches_central_differences():
         return float(NetReplacePart(g, {("a", "Weights"): w})(x, dtype=np.float64) @ seed)
 
     numeric = central_diff(f, Wa, h=2.0 ** -10)
-    close(got, numeric, 1e-5)
+    # central differences with h = 2**-10 on float32-exact weights: truncation error O(h²)
+    np.testing.assert_allclose(got, numeric, rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- immutability

@@ -5,6 +5,7 @@ for every input and array; batch == per example; padding invariance; shapes and 
 import numpy as np
 import pytest
 from _fd import fd_check
+from tolerance import assert_close
 
 from netgraph import (
     Automatic,
@@ -29,6 +30,9 @@ from netgraph import (
 from netgraph.apply import apply_net
 
 K, N, LENS = 3, 5, [4, 1, 6]
+# roundings behind one value: K + N + 1 terms per gate and step along the longest sequence,
+# then an array gradient's sum over every step of the batch
+TERMS = max(LENS) * (K + N + 1) + sum(LENS)
 KINDS = {
     "Basic": (BasicRecurrentLayer, [""], "RNN"),
     "GRU": (GatedRecurrentLayer, ["InputGate", "ResetGate", "MemoryGate"], "GRU"),
@@ -121,18 +125,17 @@ def test_against_torch_values_and_gradients(kind):
         h0 = [h[None] for h in h0]
         out, fin = (mod(x[None], tuple(h0)) if kind == "LSTM" else mod(x[None], h0[0]))
         fin = list(fin) if kind == "LSTM" else [fin]
-        np.testing.assert_allclose(got[0][b], out[0].detach().numpy(), rtol=1e-6, atol=1e-9)
+        assert_close(got[0][b], out[0].detach().numpy(), dtype=np.float64, reduction=TERMS)
         total = total + (out[0] * torch.tensor(seeds["Output"][b])).sum()
         for j, p in enumerate(state_ports(kind)):
-            np.testing.assert_allclose(got[1 + j][b], fin[j][0, 0].detach().numpy(),
-                                       rtol=1e-6, atol=1e-9)
+            assert_close(got[1 + j][b], fin[j][0, 0].detach().numpy(), dtype=np.float64, reduction=TERMS)
             total = total + (fin[j][0, 0] * torch.tensor(seeds["Final" + p][b])).sum()
     total.backward()
     j = 1 + len(state_ports(kind))
     for b, x in enumerate(xs):
-        np.testing.assert_allclose(got[j][b], x.grad.numpy(), rtol=1e-6, atol=1e-9)
+        assert_close(got[j][b], x.grad.numpy(), dtype=np.float64, reduction=TERMS)
     for i, p in enumerate(state_ports(kind)):
-        np.testing.assert_allclose(got[j + 1 + i], inits[p].grad.numpy(), rtol=1e-6, atol=1e-9)
+        assert_close(got[j + 1 + i], inits[p].grad.numpy(), dtype=np.float64, reduction=TERMS)
     j += 1 + len(state_ports(kind))
     order = TORCH_ORDER[kind]
     for kind_w, tgrad in (("InputWeights", mod.weight_ih_l0.grad),
@@ -141,7 +144,7 @@ def test_against_torch_values_and_gradients(kind):
         blocks = np.split(tgrad.numpy(), len(order))
         for g, block in zip(order, blocks, strict=True):
             ours = got[j + arrays.index(f"{g}{kind_w}")]
-            np.testing.assert_allclose(ours, block, rtol=1e-6, atol=1e-9, err_msg=g + kind_w)
+            assert_close(ours, block, dtype=np.float64, reduction=TERMS, what=g + kind_w)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -154,7 +157,7 @@ def test_bare_layer_zero_initial_state_matches_torch(kind):
     x = np.random.default_rng(3).standard_normal((7, K))
     ours = layer(x, dtype=np.float64)
     out, _ = torch_run(torch, kind, mod, x, [np.zeros(N)] * len(state_ports(kind)))
-    np.testing.assert_allclose(ours, out.detach().numpy(), rtol=1e-6, atol=1e-9)
+    assert_close(ours, out.detach().numpy(), dtype=np.float64, reduction=7 * (K + N + 1))
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -186,9 +189,9 @@ def test_batch_equals_per_example_and_padding_invariance(kind):
         one = {p: v[b] for p, v in data.items()}
         single = net(one, wants, dtype=np.float64)
         for k in range(len(wants) - 1):
-            np.testing.assert_allclose(single[k], batch[k][b], rtol=1e-12, atol=1e-12)
+            assert_close(batch[k][b], single[k], dtype=np.float64, reduction=TERMS)
         summed = summed + single[-1]
-    np.testing.assert_allclose(summed, batch[-1], rtol=1e-10, atol=1e-12)
+    assert_close(batch[-1], summed, dtype=np.float64, reduction=TERMS)
     for fill in (1e30, np.nan):
         padded = apply_net(net, data, wants, dtype=np.float64, fill=fill)
         for a, b in zip(padded, batch, strict=True):
@@ -201,14 +204,14 @@ def test_final_state_is_at_true_last_step():
     x = data_for("GRU")["Input"]
     r = net({"Input": x}, dtype=np.float64)
     for b in range(len(LENS)):
-        np.testing.assert_allclose(r["FinalState"][b], r["Output"][b][-1], rtol=0, atol=0)
+        np.testing.assert_array_equal(r["FinalState"][b], r["Output"][b][-1])
     interior = net({"Input": x}, NetPort("rnn", "State"), dtype=np.float64)
-    np.testing.assert_allclose(interior, r["FinalState"])
+    assert_close(interior, r["FinalState"], dtype=np.float64, reduction=TERMS)
     both = make_graph("GRU")  # with an initial state too, NetPort(rnn, State) is the final one
     data = data_for("GRU")
     r = both(data, dtype=np.float64)
     interior = both(data, NetPort("rnn", "State"), dtype=np.float64)
-    np.testing.assert_allclose(interior, r["FinalState"])
+    assert_close(interior, r["FinalState"], dtype=np.float64, reduction=TERMS)
     assert not np.allclose(interior, data["InitState"])
 
 
@@ -266,8 +269,8 @@ def test_lstm_cell_state_ports_alone():
     r = net(data, dtype=np.float64)
     for b in range(3):
         out, (h, c) = torch_run(torch, "LSTM", mod, data["Input"][b], [np.zeros(N), data["C0"][b]])
-        np.testing.assert_allclose(r["Output"][b], out.detach().numpy(), rtol=1e-6, atol=1e-9)
-        np.testing.assert_allclose(r["CT"][b], c.detach().numpy(), rtol=1e-6, atol=1e-9)
+        assert_close(r["Output"][b], out.detach().numpy(), dtype=np.float64, reduction=TERMS)
+        assert_close(r["CT"][b], c.detach().numpy(), dtype=np.float64, reduction=TERMS)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -281,4 +284,4 @@ def test_float32_agrees_with_float64(kind):
         for u, v in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b],
                         strict=True):
             assert u.dtype == np.float32
-            np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5)
+            assert_close(u, v, dtype=np.float32, reduction=TERMS)

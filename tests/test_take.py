@@ -3,6 +3,7 @@
 
 import numpy as np
 import pytest
+from tolerance import assert_close
 
 from netgraph import (
     ElementwiseLayer,
@@ -23,7 +24,10 @@ from netgraph import (
     ThreadingLayer,
 )
 
-RTOL, ATOL = 1e-5, 1e-6
+F64 = np.float64  # parts and originals are compared in float64, to float64 rounding
+# no value below sums more than 64 terms along its chain (the attention graph: 7 for dec,
+# 20 for a bilinear score, 2 × 6 for the softmax and weighted sum, 5 for out)
+TERMS = 64
 rng = np.random.default_rng(7)
 
 
@@ -56,9 +60,9 @@ def close(got, want):
     if isinstance(want, list):
         assert len(got) == len(want)
         for g, w in zip(got, want):
-            np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL)
+            assert_close(g, w, dtype=F64, reduction=TERMS)
     else:
-        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+        assert_close(got, want, dtype=F64, reduction=TERMS)
 
 
 # -------------------------------------------------------------------------- chains
@@ -68,21 +72,23 @@ def test_chain_middle_equals_interior_values():
     assert isinstance(part, NetChain) and len(part._nodes) == 2
     assert part.port_shape("Input") == (5,) and part.port_shape("Output") == (3,)
     x = rng.standard_normal((7, 4))
-    close(part(net(x, NetPort(0, "Output"))), net(x, NetPort(2, "Output")))
+    close(part(net(x, NetPort(0, "Output"), dtype=F64), dtype=F64),
+          net(x, NetPort(2, "Output"), dtype=F64))
 
 
 def test_chain_endpoints_negative_single_and_graph_ports():
     net = chain()
     x = rng.standard_normal(4)
-    close(NetTake(net, -2, -1)(net(x, NetPort(1, "Output"))), net(x))
+    close(NetTake(net, -2, -1)(net(x, NetPort(1, "Output"), dtype=F64), dtype=F64), net(x, dtype=F64))
     single = NetTake(net, 2, 2)
     assert isinstance(single, NetChain) and len(single._nodes) == 1
-    close(single(net(x, NetPort(1, "Output"))), net(x, NetPort(2, "Output")))
+    close(single(net(x, NetPort(1, "Output"), dtype=F64), dtype=F64),
+          net(x, NetPort(2, "Output"), dtype=F64))
     whole = NetTake(net, NetPort("Input"), NetPort("Output"))
     assert isinstance(whole, NetChain) and len(whole._nodes) == 4
-    close(whole(x), net(x))
+    close(whole(x, dtype=F64), net(x, dtype=F64))
     close(NetTake(net, NetPort(1, "Input"), NetPort(2, "Output"))(
-        net(x, NetPort(0, "Output"))), net(x, NetPort(2, "Output")))
+        net(x, NetPort(0, "Output"), dtype=F64), dtype=F64), net(x, NetPort(2, "Output"), dtype=F64))
 
 
 def test_chain_keeps_names_arrays_and_shapes_given_at_the_top():
@@ -111,7 +117,7 @@ def test_list_built_graph_is_renumbered():
     part = NetTake(net, 1, 2)
     assert list(part._nodes) == [0, 1] and not isinstance(part, NetChain)
     x = rng.standard_normal(4)
-    close(part(net(x, NetPort(0, "Output"))), net(x))
+    close(part(net(x, NetPort(0, "Output"), dtype=F64), dtype=F64), net(x, dtype=F64))
 
 
 # -------------------------------------------------------------------------- graphs
@@ -123,8 +129,9 @@ def test_graph_encoder_to_attention(batch):
     assert set(part._nodes) == {"enc", "attend"}
     assert part.input_ports == ("Input", "Query")  # the graph input keeps its name
     assert part.output_ports == ("Output",)
-    query = net(data, NetPort("dec", "Output"))
-    close(part({"Input": data["Input"], "Query": query}), net(data, NetPort("attend", "Output")))
+    query = net(data, NetPort("dec", "Output"), dtype=F64)
+    close(part({"Input": data["Input"], "Query": query}, dtype=F64),
+          net(data, NetPort("attend", "Output"), dtype=F64))
 
 
 def test_graph_from_graph_input_to_graph_output():
@@ -133,8 +140,8 @@ def test_graph_from_graph_input_to_graph_output():
     part = NetTake(net, NetPort("Query"), NetPort("Output"))
     assert set(part._nodes) == {"dec", "attend", "last", "out"}
     assert set(part.input_ports) == {"Query", "Input"} and part.output_ports == ("Output",)
-    encoded = net(data, NetPort("enc", "Output"))
-    close(part({"Query": data["Query"], "Input": encoded}), net(data))
+    encoded = net(data, NetPort("enc", "Output"), dtype=F64)
+    close(part({"Query": data["Query"], "Input": encoded}, dtype=F64), net(data, dtype=F64))
 
 
 def test_graph_whole_net_and_hidden_output_end():
@@ -144,10 +151,11 @@ def test_graph_whole_net_and_hidden_output_end():
     assert set(whole._nodes) == {"enc", "attend", "last", "out"}  # dec is not on the path
     part = NetTake(net, "attend", NetPort("attend", "AttentionWeights"))
     assert set(part.output_ports) == {"Output", "AttentionWeights"}
-    ins = {"Input": net(data, NetPort("enc", "Output")),
-           "Query": net(data, NetPort("dec", "Output"))}
-    close(part(ins, "AttentionWeights"), net(data, NetPort("attend", "AttentionWeights")))
-    close(part(ins, "Output"), net(data, NetPort("attend", "Output")))
+    ins = {"Input": net(data, NetPort("enc", "Output"), dtype=F64),
+           "Query": net(data, NetPort("dec", "Output"), dtype=F64)}
+    close(part(ins, "AttentionWeights", dtype=F64),
+          net(data, NetPort("attend", "AttentionWeights"), dtype=F64))
+    close(part(ins, "Output", dtype=F64), net(data, NetPort("attend", "Output"), dtype=F64))
 
 
 def test_graph_diamond_cut_input_becomes_graph_port():
@@ -160,9 +168,9 @@ def test_graph_diamond_cut_input_becomes_graph_port():
     part = NetTake(net, "b", "e")
     assert list(part._nodes) == ["b", "d", "e"]
     assert part.input_ports == ("Input", "Input2")  # b's Input, d's Input2 (was c's output)
-    got = part({"Input": net(x, NetPort("a", "Output")),
-                "Input2": net(x, NetPort("c", "Output"))})
-    close(got, net(x))
+    got = part({"Input": net(x, NetPort("a", "Output"), dtype=F64),
+                "Input2": net(x, NetPort("c", "Output"), dtype=F64)}, dtype=F64)
+    close(got, net(x, dtype=F64))
 
 
 def test_graph_optional_state_output_as_end():
@@ -173,8 +181,9 @@ def test_graph_optional_state_output_as_end():
     assert list(part._nodes) == ["pre", "rnn"]
     assert set(part.output_ports) == {"Output", "State"}
     x = rng.standard_normal((5, 2))
-    close(part(x, "State"), net(x))  # the final state is the last output of the sequence
-    close(part(x, "Output"), net(x, NetPort("rnn", "Output")))
+    # the final state is the last output of the sequence
+    close(part(x, "State", dtype=F64), net(x, dtype=F64))
+    close(part(x, "Output", dtype=F64), net(x, NetPort("rnn", "Output"), dtype=F64))
 
 
 # -------------------------------------------------------------------------- errors

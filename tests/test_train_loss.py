@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tolerance import assert_close
 
 from netgraph import (
     CrossEntropyLossLayer,
@@ -169,12 +170,12 @@ def test_one_sgd_step_matches_the_hand_gradient():
                    learning_rate=lr, batch_size=5, max_training_rounds=1, seed=0,
                    progress=False)
     err = x @ np.ones((3, 2)) - y
-    assert res.batch_loss_list[0] == pytest.approx(np.mean(err ** 2), rel=1e-5)
+    assert_close(res.batch_loss_list[0], np.mean(err ** 2), dtype=np.float32, reduction=10 * 4)
     gW = 2 * err.T @ x / (5 * 2)
-    np.testing.assert_allclose(NetExtract(res.trained_net, [0, "Weights"]), 1 - lr * gW,
-                               rtol=1e-5)
-    np.testing.assert_allclose(NetExtract(res.trained_net, [0, "Biases"]),
-                               -lr * 2 * err.sum(0) / 10, rtol=1e-5, atol=1e-7)
+    assert_close(NetExtract(res.trained_net, [0, "Weights"]), 1 - lr * gW, dtype=np.float32,
+                 reduction=5 * 4)
+    assert_close(NetExtract(res.trained_net, [0, "Biases"]), -lr * 2 * err.sum(0) / 10,
+                 dtype=np.float32, reduction=5 * 4, scale=lr * 2 * np.abs(err).max() / 10)
 
 
 def test_fused_softmax_cross_entropy_is_used(monkeypatch):
