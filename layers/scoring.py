@@ -9,8 +9,6 @@ Every score function takes keys ``K`` of shape ``(B, h, n, k)`` and queries ``Q`
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -126,37 +124,11 @@ def _bilinear(K: np.ndarray, Q: np.ndarray, W: np.ndarray, path: tuple):
 
 
 #: pair-elements (rows x m x n x feature size) per chunk of the general path: small enough
-#: that a chunk's temporaries stay in cache, large enough to amortize per-step overhead
+#: that a chunk's temporaries stay in cache, large enough to amortize per-step overhead.
+#: Chunks run one after another on the calling thread: a result never depends on how many
+#: threads apply nets at once, and no thread pool or BLAS setting is shared (SPEC "Applying
+#: a net": bit-identical from one thread or several, and in a forked process).
 CHUNK_ELEMENTS = 1 << 20
-#: chunks run on this many threads (NumPy releases the GIL inside its loops)
-WORKERS = min(2, os.cpu_count() or 1)
-_pool: ThreadPoolExecutor | None = None
-
-
-_blas = None
-
-
-def _map(fn, items) -> list:
-    """``[fn(x) for x in items]``, on a small thread pool when there is more than one item.
-    While the pool runs, BLAS is held to one thread so that the workers do not oversubscribe
-    the cores (without threadpoolctl the items simply run one after another)."""
-    global _pool, _blas
-    items = list(items)
-    if WORKERS < 2 or len(items) < 2:
-        return [fn(x) for x in items]
-    if _blas is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            _blas = ThreadpoolController()
-        except ImportError:
-            _blas = False
-    if _blas is False:
-        return [fn(x) for x in items]
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="netgraph")
-    with _blas.limit(limits=1, user_api="blas"):
-        return list(_pool.map(fn, items))
 
 
 def _general_scores(K: np.ndarray, Q: np.ndarray, ctx: Any):
@@ -172,7 +144,7 @@ def _general_scores(K: np.ndarray, Q: np.ndarray, ctx: Any):
     def forward_chunk(c: slice):
         return ctx.run_sub("ScoringNet", {"Input": K[c, :, None], "Query": Q[c, :, :, None]})
 
-    runs = _map(forward_chunk, chunks)
+    runs = [forward_chunk(c) for c in chunks]
     raws = [outs["Output"] for outs, _ in runs]
     s = np.concatenate([np.broadcast_to(r, (c.stop - c.start, h, m, n))
                         for r, c in zip(raws, chunks)])
@@ -190,7 +162,7 @@ def _general_scores(K: np.ndarray, Q: np.ndarray, ctx: Any):
             return chunk_grads
 
         array_grads: dict = {}
-        for chunk_grads in _map(backward_chunk, range(len(chunks))):
+        for chunk_grads in (backward_chunk(i) for i in range(len(chunks))):
             for key, g in chunk_grads.items():
                 array_grads[key] = g if key not in array_grads else array_grads[key] + g
         return gK, gQ, array_grads
