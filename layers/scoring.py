@@ -9,6 +9,8 @@ Every score function takes keys ``K`` of shape ``(B, h, n, k)`` and queries ``Q`
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -124,11 +126,41 @@ def _bilinear(K: np.ndarray, Q: np.ndarray, W: np.ndarray, path: tuple):
 
 
 #: pair-elements (rows x m x n x feature size) per chunk of the general path: small enough
-#: that a chunk's temporaries stay in cache, large enough to amortize per-step overhead.
-#: Chunks run one after another on the calling thread: a result never depends on how many
-#: threads apply nets at once, and no thread pool or BLAS setting is shared (SPEC "Applying
-#: a net": bit-identical from one thread or several, and in a forked process).
+#: that a chunk's temporaries stay in cache, large enough to amortize per-step overhead
 CHUNK_ELEMENTS = 1 << 20
+#: at most this many threads evaluate chunks, and only while BLAS runs on one thread
+WORKERS = min(2, os.cpu_count() or 1)
+_blas: Any = None  # threadpoolctl's view of the BLAS libraries (read, never changed), or False
+
+
+def _blas_single_threaded() -> bool:
+    """Whether every BLAS library of the process runs on exactly one thread (as the user set
+    it: ``OPENBLAS_NUM_THREADS=1``, ``threadpoolctl.threadpool_limits(1)``, ...). The
+    setting is only read: netgraph never changes it."""
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _blas = ThreadpoolController().select(user_api="blas").lib_controllers or False
+        except Exception:  # noqa: BLE001 - no threadpoolctl, or it cannot inspect this process
+            _blas = False
+    return _blas is not False and all(lib.num_threads == 1 for lib in _blas)
+
+
+def _map(fn, items) -> list:
+    """``[fn(x) for x in items]``. When BLAS is single-threaded (the user's setting), the
+    items run on up to ``WORKERS`` threads of a pool made for this call (NumPy releases the
+    GIL in its loops); otherwise one after another, so that worker threads do not compete
+    with BLAS's own. Each item is independent and the caller combines the results in item
+    order, so the result is bit-identical either way and however many threads apply nets at
+    once; no pool outlives the call (a process forked later has no stale pool to wait on)."""
+    items = list(items)
+    if WORKERS < 2 or len(items) < 2 or not _blas_single_threaded():
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(WORKERS, len(items)),
+                            thread_name_prefix="netgraph-scoring") as pool:
+        return list(pool.map(fn, items))
 
 
 def _general_scores(K: np.ndarray, Q: np.ndarray, ctx: Any):
@@ -144,7 +176,7 @@ def _general_scores(K: np.ndarray, Q: np.ndarray, ctx: Any):
     def forward_chunk(c: slice):
         return ctx.run_sub("ScoringNet", {"Input": K[c, :, None], "Query": Q[c, :, :, None]})
 
-    runs = [forward_chunk(c) for c in chunks]
+    runs = _map(forward_chunk, chunks)
     raws = [outs["Output"] for outs, _ in runs]
     s = np.concatenate([np.broadcast_to(r, (c.stop - c.start, h, m, n))
                         for r, c in zip(raws, chunks)])
@@ -162,7 +194,7 @@ def _general_scores(K: np.ndarray, Q: np.ndarray, ctx: Any):
             return chunk_grads
 
         array_grads: dict = {}
-        for chunk_grads in (backward_chunk(i) for i in range(len(chunks))):
+        for chunk_grads in _map(backward_chunk, range(len(chunks))):
             for key, g in chunk_grads.items():
                 array_grads[key] = g if key not in array_grads else array_grads[key] + g
         return gK, gQ, array_grads

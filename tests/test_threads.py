@@ -4,7 +4,9 @@
   steps optimizers like its parent, bit for bit, instead of waiting forever on a thread pool
   it no longer has.
 * Applying a net from several threads at once gives the results of applying it from one,
-  bit for bit, and leaves the BLAS thread counts as they were.
+  bit for bit, and leaves the BLAS thread counts as they were — with BLAS as it comes (custom
+  scoring chunks run in order) and with BLAS set to one thread by the user (chunks run on a
+  pool made per call, with the same results as in order).
 * Importing netgraph changes no process-wide setting: malloc tuning happens only when asked
   for (``netgraph.tune_malloc()`` or ``NETGRAPH_MALLOC_TUNING=1``), and BLAS thread counts are
   never changed.
@@ -18,12 +20,14 @@ import subprocess
 import sys
 import textwrap
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
+import layers.scoring as scoring
 from netgraph import (
     LinearLayer,
     NetArrayGradient,
@@ -81,6 +85,25 @@ def blas_threads():
     return [(i["internal_api"], i["filepath"], i["num_threads"]) for i in threadpool_info()]
 
 
+def blas_as(setting):
+    """The BLAS thread count as it comes, or limited to one thread (a user's choice)."""
+    return threadpool_limits(limits=1, user_api="blas") if setting == "single" else nullcontext()
+
+
+class PoolSpy:
+    """Counts the thread pools the scoring path makes."""
+
+    def __init__(self, monkeypatch):
+        self.made = 0
+        real = scoring.ThreadPoolExecutor
+
+        def make(*args, **kw):
+            self.made += 1
+            return real(*args, **kw)
+
+        monkeypatch.setattr(scoring, "ThreadPoolExecutor", make)
+
+
 def run_in_fork(fn):
     """``fn()`` in a forked child; its result, or a failure if the child hangs or dies."""
     ctx = mp.get_context("fork")
@@ -112,10 +135,12 @@ def test_scoring_chunks_are_several():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
-def test_forked_child_applies_a_custom_scoring_net():
+@pytest.mark.parametrize("blas", ["default", "single"])
+def test_forked_child_applies_a_custom_scoring_net(blas):
     net, data = attention("Additive"), batch()
-    parent = apply_all(net, "Additive", data)  # uses (and, before the fix, kept) worker threads
-    child = run_in_fork(lambda: [a.tobytes() for a in apply_all(net, "Additive", data)])
+    with blas_as(blas):
+        parent = apply_all(net, "Additive", data)  # uses (before the fix: keeps) worker threads
+        child = run_in_fork(lambda: [a.tobytes() for a in apply_all(net, "Additive", data)])
     assert child == [a.tobytes() for a in parent]
 
 
@@ -135,28 +160,45 @@ def test_forked_child_steps_a_parallel_optimizer():
     assert run_in_fork(lambda: two_steps().tobytes()) == parent.tobytes()
 
 
+@pytest.mark.parametrize("blas", ["default", "single"])
 @pytest.mark.parametrize("kind", ["Additive", "Bilinear"])
-def test_concurrent_calls_are_bit_identical_and_keep_blas_threads(kind):
+def test_concurrent_calls_are_bit_identical_and_keep_blas_threads(kind, blas):
     net, data = attention(kind), batch(seed=5)
-    before = blas_threads()
-    alone = [a.tobytes() for a in apply_all(net, kind, data)]
-    assert blas_threads() == before
-    start = threading.Barrier(4)
-    results: list = [None] * 4
+    with blas_as(blas):
+        before = blas_threads()
+        alone = [a.tobytes() for a in apply_all(net, kind, data)]
+        assert blas_threads() == before
+        start = threading.Barrier(4)
+        results: list = [None] * 4
 
-    def worker(i):
-        start.wait()
-        results[i] = [[a.tobytes() for a in apply_all(net, kind, data)] for _ in range(2)]
+        def worker(i):
+            start.wait()
+            results[i] = [[a.tobytes() for a in apply_all(net, kind, data)] for _ in range(2)]
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert blas_threads() == before  # exactly as before, not held at 1
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert blas_threads() == before  # exactly as before, not held at 1
     for per_thread in results:
         for r in per_thread:
             assert r == alone
+
+
+@pytest.mark.parametrize("blas", ["default", "single"])
+def test_worker_threads_only_with_single_threaded_blas(blas, monkeypatch):
+    """Chunks run on worker threads only when the user has BLAS on one thread (so that they
+    never compete with BLAS's own threads), with the results of running them in order."""
+    net, data = attention("Additive"), batch(seed=2)
+    spy = PoolSpy(monkeypatch)
+    with blas_as(blas):
+        single = all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+        got = [a.tobytes() for a in apply_all(net, "Additive", data)]
+        assert spy.made == (2 if single and scoring.WORKERS > 1 else 0)  # forward, backward
+        monkeypatch.setattr(scoring, "WORKERS", 1)
+        in_order = [a.tobytes() for a in apply_all(net, "Additive", data)]
+    assert got == in_order
 
 
 def run_python(code, **env):
