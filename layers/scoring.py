@@ -128,35 +128,39 @@ def _bilinear(K: np.ndarray, Q: np.ndarray, W: np.ndarray, path: tuple):
 #: pair-elements (rows x m x n x feature size) per chunk of the general path: small enough
 #: that a chunk's temporaries stay in cache, large enough to amortize per-step overhead
 CHUNK_ELEMENTS = 1 << 20
-#: chunks run on this many threads (NumPy releases the GIL inside its loops)
+#: at most this many threads evaluate chunks, and only while BLAS runs on one thread
 WORKERS = min(2, os.cpu_count() or 1)
-_pool: ThreadPoolExecutor | None = None
+_blas: Any = None  # threadpoolctl's view of the BLAS libraries (read, never changed), or False
 
 
-_blas = None
-
-
-def _map(fn, items) -> list:
-    """``[fn(x) for x in items]``, on a small thread pool when there is more than one item.
-    While the pool runs, BLAS is held to one thread so that the workers do not oversubscribe
-    the cores (without threadpoolctl the items simply run one after another)."""
-    global _pool, _blas
-    items = list(items)
-    if WORKERS < 2 or len(items) < 2:
-        return [fn(x) for x in items]
+def _blas_single_threaded() -> bool:
+    """Whether every BLAS library of the process runs on exactly one thread (as the user set
+    it: ``OPENBLAS_NUM_THREADS=1``, ``threadpoolctl.threadpool_limits(1)``, ...). The
+    setting is only read: netgraph never changes it."""
+    global _blas
     if _blas is None:
         try:
             from threadpoolctl import ThreadpoolController
 
-            _blas = ThreadpoolController()
-        except ImportError:
+            _blas = ThreadpoolController().select(user_api="blas").lib_controllers or False
+        except Exception:  # noqa: BLE001 - no threadpoolctl, or it cannot inspect this process
             _blas = False
-    if _blas is False:
+    return _blas is not False and all(lib.num_threads == 1 for lib in _blas)
+
+
+def _map(fn, items) -> list:
+    """``[fn(x) for x in items]``. When BLAS is single-threaded (the user's setting), the
+    items run on up to ``WORKERS`` threads of a pool made for this call (NumPy releases the
+    GIL in its loops); otherwise one after another, so that worker threads do not compete
+    with BLAS's own. Each item is independent and the caller combines the results in item
+    order, so the result is bit-identical either way and however many threads apply nets at
+    once; no pool outlives the call (a process forked later has no stale pool to wait on)."""
+    items = list(items)
+    if WORKERS < 2 or len(items) < 2 or not _blas_single_threaded():
         return [fn(x) for x in items]
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="netgraph")
-    with _blas.limit(limits=1, user_api="blas"):
-        return list(_pool.map(fn, items))
+    with ThreadPoolExecutor(max_workers=min(WORKERS, len(items)),
+                            thread_name_prefix="netgraph-scoring") as pool:
+        return list(pool.map(fn, items))
 
 
 def _general_scores(K: np.ndarray, Q: np.ndarray, ctx: Any):

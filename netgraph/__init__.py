@@ -2,9 +2,13 @@
 on NumPy, with static shape inference and exact handling of varying-length sequences.
 
 ``from netgraph import *`` gives every public name, the layer library included.
+
+Importing netgraph changes no process-wide setting. ``netgraph.tune_malloc()`` (or
+``NETGRAPH_MALLOC_TUNING=1`` in the environment at import) is the opt-in allocator tuning
+described in :mod:`netgraph._memory`.
 """
 
-from ._memory import tune_malloc
+from ._memory import tune_malloc, tune_malloc_if_asked
 from .checks import check_padding, gradcheck
 from .errors import InputDataError, NetError, PortError, ShapeError, SpecificationError
 from .extract import NetExtract, NetReplacePart
@@ -24,10 +28,10 @@ _CORE = [
     "NetGraph", "NetChain", "NetPort", "NetPortGradient", "NetArrayGradient", "NetExtract",
     "NetReplacePart", "NetInitialize", "Automatic", "All", "Varying", "Index", "Net", "Layer",
     "Params", "gradcheck", "check_padding", "NetTrain", "save", "load",
-    "NetInformation", "NetTake",
+    "NetInformation", "NetTake", "tune_malloc",
 ]
 
-tune_malloc()
+tune_malloc_if_asked()
 
 
 def __getattr__(name: str):

@@ -9,6 +9,7 @@ checked here, and shape inference runs again on the rebuilt net.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -22,7 +23,12 @@ from .layer import Layer, _validation_message
 from .net import Net
 from .shapes import Automatic, Index, is_automatic, parse_spec
 
-__all__ = ["FileJSON", "ArrayJSON", "registry", "encode", "decode", "validation_summary"]
+__all__ = ["FileJSON", "ArrayJSON", "registry", "encode", "decode", "validation_summary",
+           "MAX_DEPTH", "check_array_values"]
+
+#: how deeply nets may nest in a file (a graph's node, a layer's sub-net: one level each);
+#: bounds the recursion of saving, loading and inference on a hostile file
+MAX_DEPTH = 64
 
 
 class _Model(BaseModel):
@@ -113,6 +119,7 @@ def validation_summary(err: ValidationError, limit: int = 4) -> str:
     return "; ".join(parts) + more
 
 
+@functools.cache
 def registry() -> dict[str, type[Net]]:
     """Every class a file may name: NetGraph, NetChain and the layers of ``layers.__all__``."""
     import layers
@@ -123,6 +130,16 @@ def registry() -> dict[str, type[Net]]:
         if isinstance(cls, type) and issubclass(cls, Layer):
             known[name] = cls
     return known
+
+
+def check_array_values(array: np.ndarray, what: str) -> None:
+    """An array in a file holds finite values, like a ``NetReplacePart`` value (checked when
+    saving and when loading); else a ``NetError`` naming it, the value and its index."""
+    bad = ~np.isfinite(array)
+    if bad.any():
+        at = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise NetError(f"{what} contains {array[at]} at index {at}; arrays must be finite "
+                       "(no NaN or Inf)")
 
 
 # ------------------------------------------------------------------------ specs
@@ -164,6 +181,9 @@ def _decode_specs(ports: dict[str, Any], path: tuple) -> dict[str, Any]:
 def encode(net: Net, arrays: list[tuple[str, np.ndarray]], path: tuple = ()) -> dict:
     """The JSON tree of ``net``; its arrays are appended to ``arrays`` as (member, array)."""
     name = type(net).__name__
+    if len(path) > MAX_DEPTH:
+        raise NetError(f"cannot save {where(path)}: nets nest more than {MAX_DEPTH} levels deep, "
+                       "more than a file may hold")
     if registry().get(name) is not type(net):
         raise NetError(f"cannot save {where(path)}: {name} is not one of netgraph's net classes "
                        "(NetGraph, NetChain and the layers of layers.__all__)")
@@ -194,6 +214,7 @@ def encode(net: Net, arrays: list[tuple[str, np.ndarray]], path: tuple = ()) -> 
             continue
         member = f"arrays/{len(arrays)}.npy"
         a = np.asarray(v, dtype=np.float32)
+        check_array_values(a, f"cannot save {where(path)}: its array {k!r}")
         arrays.append((member, a))
         refs[k] = {"member": member, "shape": list(a.shape), "dtype": "float32"}
     return {"kind": "layer", "type": name, "params": params, "ports": ports,
@@ -206,14 +227,34 @@ def encode(net: Net, arrays: list[tuple[str, np.ndarray]], path: tuple = ()) -> 
 ReadArray = Callable[[ArrayJSON, str], np.ndarray]
 
 
-def decode(node: LayerJSON | GraphJSON, read_array: ReadArray, path: tuple = ()) -> Net:
+def decode(node: LayerJSON | GraphJSON, read_array: ReadArray) -> Net:
     """Rebuild the net of ``node``; ``read_array(ref, what)`` reads one checked array.
+
+    The tree is built bottom-up without inference, then shapes are inferred once for the whole
+    net, so that decoding takes time linear in the size of the tree.
 
     Raises
     ------
     NetError
         Naming the node and what is wrong, for any part that does not fit.
     """
+    net = _decode(node, read_array, ())
+    try:
+        inferred = net._infer()
+    except NetError:
+        raise
+    except Exception as e:  # a part that passed the checks but still does not fit
+        raise NetError(f"the net ({node.type}) cannot be rebuilt from the file: "
+                       f"{type(e).__name__}: {e}") from e
+    if isinstance(net, NetGraph):  # as NetGraph._from_parts keeps its own object
+        net._set(_nodes=inferred._nodes, _specs=inferred._specs)
+        return net
+    return inferred
+
+
+def _decode(node: LayerJSON | GraphJSON, read_array: ReadArray, path: tuple) -> Net:
+    if len(path) > MAX_DEPTH:
+        raise NetError(f"{where(path)}: nets nest more than {MAX_DEPTH} levels deep")
     try:
         if isinstance(node, GraphJSON):
             return _decode_graph(node, read_array, path)
@@ -250,15 +291,17 @@ def _decode_layer(node: LayerJSON, read_array: ReadArray, path: tuple) -> Layer:
         if set(given) - set(allowed):
             raise NetError(f"{where(path)}: {cls.__name__} has no optional {kind} port "
                            f"{sorted(set(given) - set(allowed))[0]!r}")
-    children = {k: decode(c, read_array, path + (k,)) for k, c in node.children.items()}
+    children = {k: _decode(c, read_array, path + (k,)) for k, c in node.children.items()}
     specs = _decode_specs(node.ports, path)
     try:
         layer = cls._from_parts(params, specs, node.enabled_inputs, node.enabled_outputs,
-                                arrays, children)
+                                arrays, children, infer=False)
+        kids = layer._children()
+        _ = layer.input_ports, layer.output_ports  # the structure that a graph checks
     except AttributeError as e:
         raise NetError(f"{where(path)}: {cls.__name__} cannot be rebuilt from the file's parts "
                        f"(sub-nets {sorted(children)}): {e}") from e
-    _names_match("sub-nets", children, layer._children(), path, cls)
+    _names_match("sub-nets", children, kids, path, cls)
     unknown = set(specs) - set(layer._all_port_names()) - set(layer._port_keys())
     if unknown:
         raise NetError(f"{where(path)}: {cls.__name__} has no port {sorted(unknown)[0]!r}")
@@ -271,7 +314,7 @@ def _decode_graph(node: GraphJSON, read_array: ReadArray, path: tuple) -> NetGra
     for g in node.nodes:
         if g.name in nodes:
             raise NetError(f"{where(path)}: two nodes are named {g.name!r}")
-        nodes[g.name] = decode(g.net, read_array, path + (g.name,))
+        nodes[g.name] = _decode(g.net, read_array, path + (g.name,))
     edges = [((s.node, s.port), (d.node, d.port)) for s, d in node.edges]
     _check_structure(nodes, edges, node.inputs, node.outputs, node.order, path)
     specs = _decode_specs(node.ports, path)
@@ -279,7 +322,8 @@ def _decode_graph(node: GraphJSON, read_array: ReadArray, path: tuple) -> NetGra
     if set(specs) - allowed:
         raise NetError(f"{where(path)}: shape given for {sorted(set(specs) - allowed)[0]!r}, "
                        "which is not a port of the graph")
-    return cls._from_parts(nodes, edges, node.inputs, node.outputs, node.order, specs)
+    return cls._from_parts(nodes, edges, node.inputs, node.outputs, node.order, specs,
+                           infer=False)
 
 
 def _check_structure(nodes: dict, edges: list, ins: list, outs: list, order: list,

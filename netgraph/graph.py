@@ -116,10 +116,11 @@ class NetGraph(Net):
 
     @classmethod
     def _from_parts(cls, nodes: dict, edges: list, ins: list, outs: list, order: list,
-                    port_shapes: dict) -> NetGraph:
+                    port_shapes: dict, *, infer: bool = True) -> NetGraph:
         """Rebuild a graph from resolved parts without re-parsing connections (used by
         ``netgraph.io.load``). ``edges`` are ``(src, dst)`` pairs of ``(node, port)`` ends,
-        with ``None`` for the node of a graph port; the caller checks the structure."""
+        with ``None`` for the node of a graph port; the caller checks the structure.
+        ``infer=False`` skips inference (the loader infers once, for the whole tree)."""
         graph = object.__new__(cls)
         if issubclass(cls, NetChain):
             object.__setattr__(graph, "_chain", True)
@@ -130,6 +131,8 @@ class NetGraph(Net):
         graph._set(_nodes=dict(nodes), _edges=tuple((end(s, _IN), end(d, _OUT)) for s, d in edges),
                    _ins=tuple(ins), _outs=tuple(outs), _order=tuple(order),
                    _specs=dict(port_shapes), _user_specs=dict(port_shapes), _cache={})
+        if not infer:
+            return graph
         inferred = graph._infer()
         graph._set(_nodes=inferred._nodes, _specs=inferred._specs)
         return graph

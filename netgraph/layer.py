@@ -110,10 +110,11 @@ class Layer(Net):
     @classmethod
     def _from_parts(cls, params: Params, user_specs: dict[str, Any], enabled_in: Any,
                     enabled_out: Any, arrays: dict[str, np.ndarray | None],
-                    children: dict[str, Net]) -> Layer:
+                    children: dict[str, Net], *, infer: bool = True) -> Layer:
         """Rebuild a layer from its stored parts without running the user constructor (used
         by ``netgraph.io.load``): set the state, attach the sub-nets, run the hyperparameter
-        check and infer shapes as construction does. The caller validates the parts."""
+        check and infer shapes as construction does. The caller validates the parts.
+        ``infer=False`` skips inference (the loader infers once, for the whole tree)."""
         layer = object.__new__(cls)
         layer._set(params=params, _enabled_in=frozenset(enabled_in),
                    _enabled_out=frozenset(enabled_out), _cache={}, _array_values=dict(arrays),
@@ -121,7 +122,7 @@ class Layer(Net):
         if children:
             layer = layer._with_children(children)
         layer._post_init()
-        return layer._infer()
+        return layer._infer() if infer else layer
 
     # --------------------------------------------------------------- ports
     def input_names(self) -> tuple[str, ...]:

@@ -281,9 +281,16 @@ def test_partly_initialized_and_surgery(tmp_path):
 
 def test_odd_values_are_bit_exact(tmp_path):
     net = NetInitialize(LinearLayer(3, Input=5), seed=0)
-    odd = np.array([[np.nan, -0.0, np.inf, -np.inf, 1e-45]] * 3, dtype=np.float32)
+    big, tiny = np.finfo(np.float32).max, np.finfo(np.float32).tiny
+    odd = np.array([[-0.0, 1e-45, -big, big, tiny]] * 3, dtype=np.float32)  # 1e-45: subnormal
     net = net._with_arrays({"Weights": odd})
     assert_same_net(net, roundtrip(net, tmp_path))
+    for bad in (np.nan, np.inf, -np.inf):  # not a valid array value: refused (SPEC "Saving")
+        odd[1, 2] = bad
+        with pytest.raises(NetError, match=r"net: its array 'Weights' contains (nan|inf|-inf) "
+                                           r"at index \(1, 2\)"):
+            save(net._with_arrays({"Weights": odd}), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_trains_after_loading(tmp_path):

@@ -38,7 +38,11 @@ __all__ = ["Optimizer", "Adam", "SGD", "RMSProp", "make_optimizer", "OPTIMIZERS"
 #: buffers of at least this many scalars per worker thread are updated in parallel chunks
 #: (NumPy releases the GIL in ufuncs); elementwise updates, so the result is bit-identical
 PARALLEL_CHUNK = 1 << 17
+#: the update pool, made on first use; a process forked after that starts without it (the
+#: child has none of the parent's worker threads, so the copied pool would wait forever)
 _POOL: list[ThreadPoolExecutor] = []
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOL.clear)
 
 
 def _workers() -> int:
