@@ -217,6 +217,8 @@ def run_net(net: Net, inputs: dict[str, Any], dtype: Any, *, training: bool = Fa
 
 
 def _seeds(plan: Plan, batch: Any, given: dict[str, Any], dtype: Any, tape: Tape) -> dict:
+    """Output port -> its padded gradient seed: the given ones (unseeded outputs get none when
+    any is given), else ones at every valid position of every real output."""
     seeds = {}
     for port, meta in plan.outputs.items():
         value = tape.values[meta.slot]
@@ -236,7 +238,7 @@ def _seeds(plan: Plan, batch: Any, given: dict[str, Any], dtype: Any, tape: Tape
             seed = tape.run.zero_padding(seed.astype(dtype, copy=False), meta)
         else:
             seed = tape.run.valid_ones(value.shape, meta, dtype)
-        seeds[meta.slot] = seed
+        seeds[port] = seed
     return seeds
 
 

@@ -145,8 +145,7 @@ class StepContext:
         outs = {p: tape.values[m.slot] for p, m in plan.outputs.items()}
 
         def back(out_grads: dict[str, np.ndarray | None]):
-            seeds = {plan.outputs[p].slot: g for p, g in out_grads.items() if g is not None}
-            grads, array_grads = backward(plan, tape, seeds)
+            grads, array_grads = backward(plan, tape, out_grads)
             return {p: grads[m.slot] for p, m in plan.inputs.items()}, array_grads
 
         return outs, back
@@ -184,11 +183,17 @@ def _accumulate(store: list | dict, key: Any, g: np.ndarray) -> None:
     store[key] = g if old is None else old + g
 
 
-def backward(plan: Plan, tape: Tape, seeds: dict[int, np.ndarray]) -> tuple[list, dict]:
-    """Propagate ``seeds`` (slot -> output gradient) back; return (slot grads, array grads)."""
+def backward(plan: Plan, tape: Tape, seeds: dict[str, np.ndarray | None]) -> tuple[list, dict]:
+    """Propagate ``seeds`` (output port -> its gradient; None or absent: no gradient) back;
+    return (slot grads, array grads).
+
+    Every gradient reaching a slot is summed into it, whoever sends it: the seeds of several
+    output ports that read one value (``dL/dv = sum_p dL/d out_p``) and the input gradients
+    of every step that consumes it (fan-out)."""
     grads: list[Any] = [None] * len(plan.metas)
-    for slot, g in seeds.items():
-        grads[slot] = g
+    for port, g in seeds.items():
+        if g is not None:
+            _accumulate(grads, plan.outputs[port].slot, g)
     array_grads: dict[tuple, np.ndarray] = {}
     run = tape.run
     for step, back in zip(reversed(plan.steps), reversed(tape.backs)):
