@@ -52,6 +52,22 @@ def lead(x: np.ndarray, example_rank: int) -> tuple[int, ...]:
     return x.shape[:x.ndim - example_rank]
 
 
+def lead_rank(x: np.ndarray, example_rank: int) -> int:
+    """How many leading (batch-like) axes ``x`` has: 1 at top level (the batch), more in a
+    sub-net (a custom scoring net sees ``(batch, heads, m, n)``)."""
+    return x.ndim - example_rank
+
+
+def broadcast_lead(xs: list[np.ndarray], ranks: list[int]) -> tuple[tuple[int, ...], list]:
+    """The leading shape shared by values ``xs`` (examples of ranks ``ranks``) whose leading
+    axes broadcast against each other, e.g. a scoring net's Input side ``(B, h, 1, n)`` and
+    Query side ``(B, h, m, 1)``; and each value broadcast to it (read-only views). A
+    layer's backward reduces its input gradients back with :func:`sum_to`."""
+    lead_shape = np.broadcast_shapes(*(lead(x, r) for x, r in zip(xs, ranks, strict=True)))
+    return lead_shape, [np.broadcast_to(x, lead_shape + x.shape[x.ndim - r:])
+                        for x, r in zip(xs, ranks, strict=True)]
+
+
 def expand_scalar(x: np.ndarray, example_rank: int, target_rank: int) -> np.ndarray:
     """View a value of example rank ``example_rank`` so it broadcasts against examples of rank
     ``target_rank`` (a scalar per example gets trailing unit axes)."""

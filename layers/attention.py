@@ -24,6 +24,7 @@ from netgraph.errors import ShapeError
 from netgraph.layer import Layer, Params
 from netgraph.solver import Solver, place
 
+from ._ops import broadcast_lead, sum_to
 from .scoring import fast_kind, scores, scoring_net
 
 __all__ = ["AttentionLayer", "SequenceAttentionLayer"]
@@ -159,10 +160,11 @@ class AttentionLayer(Layer):
         x = x.swapaxes(1, 2) if self.params.multi_head else x[:, 0]
         return x if seq else x[:, 0]
 
-    def _valid(self, ctx: Any, m: int, n: int) -> np.ndarray | None:
-        """Boolean mask (B|1, 1, m, n) of the (query, key) pairs that may attend."""
+    def _valid(self, ctx: Any, m: int, n: int, lead: tuple) -> np.ndarray | None:
+        """Boolean mask (R|1, 1, m, n) of the (query, key) pairs that may attend, for the R
+        rows of the leading shape ``lead``."""
         valid = None
-        key_mask = ctx.valid_mask(self._key_port, n)
+        key_mask = _rows(ctx.valid_mask(self._key_port, n), lead)
         if key_mask is not None:
             valid = key_mask[:, None, None, :]
         mask = self.params.mask
@@ -177,50 +179,74 @@ class AttentionLayer(Layer):
 
     def forward(self, ins, arrays, ctx):
         kp, vp = self._key_port, self._value_port
+        ports = list(dict.fromkeys((kp, vp, "Query")))
         seq = len(ctx.dims("Query")) == (3 if self.params.multi_head else 2)
-        K, V = self._to_heads(ins[kp], True), self._to_heads(ins[vp], True)
-        Q = self._to_heads(ins["Query"], seq)
+        # any number of leading axes (a scoring net above this one gives its Input side and
+        # its Query side different ones): broadcast them together, flatten them to R rows
+        lead, full = broadcast_lead([ins[p] for p in ports], [len(ctx.dims(p)) for p in ports])
+        R = math.prod(lead)
+        rows = {p: x.reshape((R,) + x.shape[len(lead):]) for p, x in zip(ports, full, strict=True)}
+        K, V = self._to_heads(rows[kp], True), self._to_heads(rows[vp], True)
+        Q = self._to_heads(rows["Query"], seq)
         m, n = Q.shape[2], K.shape[2]
         kind = self._cache.get("fast_kind", False)
         if kind is False:  # the scoring net never changes: classify it once
             kind = self._cache["fast_kind"] = fast_kind(self._scoring)
+        if not np.issubdtype(K.dtype, np.floating):  # index vectors: a custom scoring net
+            V = V.astype(ctx.dtype)  # may embed them; Dot, Bilinear and the sum read numbers
+            K = K if kind is None else K.astype(ctx.dtype)
         s, score_back = scores(kind, K, Q, ctx)
         scale = 1.0 / math.sqrt(K.shape[-1]) if self.params.score_rescaling else 1.0
-        qmask = ctx.valid_mask("Query", m) if seq else None
-        w = _masked_softmax(s, scale, self._valid(ctx, m, n), qmask)
+        qmask = _rows(ctx.valid_mask("Query", m), lead) if seq else None
+        w = _masked_softmax(s, scale, self._valid(ctx, m, n, lead), qmask)
         keep = None
         if ctx.training and self.params.dropout > 0:
             p = self.params.dropout
             keep = (ctx.rng.random(w.shape) >= p).astype(w.dtype) / (1 - p)
         w_used = w if keep is None else w * keep
         O = w_used @ V
-        outputs = {"Output": self._from_heads(O, seq),
-                   "AttentionWeights": self._from_heads(w, seq)}
+
+        def unflat(x: np.ndarray) -> np.ndarray:
+            return x.reshape(lead + x.shape[1:])
+
+        outputs = {"Output": unflat(self._from_heads(O, seq)),
+                   "AttentionWeights": unflat(self._from_heads(w, seq))}
+
+        def heads_of(g: np.ndarray) -> np.ndarray:
+            return self._to_heads(g.reshape((R,) + g.shape[len(lead):]), seq)
 
         def backward(g):
             gw, gV = 0.0, None
             if g.get("Output") is not None:
-                gO = self._to_heads(g["Output"], seq)
+                gO = heads_of(g["Output"])
                 gw = gO @ V.swapaxes(-1, -2)
                 gV = w_used.swapaxes(-1, -2) @ gO
                 if keep is not None:
                     gw = gw * keep
             if g.get("AttentionWeights") is not None:
-                gw = gw + self._to_heads(g["AttentionWeights"], seq)
+                gw = gw + heads_of(g["AttentionWeights"])
             gs = _softmax_backward(w, gw, scale)
             gK, gQ, array_grads = score_back(gs)
-            grads = {"Query": self._from_heads(gQ, seq)}
-            gK = self._from_heads(gK, True)
-            gV = None if gV is None else self._from_heads(gV, True)
-            if kp == vp:
-                if gV is not None:
-                    gK += gV  # gK is a fresh array
-                grads[kp] = gK
-            else:
-                grads[kp], grads[vp] = gK, gV
-            return grads, array_grads
+            grads = {"Query": self._from_heads(gQ, seq), kp: self._from_heads(gK, True)}
+            if gV is not None:
+                gV = self._from_heads(gV, True)
+                if kp != vp:
+                    grads[vp] = gV
+                elif ctx.needs_grad(kp):
+                    grads[kp] += gV  # gK is a fresh array
+            return {p: sum_to(unflat(g), ins[p].shape) for p, g in grads.items()
+                    if ctx.needs_grad(p)}, array_grads
 
         return outputs, backward
+
+
+def _rows(mask: np.ndarray | None, lead: tuple) -> np.ndarray | None:
+    """A ``(B, len)`` mask of per-example valid positions for the rows of values with leading
+    shape ``lead`` (the batch first) flattened into one axis."""
+    if mask is None or len(lead) == 1:
+        return mask
+    mask = mask.reshape(mask.shape[:1] + (1,) * (len(lead) - 1) + mask.shape[1:])
+    return np.broadcast_to(mask, lead + mask.shape[-1:]).reshape(-1, mask.shape[-1])
 
 
 def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,

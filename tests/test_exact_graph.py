@@ -7,19 +7,39 @@ Every test here failed on the code before the fix it guards (issue 8, "Wrong res
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from helpers import randomized
 
 from netgraph import (
+    AttentionLayer,
+    BasicRecurrentLayer,
+    CatenateLayer,
     DotLayer,
+    DropoutLayer,
     ElementwiseLayer,
+    EmbeddingLayer,
+    GatedRecurrentLayer,
+    Index,
     LinearLayer,
+    LongShortTermMemoryLayer,
     NetArrayGradient,
     NetChain,
     NetExtract,
+    NetFoldOperator,
     NetGraph,
     NetMapOperator,
     NetPort,
     NetPortGradient,
+    ReshapeLayer,
+    SequenceAttentionLayer,
+    SequenceLastLayer,
+    SequenceMostLayer,
+    SequenceRestLayer,
+    SequenceReverseLayer,
+    SoftmaxLayer,
+    SummationLayer,
+    ThreadingLayer,
+    TotalLayer,
     check_padding,
     gradcheck,
 )
@@ -123,3 +143,214 @@ def test_fan_out_inside_a_mapped_net_over_a_ragged_batch():
         close(g, (a + c) @ W)
     gradcheck(net, {"Input": xs})
     check_padding(net, {"Input": xs})
+
+
+# ------------------------------------------------------- 2. leading axes in scoring nets
+D1, D2 = 6, 4  # Input and Query vector sizes: distinct, and 6 = 3 x 2 = 2 x 3 for reshapes
+N_LENS, M_LENS = [3, 5, 2], [4, 1, 3]  # pairwise distinct per side, ragged
+
+
+def scoring_weights(attend, K, Q):
+    """Reference attention weights ``(m, [h,] n)`` of one example: the extracted scoring net
+    applied to each (key, query) pair on its own, then a float64 softmax over the keys."""
+    f = NetExtract(attend, "ScoringNet")
+    heads = K.ndim == 3
+    Ks, Qs = (K, Q) if heads else (K[:, None], Q[:, None])
+    s = np.array([[[float(f({"Input": Ks[i, h], "Query": Qs[j, h]}, dtype=np.float64))
+                    for i in range(len(Ks))] for h in range(Ks.shape[1])]
+                  for j in range(len(Qs))])  # (m, h, n)
+    w = np.exp(s - s.max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)
+    return w if heads else w[:, 0]
+
+
+def attention_graph(scorer, heads=None, key=None):
+    """A graph holding one attention node "attend" with the custom scoring net ``scorer``;
+    ``heads``: a multi-head AttentionLayer with that many heads (Key = Value); ``key``: the
+    element type of the Input vectors (e.g. ``Index(5)``) instead of reals."""
+    if heads is None:
+        item = (D1,) if key is None else (D1, key)
+        att = SequenceAttentionLayer(scorer, Input=("Varying", *item), Query=("Varying", D2))
+        return NetGraph({"attend": att}, [])
+    att = AttentionLayer(scorer, multi_head=True, Key=("Varying", heads, D1),
+                         Value=("Varying", heads, D1), Query=("Varying", heads, D2))
+    return NetGraph({"attend": att}, [(NetPort("Input"), [NetPort("attend", "Key"),
+                                                           NetPort("attend", "Value")])])
+
+
+def attention_data(heads=None, key=None, seed=0):
+    rng = np.random.default_rng(seed)
+    h = () if heads is None else (heads,)
+    if key is None:
+        xs = [rng.standard_normal((n, *h, D1)) for n in N_LENS]
+    else:
+        xs = [rng.integers(0, key.n, (n, *h, D1)) for n in N_LENS]
+    return {"Input": xs, "Query": [rng.standard_normal((m, *h, D2)) for m in M_LENS]}
+
+
+def check_scoring_net(scorer, heads=None, key=None, seed=0, grads=True):
+    """Attention weights of a batch == the extracted scoring net on each pair alone; and the
+    attention net passes gradcheck and check_padding on a ragged batch."""
+    net = randomized(attention_graph(scorer, heads, key), seed=seed)
+    data = attention_data(heads, key, seed)
+    weights = net(data, NetPort("attend", "AttentionWeights"), dtype=np.float64)
+    attend = NetExtract(net, "attend")
+    for w, K, Q in zip(weights, data["Input"], data["Query"], strict=True):
+        close(w, scoring_weights(attend, K, Q), rtol=1e-9, atol=1e-12)
+    # float32 against the same float64 reference
+    w32 = net(data, NetPort("attend", "AttentionWeights"))
+    for w, w64 in zip(w32, weights, strict=True):
+        assert w.dtype == np.float32
+        close(w, w64, rtol=1e-4, atol=1e-5)
+    if grads:
+        gradcheck(net, data)
+        check_padding(net, data)
+    return net
+
+
+def sgraph(nodes, connections):
+    """A scoring net: a NetGraph with ports Input (D1), Query (D2) -> scalar Output."""
+    return NetGraph(nodes, connections, Input=D1, Query=D2)
+
+
+I_, Q_ = NetPort("Input"), NetPort("Query")
+
+
+def additive():
+    return sgraph({"W": LinearLayer(5), "U": LinearLayer(5), "add": ThreadingLayer("Plus"),
+                   "tanh": ElementwiseLayer("Tanh"), "v": LinearLayer(())},
+                  [(I_, "W"), (Q_, "U"), (["W", "U"], "add", "tanh", "v")])
+
+
+def seq_scorer(layer, shape=(3, 2), out=2):
+    """Input reshaped to a sequence ``shape`` -> ``layer`` (a sequence layer giving a
+    sequence, or a vector when ``out`` is None) -> flattened -> Linear -> dot with Query."""
+    return sgraph({"r": ReshapeLayer(shape), "s": layer, "lin": LinearLayer(D2),
+                   "dot": DotLayer()},
+                  [(I_, "r", "s", "lin"), (["lin", Q_], "dot")])
+
+
+def nested_attention(inner):
+    """An attention over Input reshaped to 3 vectors of 2 with Query reshaped to 2 queries
+    of 2, scored by ``inner``, inside a scoring net."""
+    att = SequenceAttentionLayer(inner, Input=(3, 2), Query=(2, 2))
+    return sgraph({"ri": ReshapeLayer((3, 2)), "rq": ReshapeLayer((2, 2)), "att": att,
+                   "sum": SummationLayer()},
+                  [(I_, "ri", NetPort("att", "Input")), (Q_, "rq", NetPort("att", "Query")),
+                   ("att", "sum")])
+
+
+def inner_additive():
+    return NetGraph({"W": LinearLayer(3), "U": LinearLayer(3), "t": TotalLayer(),
+                     "f": ElementwiseLayer("Tanh"), "v": LinearLayer(())},
+                    [(I_, "W"), (Q_, "U"), (["W", "U"], "t", "f", "v")])
+
+
+def fold_inner():
+    return NetGraph({"cat": CatenateLayer(), "lin": LinearLayer(2), "f": ElementwiseLayer("Tanh")},
+                    [([NetPort("Input"), NetPort("State")], "cat", "lin", "f")])
+
+
+SCORERS = {
+    "Linear+Dot": lambda: sgraph({"lin": LinearLayer(D2), "dot": DotLayer()},
+                                 [(I_, "lin"), (["lin", Q_], "dot")]),
+    "Dot of projections": lambda: sgraph(
+        {"a": LinearLayer(3), "b": LinearLayer(3), "dot": DotLayer()},
+        [(I_, "a"), (Q_, "b"), (["a", "b"], "dot")]),
+    "additive (Threading Plus, Elementwise)": additive,
+    "Threading Times/Subtract/Divide/Max": lambda: sgraph(
+        {"a": LinearLayer(3), "b": LinearLayer(3), "c": LinearLayer(3),
+         "times": ThreadingLayer("Times"), "sub": ThreadingLayer("Subtract"),
+         "sp": ElementwiseLayer("SoftPlus"), "div": ThreadingLayer("Divide"),
+         "max": ThreadingLayer("Max"), "sum": SummationLayer()},
+        [(I_, "a"), (Q_, "b"), (Q_, "c", "sp"), (["a", "b"], "times"), (["a", "b"], "sub"),
+         (["times", "sp"], "div"), (["div", "sub"], "max", "sum")]),
+    "Total + Summation": lambda: sgraph(
+        {"a": LinearLayer(3), "b": LinearLayer(3), "t": TotalLayer(), "f": ElementwiseLayer("Sin"),
+         "sum": SummationLayer()}, [(I_, "a"), (Q_, "b"), (["a", "b"], "t", "f", "sum")]),
+    "Catenate": lambda: sgraph({"cat": CatenateLayer(), "lin": LinearLayer(())},
+                               [([I_, Q_], "cat", "lin")]),
+    "Catenate of matrices, level 1": lambda: sgraph(
+        {"ri": ReshapeLayer((2, 3)), "rq": ReshapeLayer((2, 2)), "cat": CatenateLayer(1),
+         "f": ElementwiseLayer("Tanh"), "lin": LinearLayer(())},
+        [(I_, "ri"), (Q_, "rq"), (["ri", "rq"], "cat", "f", "lin")]),
+    "Reshape + Dot of matrices": lambda: sgraph(
+        {"ri": ReshapeLayer((2, 3)), "lin": LinearLayer(6), "rq": ReshapeLayer((3, 2)),
+         "dot": DotLayer(), "sum": SummationLayer()},
+        [(I_, "ri"), (Q_, "lin", "rq"), (["ri", "rq"], "dot", "sum")]),
+    "Softmax": lambda: sgraph({"lin": LinearLayer(D2), "sm": SoftmaxLayer(), "dot": DotLayer()},
+                              [(I_, "lin", "sm"), (["sm", Q_], "dot")]),
+    "Softmax level 0 of a matrix": lambda: sgraph(
+        {"r": ReshapeLayer((3, 2)), "sm": SoftmaxLayer(0), "lin": LinearLayer(D2),
+         "dot": DotLayer()}, [(I_, "r", "sm", "lin"), (["lin", Q_], "dot")]),
+    "Dropout (identity outside training)": lambda: sgraph(
+        {"d": DropoutLayer(0.3), "lin": LinearLayer(D2), "dot": DotLayer()},
+        [(I_, "d", "lin"), (["lin", Q_], "dot")]),
+    "SequenceReverse": lambda: seq_scorer(SequenceReverseLayer()),
+    "SequenceReverse of scalars": lambda: seq_scorer(SequenceReverseLayer(), shape=(6,)),
+    "SequenceMost": lambda: seq_scorer(SequenceMostLayer()),
+    "SequenceRest": lambda: seq_scorer(SequenceRestLayer()),
+    "SequenceMost of length 2": lambda: seq_scorer(SequenceMostLayer(), shape=(2, 3)),
+    "SequenceRest of length 2": lambda: seq_scorer(SequenceRestLayer(), shape=(2, 3)),
+    "SequenceLast": lambda: seq_scorer(SequenceLastLayer()),
+    "BasicRecurrent": lambda: seq_scorer(NetChain([BasicRecurrentLayer(3),
+                                                   SequenceLastLayer()])),
+    "GatedRecurrent": lambda: seq_scorer(NetChain([GatedRecurrentLayer(3), SequenceReverseLayer(),
+                                                   SequenceLastLayer()])),
+    "LSTM": lambda: seq_scorer(LongShortTermMemoryLayer(2)),
+    "GRU with its State from the Query": lambda: sgraph(
+        {"r": ReshapeLayer((3, 2)), "s0": LinearLayer(3), "gru": GatedRecurrentLayer(3),
+         "last": SequenceLastLayer(), "dot": DotLayer(), "q": LinearLayer(3)},
+        [(I_, "r", "gru"), (Q_, "s0", NetPort("gru", "State")), ("gru", "last"), (Q_, "q"),
+         (["last", "q"], "dot")]),
+    "LSTM final State and CellState": lambda: sgraph(
+        {"r": ReshapeLayer((3, 2)), "lstm": LongShortTermMemoryLayer(D2),
+         "c0": LinearLayer(D2), "last": SequenceLastLayer(), "t": TotalLayer(),
+         "dot": DotLayer()},
+        [(I_, "r", "lstm", "last"), (Q_, "c0", NetPort("lstm", "CellState")),
+         ([NetPort("lstm", "State"), NetPort("lstm", "CellState"), "last"], "t"),
+         (["t", Q_], "dot")]),
+    "NetMapOperator": lambda: seq_scorer(NetMapOperator(NetChain([LinearLayer(2), "Tanh"]))),
+    "NetMapOperator of Input and Query": lambda: sgraph(
+        {"ri": ReshapeLayer((2, 3)), "rq": ReshapeLayer((2, 2)),
+         "map": NetMapOperator(NetGraph({"cat": CatenateLayer(), "lin": LinearLayer(())},
+                                        [([NetPort("A"), NetPort("B")], "cat", "lin")])),
+         "sum": SummationLayer()},
+        [(I_, "ri", NetPort("map", "A")), (Q_, "rq", NetPort("map", "B")), ("map", "sum")]),
+    "NetFoldOperator": lambda: seq_scorer(NetFoldOperator(fold_inner())),
+    "NetFoldOperator with its State from the Query": lambda: sgraph(
+        {"r": ReshapeLayer((3, 2)), "s0": LinearLayer(2), "fold": NetFoldOperator(fold_inner()),
+         "last": SequenceLastLayer(), "lin": LinearLayer(())},
+        [(I_, "r", "fold"), (Q_, "s0", NetPort("fold", "State")), ("fold", "last", "lin")]),
+    "nested attention, custom scoring": lambda: nested_attention(inner_additive()),
+    "nested attention, Bilinear": lambda: nested_attention("Bilinear"),
+    "nested attention, Dot": lambda: nested_attention("Dot"),
+    "nested attention nested twice": lambda: nested_attention(NetGraph(
+        {"ri": ReshapeLayer((1, 2)), "rq": ReshapeLayer((2, 1)),
+         "att": SequenceAttentionLayer(NetGraph({"c": CatenateLayer(), "v": LinearLayer(())},
+                                                [([I_, Q_], "c", "v")])),
+         "sum": SummationLayer()},
+        [(I_, "ri", NetPort("att", "Input")), (Q_, "rq", NetPort("att", "Query")),
+         ("att", "sum")])),
+}
+
+
+@pytest.mark.parametrize("name", list(SCORERS))
+def test_scoring_net_on_all_pairs_equals_each_pair_alone(name):
+    check_scoring_net(SCORERS[name]())
+
+
+@pytest.mark.parametrize("name", ["additive (Threading Plus, Elementwise)", "SequenceReverse",
+                                  "SequenceMost of length 2", "GRU with its State from the Query",
+                                  "NetMapOperator of Input and Query",
+                                  "NetFoldOperator with its State from the Query",
+                                  "nested attention, custom scoring"])
+def test_scoring_net_under_multi_head_attention(name):
+    """Multi-head: the scoring net sees (batch, heads, m, n) leading axes, heads = 2."""
+    check_scoring_net(SCORERS[name](), heads=2)
+
+
+def test_embedding_in_a_scoring_net_over_index_vectors():
+    scorer = NetGraph({"emb": EmbeddingLayer(3, 5), "lin": LinearLayer(D2), "dot": DotLayer()},
+                      [(I_, "emb", "lin"), (["lin", Q_], "dot")], Input=(D1, Index(5)), Query=D2)
+    check_scoring_net(scorer, key=Index(5))
