@@ -77,14 +77,10 @@ def expand_scalar(x: np.ndarray, example_rank: int, target_rank: int) -> np.ndar
 
 
 def fill_padding(x: np.ndarray, ctx: Any, port: str, value: float) -> np.ndarray:
-    """``x`` (the data of ``port``) with the padded positions of its varying first dim set to
+    """``x`` (the data of ``port``) with the padded positions of its varying dims set to
     ``value``: keeps functions with a pole at 0 (Log, Sqrt, a divisor) finite, and silent, on
     padding, whose results the executor discards anyway."""
-    dims = ctx.dims(port)
-    if not dims or dims[0] is not None or x.ndim != len(dims) + 1:
+    valid = ctx.valid_positions(port, x)
+    if valid is None:
         return x
-    mask = ctx.valid_mask(port, x.shape[1])
-    if mask is None or mask.all():
-        return x
-    mask = mask.reshape(mask.shape + (1,) * (len(dims) - 1))
-    return np.where(mask, x, value).astype(x.dtype, copy=False)
+    return np.where(valid, x, value).astype(x.dtype, copy=False)

@@ -99,10 +99,11 @@ class _SequenceLayer(Layer):
         item = S.new_type()
         at = (place(path, "Input"), place(path, "Output"))
         S.relate(ports["Input"], item, prefix=(length,), places=(at[0], at[0]),
-                 what=f"{type(self).__name__} needs a sequence")
+                 what=f"{type(self).__name__} needs a sequence", inner_may_vary=True)
         S.relate(ports["Output"], item, prefix=() if out_len is None else (out_len,),
                  places=(at[1], at[1]),
-                 what=f"{type(self).__name__} gives elements of its input sequence")
+                 what=f"{type(self).__name__} gives elements of its input sequence",
+                 inner_may_vary=True)
         return length
 
     def _shift_rule(self, S: Solver, path: tuple, length: int, out_len: int) -> None:
@@ -212,7 +213,7 @@ class SequenceReverseLayer(_SequenceLayer):
         length = S.new_dim(varying=True, origin=f"SequenceReverseLayer at {place(path)}")
         S.relate(ports["Input"], S.new_type(), prefix=(length,),
                  places=(place(path, "Input"), place(path, "Input")),
-                 what="SequenceReverseLayer needs a sequence")
+                 what="SequenceReverseLayer needs a sequence", inner_may_vary=True)
         return {}
 
     def forward(self, ins, arrays, ctx):

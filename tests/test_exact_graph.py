@@ -14,6 +14,7 @@ from netgraph import (
     AttentionLayer,
     BasicRecurrentLayer,
     CatenateLayer,
+    CrossEntropyLossLayer,
     DotLayer,
     DropoutLayer,
     ElementwiseLayer,
@@ -22,6 +23,8 @@ from netgraph import (
     Index,
     LinearLayer,
     LongShortTermMemoryLayer,
+    MeanAbsoluteLossLayer,
+    MeanSquaredLossLayer,
     NetArrayGradient,
     NetChain,
     NetExtract,
@@ -36,6 +39,7 @@ from netgraph import (
     SequenceMostLayer,
     SequenceRestLayer,
     SequenceReverseLayer,
+    ShapeError,
     SoftmaxLayer,
     SummationLayer,
     ThreadingLayer,
@@ -354,3 +358,123 @@ def test_embedding_in_a_scoring_net_over_index_vectors():
     scorer = NetGraph({"emb": EmbeddingLayer(3, 5), "lin": LinearLayer(D2), "dot": DotLayer()},
                       [(I_, "emb", "lin"), (["lin", Q_], "dot")], Input=(D1, Index(5)), Query=D2)
     check_scoring_net(scorer, key=Index(5))
+
+
+# -------------------------------------------- 3. values with two varying axes, own lengths
+def weights_graph(node, port="Input"):
+    """Dot attention whose AttentionWeights (m x n per example, both varying) feed ``port``
+    of ``node``; the graph's outputs are the attention Output and the node's outputs."""
+    att = SequenceAttentionLayer("Dot", Input=("Varying", 2), Query=("Varying", 2))
+    return NetGraph({"attend": att, "node": node},
+                    [(NetPort("attend", "AttentionWeights"), NetPort("node", port))])
+
+
+def weights_data(rng, n_lens=N_LENS, m_lens=M_LENS):
+    """Ragged Input / Query batches; the m x n weights of example b are m_lens[b] x n_lens[b]."""
+    return {"Input": [rng.standard_normal((n, 2)) for n in n_lens],
+            "Query": [2 * rng.standard_normal((m, 2)) for m in m_lens]}
+
+
+def dot_weights(K, Q):
+    s = Q @ K.T
+    w = np.exp(s - s.max(1, keepdims=True))
+    return w / w.sum(1, keepdims=True)
+
+
+def softmax(x, axis):
+    e = np.exp(x - x.max(axis, keepdims=True))
+    return e / e.sum(axis, keepdims=True)
+
+
+@pytest.mark.parametrize("level", [-1, 0])
+def test_softmax_over_two_varying_axes_uses_each_axis_lengths(level):
+    net = weights_graph(SoftmaxLayer(level))
+    rng = np.random.default_rng(31)
+    data = weights_data(rng)
+    out = net(data, "Output2", dtype=np.float64)  # batch
+    for b, (K, Q) in enumerate(zip(data["Input"], data["Query"], strict=True)):
+        want = softmax(dot_weights(K, Q), level)  # m x n, softmax along the level axis
+        close(out[b], want)
+        alone = net({"Input": K, "Query": Q}, "Output2", dtype=np.float64)  # one example
+        close(alone, want)
+    check_padding(net, data)
+    gradcheck(net, data)
+
+
+def loss_cases():
+    rng = np.random.default_rng(5)
+    return {
+        "MeanSquared": (MeanSquaredLossLayer(), lambda w, t: np.mean((w - t) ** 2),
+                        lambda m, n: rng.standard_normal((m, n))),
+        "MeanAbsolute": (MeanAbsoluteLossLayer(), lambda w, t: np.mean(np.abs(w - t)),
+                         lambda m, n: rng.standard_normal((m, n))),
+        "CrossEntropy Binary": (CrossEntropyLossLayer("Binary"),
+                                lambda w, t: -np.mean(t * np.log(w) + (1 - t) * np.log(1 - w)),
+                                lambda m, n: rng.uniform(0, 1, (m, n))),
+    }
+
+
+@pytest.mark.parametrize("name", list(loss_cases()))
+def test_losses_over_two_varying_axes_average_over_valid_elements(name):
+    loss, reference, target = loss_cases()[name]
+    net = weights_graph(loss)
+    assert NetExtract(net, "Target") == ("Varying", "Varying")
+    rng = np.random.default_rng(17)
+    data = weights_data(rng)
+    data["Target"] = [target(m, n) for m, n in zip(M_LENS, N_LENS, strict=True)]
+    got = net(data, "Loss", dtype=np.float64)
+    for b, (K, Q, t) in enumerate(zip(data["Input"], data["Query"], data["Target"],
+                                      strict=True)):
+        want = reference(dot_weights(K, Q), t)  # mean over this example's m x n elements
+        close(got[b], want)
+        close(net({"Input": K, "Query": Q, "Target": t}, "Loss", dtype=np.float64), want)
+    check_padding(net, data)
+    if name != "MeanAbsolute":  # |x| has a kink at 0: its gradient is checked by check_padding
+        gradcheck(net, data)
+
+
+def test_cross_entropy_probabilities_over_a_varying_class_axis_is_refused():
+    """The class axis of a cross-entropy must be fixed: the n axis of the weights is not."""
+    with pytest.raises(ShapeError, match="class dimension"):
+        weights_graph(CrossEntropyLossLayer("Probabilities"))
+
+
+@pytest.mark.parametrize("layer, ref", [
+    (SequenceLastLayer(), lambda w: w[-1]), (SequenceMostLayer(), lambda w: w[:-1]),
+    (SequenceRestLayer(), lambda w: w[1:]), (SequenceReverseLayer(), lambda w: w[::-1])])
+def test_sequence_layers_over_two_varying_axes(layer, ref):
+    """Along the first (query) axis, keeping each example's true key axis."""
+    net = weights_graph(layer)
+    rng = np.random.default_rng(23)
+    data = weights_data(rng, m_lens=[4, 2, 3])  # Most / Rest need lengths >= 2
+    out = net(data, "Output2", dtype=np.float64)
+    for b, (K, Q) in enumerate(zip(data["Input"], data["Query"], strict=True)):
+        close(out[b], ref(dot_weights(K, Q)))
+    check_padding(net, data)
+    gradcheck(net, data)
+
+
+def test_log_of_weights_with_two_varying_axes_stays_finite_on_padding():
+    """Functions with a pole at 0 see 1 at every padded position, along both axes."""
+    import warnings
+
+    net = weights_graph(ElementwiseLayer("Log"))
+    data = weights_data(np.random.default_rng(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = net(data, "Output2", dtype=np.float64)
+        grads = net(data, NetPortGradient("Input"), dtype=np.float64)
+    for b, (K, Q) in enumerate(zip(data["Input"], data["Query"], strict=True)):
+        close(out[b], np.log(dot_weights(K, Q)))
+    assert all(np.isfinite(g).all() for g in grads)
+
+
+def test_integers_mixed_into_real_arithmetic_stay_in_the_run_dtype():
+    """Found by test_properties: a DotLayer of integers and reals gave float64 in float32."""
+    dot = DotLayer(Input1=("Varying", "Integer"))
+    data = {"Input1": [[1, 2, 3], [4, 5]], "Input2": [np.ones(3), np.full(2, 0.5)]}
+    out, g = dot(data, ["Output", NetPortGradient("Input2")])
+    assert out.dtype == np.float32 and all(x.dtype == np.float32 for x in g)
+    close(out, [6.0, 4.5], rtol=1e-7)
+    close(g[0], [1, 2, 3])
+    close(g[1], [4, 5])
