@@ -63,7 +63,10 @@ def broadcast_lead(xs: list[np.ndarray], ranks: list[int]) -> tuple[tuple[int, .
     axes broadcast against each other, e.g. a scoring net's Input side ``(B, h, 1, n)`` and
     Query side ``(B, h, m, 1)``; and each value broadcast to it (read-only views). A
     layer's backward reduces its input gradients back with :func:`sum_to`."""
-    lead_shape = np.broadcast_shapes(*(lead(x, r) for x, r in zip(xs, ranks, strict=True)))
+    leads = [lead(x, r) for x, r in zip(xs, ranks, strict=True)]
+    if all(shape == leads[0] for shape in leads):  # the common case (top level): nothing to do
+        return leads[0], list(xs)
+    lead_shape = np.broadcast_shapes(*leads)
     return lead_shape, [np.broadcast_to(x, lead_shape + x.shape[x.ndim - r:])
                         for x, r in zip(xs, ranks, strict=True)]
 

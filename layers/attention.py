@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import StrictBool, field_validator
 
-from netgraph.errors import ShapeError
+from netgraph.errors import NetError, ShapeError, where
 from netgraph.layer import Layer, Params
 from netgraph.solver import Solver, place
 
@@ -192,13 +192,15 @@ class AttentionLayer(Layer):
         kind = self._cache.get("fast_kind", False)
         if kind is False:  # the scoring net never changes: classify it once
             kind = self._cache["fast_kind"] = fast_kind(self._scoring)
-        if not np.issubdtype(K.dtype, np.floating):  # index vectors: a custom scoring net
+        if K.dtype.kind != "f":  # index vectors: a custom scoring net
             V = V.astype(ctx.dtype)  # may embed them; Dot, Bilinear and the sum read numbers
             K = K if kind is None else K.astype(ctx.dtype)
-        s, score_back = scores(kind, K, Q, ctx)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked by _masked_softmax
+            s, score_back = scores(kind, K, Q, ctx)
         scale = 1.0 / math.sqrt(K.shape[-1]) if self.params.score_rescaling else 1.0
         qmask = _rows(ctx.valid_mask("Query", m), lead) if seq else None
-        w = _masked_softmax(s, scale, self._valid(ctx, m, n, lead), qmask)
+        w, overflowed = _masked_softmax(s, scale, self._valid(ctx, m, n, lead), qmask,
+                                        lambda what: self._not_finite(ctx, what))
         keep = None
         if ctx.training and self.params.dropout > 0:
             p = self.params.dropout
@@ -226,7 +228,11 @@ class AttentionLayer(Layer):
             if g.get("AttentionWeights") is not None:
                 gw = gw + heads_of(g["AttentionWeights"])
             gs = _softmax_backward(w, gw, scale)
-            gK, gQ, array_grads = score_back(gs)
+            with np.errstate(over="ignore", invalid="ignore"):
+                gK, gQ, array_grads = score_back(gs)
+            if overflowed and not all(np.isfinite(a).all()
+                                      for a in (gK, gQ, *array_grads.values())):
+                raise self._not_finite(ctx, "the gradients of its scores")
             grads = {"Query": self._from_heads(gQ, seq), kp: self._from_heads(gK, True)}
             if gV is not None:
                 gV = self._from_heads(gV, True)
@@ -240,6 +246,16 @@ class AttentionLayer(Layer):
         return outputs, backward
 
 
+    def _not_finite(self, ctx: Any, what: str) -> NetError:
+        """The error for scores that overflowed (or a scoring net that gave NaN)."""
+        dtype = np.dtype(ctx.dtype)
+        fix = ("compute with dtype=np.float64" if dtype == np.float32 else
+               "scale the inputs down")
+        return NetError(f"{type(self).__name__} at {where(ctx.step.path)}: {what} are not "
+                        f"finite in {dtype.name} (a score beyond {np.finfo(dtype).max:.3g} "
+                        f"overflows, or the scoring net gave NaN); {fix}")
+
+
 def _rows(mask: np.ndarray | None, lead: tuple) -> np.ndarray | None:
     """A ``(B, len)`` mask of per-example valid positions for the rows of values with leading
     shape ``lead`` (the batch first) flattened into one axis."""
@@ -250,16 +266,26 @@ def _rows(mask: np.ndarray | None, lead: tuple) -> np.ndarray | None:
 
 
 def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
-                    qmask: np.ndarray | None) -> np.ndarray:
+                    qmask: np.ndarray | None, error: Any) -> tuple[np.ndarray, bool]:
     """``softmax(s * scale)`` over the last axis, in place in ``s`` (a fresh array): keys
-    outside ``valid`` get weight exactly 0, and so do rows of padded queries (``qmask``)."""
+    outside ``valid`` get weight exactly 0, and so do rows of padded queries (``qmask``).
+    Returns the weights and whether scores had overflowed (then the caller checks that the
+    gradients of the scores are finite, and raises ``error(what)`` if not).
+
+    The largest score of each row is subtracted before ``exp``. Scores that overflowed to
+    ``-inf`` get weight 0; a row with one ``+inf`` score gives that key all its weight, as
+    without overflow: a finite score lies below it by about the float spacing there (2e31 in
+    float32) or more, and ``exp(-2e31) = 0``. What cannot be resolved — a NaN score, several
+    ``+inf`` scores in a row, or all allowed scores ``-inf`` — raises ``error(what)``.
+    """
     if scale != 1.0:
         s *= scale
     if valid is not None:
         np.copyto(s, -np.inf, where=~valid)
-    s_max = s.max(axis=-1, keepdims=True)
-    if valid is not None:  # a padded query row may have no allowed key at all
-        s_max[~np.isfinite(s_max)] = 0
+    s_max = s.max(axis=-1, keepdims=True)  # NaN where a row holds a NaN
+    overflowed = False
+    if not np.isfinite(s_max).all():
+        s_max, overflowed = _resolve_overflow(s, s_max, valid, qmask, error)
     s -= s_max
     np.exp(s, out=s)
     total = s.sum(axis=-1, keepdims=True)
@@ -269,7 +295,26 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
         s *= qmask[:, None, :, None] / total
     else:
         s /= total
-    return s
+    return s, overflowed
+
+
+def _resolve_overflow(s: np.ndarray, s_max: np.ndarray, valid: np.ndarray | None,
+                      qmask: np.ndarray | None, error: Any) -> tuple[np.ndarray, bool]:
+    """For the rows of ``s`` whose max is not finite: rows that attend nowhere (no allowed
+    key, or a padded query) become all ``-inf`` (weights 0); a row with one ``+inf`` becomes
+    0 there and ``-inf`` elsewhere (weight 1 on that key); anything else raises. Returns the
+    row maxima to subtract and whether a score overflowed to ``+inf`` in a row that counts."""
+    live = np.ones(s_max.shape, bool)  # rows whose weights count
+    if valid is not None:
+        live &= np.broadcast_to(valid, s.shape).any(axis=-1, keepdims=True)
+    if qmask is not None:
+        live &= qmask[:, None, :, None]
+    top = s_max == np.inf
+    tops = (s == np.inf).sum(axis=-1, keepdims=True)
+    if (live & (np.isnan(s_max) | (s_max == -np.inf) | (tops > 1))).any():
+        raise error("its attention scores")
+    s[...] = np.where(~live, -np.inf, np.where(top, np.where(s == np.inf, 0.0, -np.inf), s))
+    return np.where(live & np.isfinite(s_max), s_max, 0).astype(s.dtype), bool((live & top).any())
 
 
 def _softmax_backward(w: np.ndarray, gw: np.ndarray, scale: float) -> np.ndarray:

@@ -29,10 +29,13 @@ from netgraph import (
     NetChain,
     NetExtract,
     NetFoldOperator,
+    NetError,
     NetGraph,
+    NetInitialize,
     NetMapOperator,
     NetPort,
     NetPortGradient,
+    NetReplacePart,
     ReshapeLayer,
     SequenceAttentionLayer,
     SequenceLastLayer,
@@ -478,3 +481,104 @@ def test_integers_mixed_into_real_arithmetic_stay_in_the_run_dtype():
     close(out, [6.0, 4.5], rtol=1e-7)
     close(g[0], [1, 2, 3])
     close(g[1], [4, 5])
+
+
+# ------------------------------------------ 4. float32 attention whose scores overflow
+BIG = 3e19  # BIG * BIG = 9e38 overflows float32 (max 3.4e38); BIG * BIG / 3 does not
+
+
+def dot_attention():
+    att = SequenceAttentionLayer("Dot", Input=("Varying", 2), Query=("Varying", 2))
+    return NetGraph({"attend": att}, [])
+
+
+def overflow_data():
+    """Scores q . e of up to ±9e38: +inf (one per row), -inf, and finite ones near 3e38."""
+    es = [np.array([[BIG, 0], [BIG / 3, 1], [0, 1]]), np.array([[1.0, 2], [-BIG, 1]]),
+          np.array([[0.5, -1], [2, 1], [BIG, BIG / 3], [0, 0]])]
+    qs = [np.array([[BIG, 0], [0, 1], [-BIG, 0], [1, 1]]), np.array([[BIG, 0.0]]),
+          np.array([[0.0, BIG], [BIG, 1]])]
+    return {"Input": es, "Query": qs}
+
+
+def test_float32_attention_with_overflowing_scores_equals_float64():
+    net = dot_attention()
+    data = overflow_data()
+    with np.errstate(over="ignore"):
+        s32 = [np.float32(q) @ np.float32(e).T for e, q in zip(data["Input"], data["Query"],
+                                                                strict=True)]
+    assert all(np.isinf(s).any() for s in s32)  # the case: float32 scores overflow
+    seeds = [np.random.default_rng(k).standard_normal(q.shape) for k, q in enumerate(data["Query"])]
+    keys = ["Output", NetPort("attend", "AttentionWeights"), NetPortGradient("Input"),
+            NetPortGradient("Query")]
+    given = {**data, NetPortGradient("Output"): seeds}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning either: the overflow is handled
+        got = net(given, keys)
+    want = net(given, keys, dtype=np.float64)
+    for g, w in zip(got, want, strict=True):
+        for b in range(3):
+            assert g[b].dtype == np.float32 and np.isfinite(g[b]).all()
+            scale = np.abs(w[b]).max()
+            close(g[b], w[b], rtol=1e-5, atol=1e-6 * scale)
+    # one +inf score in a row takes all the weight; -inf scores get none
+    np.testing.assert_array_equal(got[1][0][0], [1, 0, 0])
+    np.testing.assert_array_equal(got[1][0][2], [0, 0, 1])
+    np.testing.assert_array_equal(got[1][1][0], [1, 0])
+    # batch == each example alone, in float32 too
+    for b in range(3):
+        alone = net({"Input": data["Input"][b], "Query": data["Query"][b],
+                     NetPortGradient("Output"): seeds[b]}, keys)
+        for g, a in zip(got, alone, strict=True):
+            close(g[b], a, rtol=1e-6, atol=1e-6 * np.abs(a).max())
+
+
+@pytest.mark.parametrize("case, e, q", [
+    ("several +inf in a row", [[BIG, 0], [BIG, 1]], [[BIG, 0]]),
+    ("a NaN score (inf - inf inside the dot)", [[BIG, BIG], [1, 1]], [[BIG, -BIG]]),
+    ("every score -inf", [[BIG, 0], [BIG, 1]], [[-BIG, 0]]),
+])
+def test_float32_attention_scores_that_cannot_be_resolved_raise(case, e, q):
+    net = dot_attention()
+    data = {"Input": np.array(e), "Query": np.array(q)}
+    with pytest.raises(NetError, match=r"node 'attend'.*dtype=np\.float64"):
+        net(data)
+    out = net(data, dtype=np.float64)  # float64 has the range
+    assert np.isfinite(out).all()
+
+
+def test_float32_attention_whose_score_gradient_overflows_raises():
+    """Bilinear: the projected keys W e overflow; the forward resolves the +inf score, but
+    the gradient of the query (0 * inf) cannot be computed in float32."""
+    att = SequenceAttentionLayer(Input=("Varying", 2), Query=("Varying", 2))
+    net = NetGraph({"attend": att}, [])
+    W = np.array([[1e20, 0], [0, 1.0]])
+    net = NetReplacePart(net, {("attend", "ScoringNet", "Linear", "Weights"): W})
+    data = {"Input": np.array([[1e19, 0], [1.0, 1]]), "Query": np.array([[1.0, 0], [1, 1], [2, 0]])}
+    w = net(data, NetPort("attend", "AttentionWeights"))
+    np.testing.assert_array_equal(w, [[1, 0]] * 3)
+    with pytest.raises(NetError, match=r"node 'attend'.*gradients.*dtype=np\.float64"):
+        net(data, NetPortGradient("Query"))
+    g = net(data, NetPortGradient("Query"), dtype=np.float64)
+    assert np.isfinite(g).all()
+
+
+def test_causal_multi_head_attention_ignores_overflow_at_masked_keys():
+    att = NetInitialize(AttentionLayer("Dot", mask="Causal", multi_head=True,
+                                       Key=("Varying", 2, 2), Value=("Varying", 2, 3),
+                                       Query=("Varying", 2, 2)))
+    rng = np.random.default_rng(2)
+    k = rng.standard_normal((3, 2, 2))
+    k[2, 0] = [BIG, 0]  # key 2, head 0: its scores with query 2 (allowed) overflow ...
+    q = k.copy()
+    q[0, 0] = [BIG, 0]  # ... and so does query 0 with key 2, which the causal mask hides
+    v = rng.standard_normal((3, 2, 3))
+    data = {"Key": k, "Value": v, "Query": q}
+    got = att(data, ["Output", NetPort("AttentionWeights"), NetPortGradient("Value")])
+    want = att(data, ["Output", NetPort("AttentionWeights"), NetPortGradient("Value")],
+               dtype=np.float64)
+    np.testing.assert_array_equal(got[1][2, 0], [0, 0, 1])
+    for g, w in zip(got, want, strict=True):
+        close(g, w, rtol=1e-5, atol=1e-6)
