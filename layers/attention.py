@@ -200,7 +200,7 @@ class AttentionLayer(Layer):
         scale = 1.0 / math.sqrt(K.shape[-1]) if self.params.score_rescaling else 1.0
         qmask = _rows(ctx.valid_mask("Query", m), lead) if seq else None
         w, overflowed = _masked_softmax(s, scale, self._valid(ctx, m, n, lead), qmask,
-                                        lambda what: self._not_finite(ctx, what))
+                                        lambda what: self._not_finite(ctx, what, K, Q))
         keep = None
         if ctx.training and self.params.dropout > 0:
             p = self.params.dropout
@@ -232,7 +232,9 @@ class AttentionLayer(Layer):
                 gK, gQ, array_grads = score_back(gs)
             if overflowed and not all(np.isfinite(a).all()
                                       for a in (gK, gQ, *array_grads.values())):
-                raise self._not_finite(ctx, "the gradients of its scores")
+                err = self._not_finite(ctx, "the gradients of its scores", K, Q)
+                if err is not None:
+                    raise err
             grads = {"Query": self._from_heads(gQ, seq), kp: self._from_heads(gK, True)}
             if gV is not None:
                 gV = self._from_heads(gV, True)
@@ -246,8 +248,12 @@ class AttentionLayer(Layer):
         return outputs, backward
 
 
-    def _not_finite(self, ctx: Any, what: str) -> NetError:
-        """The error for scores that overflowed (or a scoring net that gave NaN)."""
+    def _not_finite(self, ctx: Any, what: str, K: np.ndarray, Q: np.ndarray) -> NetError | None:
+        """The error for scores that overflowed (or a scoring net that gave NaN); None when
+        the keys or queries themselves are not finite (NaN from upstream, such as the Log of a
+        negative, is not this layer's doing: it passes through)."""
+        if not (np.isfinite(K).all() and np.isfinite(Q).all()):
+            return None
         dtype = np.dtype(ctx.dtype)
         fix = ("compute with dtype=np.float64" if dtype == np.float32 else
                "scale the inputs down")
@@ -276,7 +282,8 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
     ``-inf`` get weight 0; a row with one ``+inf`` score gives that key all its weight, as
     without overflow: a finite score lies below it by about the float spacing there (2e31 in
     float32) or more, and ``exp(-2e31) = 0``. What cannot be resolved — a NaN score, several
-    ``+inf`` scores in a row, or all allowed scores ``-inf`` — raises ``error(what)``.
+    ``+inf`` scores in a row, or all allowed scores ``-inf`` — raises ``error(what)`` (when
+    that returns None, the inputs were not finite to begin with: NaN weights pass through).
     """
     if scale != 1.0:
         s *= scale
@@ -302,19 +309,21 @@ def _resolve_overflow(s: np.ndarray, s_max: np.ndarray, valid: np.ndarray | None
                       qmask: np.ndarray | None, error: Any) -> tuple[np.ndarray, bool]:
     """For the rows of ``s`` whose max is not finite: rows that attend nowhere (no allowed
     key, or a padded query) become all ``-inf`` (weights 0); a row with one ``+inf`` becomes
-    0 there and ``-inf`` elsewhere (weight 1 on that key); anything else raises. Returns the
-    row maxima to subtract and whether a score overflowed to ``+inf`` in a row that counts."""
+    0 there and ``-inf`` elsewhere (weight 1 on that key); any other row raises the error
+    ``error(what)`` returns, or (``None``) is left to give NaN weights. Returns the row maxima
+    to subtract and whether a score overflowed to ``+inf`` in a row that counts."""
     live = np.ones(s_max.shape, bool)  # rows whose weights count
     if valid is not None:
         live &= np.broadcast_to(valid, s.shape).any(axis=-1, keepdims=True)
     if qmask is not None:
         live &= qmask[:, None, :, None]
-    top = s_max == np.inf
-    tops = (s == np.inf).sum(axis=-1, keepdims=True)
-    if (live & (np.isnan(s_max) | (s_max == -np.inf) | (tops > 1))).any():
-        raise error("its attention scores")
+    top = live & (s_max == np.inf) & ((s == np.inf).sum(axis=-1, keepdims=True) == 1)
+    if (live & ~top & ~np.isfinite(s_max)).any():
+        err = error("its attention scores")
+        if err is not None:
+            raise err
     s[...] = np.where(~live, -np.inf, np.where(top, np.where(s == np.inf, 0.0, -np.inf), s))
-    return np.where(live & np.isfinite(s_max), s_max, 0).astype(s.dtype), bool((live & top).any())
+    return np.where(~live | top, 0, s_max).astype(s.dtype), bool(top.any())
 
 
 def _softmax_backward(w: np.ndarray, gw: np.ndarray, scale: float) -> np.ndarray:

@@ -53,3 +53,18 @@ def assert_same(got: Any, want: Any, rtol: float, atol: float, what: str = "") -
     got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
     assert got.shape == want.shape, f"{what}: shape {got.shape} != expected {want.shape}"
     np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=what)
+
+
+def pairwise_attention_weights(attend: Any, K: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """Reference attention weights of one example, ``(m, n)`` or with heads ``(m, h, n)``
+    (``K`` then ``(n, h, d1)``): ``NetExtract(attend, "ScoringNet")`` applied to each (key,
+    query) pair on its own, in float64, then a softmax over the keys."""
+    f = NetExtract(attend, "ScoringNet")
+    heads = K.ndim == 3
+    Ks, Qs = (K, Q) if heads else (K[:, None], Q[:, None])
+    s = np.array([[[float(f({"Input": Ks[i, h], "Query": Qs[j, h]}, dtype=np.float64))
+                    for i in range(len(Ks))] for h in range(Ks.shape[1])]
+                  for j in range(len(Qs))])  # (m, h, n)
+    w = np.exp(s - s.max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)
+    return w if heads else w[:, 0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import randomized
+from helpers import pairwise_attention_weights, randomized
 
 from netgraph import (
     AttentionLayer,
@@ -157,20 +157,6 @@ D1, D2 = 6, 4  # Input and Query vector sizes: distinct, and 6 = 3 x 2 = 2 x 3 f
 N_LENS, M_LENS = [3, 5, 2], [4, 1, 3]  # pairwise distinct per side, ragged
 
 
-def scoring_weights(attend, K, Q):
-    """Reference attention weights ``(m, [h,] n)`` of one example: the extracted scoring net
-    applied to each (key, query) pair on its own, then a float64 softmax over the keys."""
-    f = NetExtract(attend, "ScoringNet")
-    heads = K.ndim == 3
-    Ks, Qs = (K, Q) if heads else (K[:, None], Q[:, None])
-    s = np.array([[[float(f({"Input": Ks[i, h], "Query": Qs[j, h]}, dtype=np.float64))
-                    for i in range(len(Ks))] for h in range(Ks.shape[1])]
-                  for j in range(len(Qs))])  # (m, h, n)
-    w = np.exp(s - s.max(-1, keepdims=True))
-    w /= w.sum(-1, keepdims=True)
-    return w if heads else w[:, 0]
-
-
 def attention_graph(scorer, heads=None, key=None):
     """A graph holding one attention node "attend" with the custom scoring net ``scorer``;
     ``heads``: a multi-head AttentionLayer with that many heads (Key = Value); ``key``: the
@@ -203,7 +189,7 @@ def check_scoring_net(scorer, heads=None, key=None, seed=0, grads=True):
     weights = net(data, NetPort("attend", "AttentionWeights"), dtype=np.float64)
     attend = NetExtract(net, "attend")
     for w, K, Q in zip(weights, data["Input"], data["Query"], strict=True):
-        close(w, scoring_weights(attend, K, Q), rtol=1e-9, atol=1e-12)
+        close(w, pairwise_attention_weights(attend, K, Q), rtol=1e-9, atol=1e-12)
     # float32 against the same float64 reference
     w32 = net(data, NetPort("attend", "AttentionWeights"))
     for w, w64 in zip(w32, weights, strict=True):
@@ -582,3 +568,16 @@ def test_causal_multi_head_attention_ignores_overflow_at_masked_keys():
     np.testing.assert_array_equal(got[1][2, 0], [0, 0, 1])
     for g, w in zip(got, want, strict=True):
         close(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_nan_from_upstream_passes_through_attention_as_before():
+    """Attention raises only for overflow it meets in finite keys and queries: a NaN made
+    upstream (the Log of a negative) is not its doing and reaches the output, as anywhere."""
+    net = NetGraph({"log": ElementwiseLayer("Log"), "attend": dot_attention()},
+                   [(NetPort("Input"), "log", NetPort("attend", "Input"))])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = net({"Input": np.array([[-1.0, 2], [BIG, 1]]), "Query": np.array([[1.0, 1]])})
+    assert np.isnan(out).all()
