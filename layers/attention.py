@@ -199,8 +199,9 @@ class AttentionLayer(Layer):
             s, score_back = scores(kind, K, Q, ctx)
         scale = 1.0 / math.sqrt(K.shape[-1]) if self.params.score_rescaling else 1.0
         qmask = _rows(ctx.valid_mask("Query", m), lead) if seq else None
-        w, overflowed = _masked_softmax(s, scale, self._valid(ctx, m, n, lead), qmask,
-                                        lambda what: self._not_finite(ctx, what, K, Q))
+        w, overflowed = _masked_softmax(
+            s, scale, self._valid(ctx, m, n, lead), qmask,
+            lambda what, nan: None if nan and kind is None else self._not_finite(ctx, what, K, Q))
         keep = None
         if ctx.training and self.params.dropout > 0:
             p = self.params.dropout
@@ -282,8 +283,10 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
     ``-inf`` get weight 0; a row with one ``+inf`` score gives that key all its weight, as
     without overflow: a finite score lies below it by about the float spacing there (2e31 in
     float32) or more, and ``exp(-2e31) = 0``. What cannot be resolved — a NaN score, several
-    ``+inf`` scores in a row, or all allowed scores ``-inf`` — raises ``error(what)`` (when
-    that returns None, the inputs were not finite to begin with: NaN weights pass through).
+    ``+inf`` scores in a row, or all allowed scores ``-inf`` — raises ``error(what, nan)``
+    (``nan``: only NaN scores are unresolved); when that returns None, NaN weights pass
+    through (the inputs were not finite to begin with, or a custom scoring net computed NaN,
+    e.g. the Log of a negative, which is its own business as in any other layer).
     """
     if scale != 1.0:
         s *= scale
@@ -310,16 +313,17 @@ def _resolve_overflow(s: np.ndarray, s_max: np.ndarray, valid: np.ndarray | None
     """For the rows of ``s`` whose max is not finite: rows that attend nowhere (no allowed
     key, or a padded query) become all ``-inf`` (weights 0); a row with one ``+inf`` becomes
     0 there and ``-inf`` elsewhere (weight 1 on that key); any other row raises the error
-    ``error(what)`` returns, or (``None``) is left to give NaN weights. Returns the row maxima
-    to subtract and whether a score overflowed to ``+inf`` in a row that counts."""
+    ``error(what, nan)`` returns, or (``None``) is left to give NaN weights. Returns the row
+    maxima to subtract and whether a score overflowed to ``+inf`` in a row that counts."""
     live = np.ones(s_max.shape, bool)  # rows whose weights count
     if valid is not None:
         live &= np.broadcast_to(valid, s.shape).any(axis=-1, keepdims=True)
     if qmask is not None:
         live &= qmask[:, None, :, None]
     top = live & (s_max == np.inf) & ((s == np.inf).sum(axis=-1, keepdims=True) == 1)
-    if (live & ~top & ~np.isfinite(s_max)).any():
-        err = error("its attention scores")
+    unresolved = live & ~top & ~np.isfinite(s_max)
+    if unresolved.any():
+        err = error("its attention scores", bool(np.isnan(s_max[unresolved]).all()))
         if err is not None:
             raise err
     s[...] = np.where(~live, -np.inf, np.where(top, np.where(s == np.inf, 0.0, -np.inf), s))

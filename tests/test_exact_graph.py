@@ -570,14 +570,36 @@ def test_causal_multi_head_attention_ignores_overflow_at_masked_keys():
         close(g, w, rtol=1e-5, atol=1e-6)
 
 
-def test_nan_from_upstream_passes_through_attention_as_before():
+def test_nan_made_elsewhere_passes_through_attention_as_before():
     """Attention raises only for overflow it meets in finite keys and queries: a NaN made
-    upstream (the Log of a negative) is not its doing and reaches the output, as anywhere."""
-    net = NetGraph({"log": ElementwiseLayer("Log"), "attend": dot_attention()},
-                   [(NetPort("Input"), "log", NetPort("attend", "Input"))])
+    upstream, or inside a custom scoring net (the Log of a negative), is not its doing and
+    reaches the output, as in any other layer (Log's domain is the user's business)."""
     import warnings
 
+    upstream = NetGraph({"log": ElementwiseLayer("Log"), "attend": dot_attention()},
+                        [(NetPort("Input"), "log", NetPort("attend", "Input"))])
+    log_scorer = sgraph({"cat": CatenateLayer(), "log": ElementwiseLayer("Log"),
+                         "sum": SummationLayer()}, [([I_, Q_], "cat", "log", "sum")])
+    inside = NetGraph({"attend": SequenceAttentionLayer(log_scorer)}, [])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        out = net({"Input": np.array([[-1.0, 2], [BIG, 1]]), "Query": np.array([[1.0, 1]])})
-    assert np.isnan(out).all()
+        out = upstream({"Input": np.array([[-1.0, 2], [BIG, 1]]), "Query": np.array([[1.0, 1]])})
+        assert np.isnan(out).all()
+        x, q = -np.ones((2, D1)), np.ones((3, D2))
+        assert np.isnan(inside({"Input": x, "Query": q})).all()
+
+
+def test_custom_scoring_net_with_several_overflowing_scores_in_a_row_raises():
+    """The general (broadcasting) path: two +inf scores for one query cannot be ordered."""
+    scorer = sgraph({"lin": LinearLayer(D2), "dot": DotLayer()}, [(I_, "lin"), (["lin", Q_], "dot")])
+    net = NetInitialize(NetGraph({"attend": SequenceAttentionLayer(scorer)}, []), seed=0)
+    W = np.zeros((D2, D1))
+    W[0, 0] = 1e20
+    net = NetReplacePart(net, {("attend", "ScoringNet", "lin", "Weights"): W})
+    x = np.zeros((3, D1))
+    x[:2, 0] = 1e19  # keys 0 and 1 both score 1e39 * q[0]
+    q = np.ones((2, D2))
+    with pytest.raises(NetError, match=r"node 'attend'.*dtype=np\.float64"):
+        net({"Input": x, "Query": q})
+    np.testing.assert_allclose(net({"Input": x, "Query": q}, NetPort("attend", "AttentionWeights"),
+                                   dtype=np.float64), [[0.5, 0.5, 0]] * 2)
