@@ -36,7 +36,7 @@ def ours(kind: str, x: np.ndarray, hidden: int):
     def step() -> None:
         plan, _, tape = run_net(net, {"Input": x}, np.float32)
         out = plan.outputs["Output"]
-        backward(plan, tape, {out.slot: np.ones_like(tape.values[out.slot])})
+        backward(plan, tape, {"Output": np.ones_like(tape.values[out.slot])})
 
     return step
 

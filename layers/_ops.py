@@ -66,6 +66,25 @@ def lead(x: np.ndarray, example_rank: int) -> tuple[int, ...]:
     return x.shape[:x.ndim - example_rank]
 
 
+def lead_rank(x: np.ndarray, example_rank: int) -> int:
+    """How many leading (batch-like) axes ``x`` has: 1 at top level (the batch), more in a
+    sub-net (a custom scoring net sees ``(batch, heads, m, n)``)."""
+    return x.ndim - example_rank
+
+
+def broadcast_lead(xs: list[np.ndarray], ranks: list[int]) -> tuple[tuple[int, ...], list]:
+    """The leading shape shared by values ``xs`` (examples of ranks ``ranks``) whose leading
+    axes broadcast against each other, e.g. a scoring net's Input side ``(B, h, 1, n)`` and
+    Query side ``(B, h, m, 1)``; and each value broadcast to it (read-only views). A
+    layer's backward reduces its input gradients back with :func:`sum_to`."""
+    leads = [lead(x, r) for x, r in zip(xs, ranks, strict=True)]
+    if all(shape == leads[0] for shape in leads):  # the common case (top level): nothing to do
+        return leads[0], list(xs)
+    lead_shape = np.broadcast_shapes(*leads)
+    return lead_shape, [np.broadcast_to(x, lead_shape + x.shape[x.ndim - r:])
+                        for x, r in zip(xs, ranks, strict=True)]
+
+
 def expand_scalar(x: np.ndarray, example_rank: int, target_rank: int) -> np.ndarray:
     """View a value of example rank ``example_rank`` so it broadcasts against examples of rank
     ``target_rank`` (a scalar per example gets trailing unit axes)."""
@@ -75,14 +94,10 @@ def expand_scalar(x: np.ndarray, example_rank: int, target_rank: int) -> np.ndar
 
 
 def fill_padding(x: np.ndarray, ctx: Any, port: str, value: float) -> np.ndarray:
-    """``x`` (the data of ``port``) with the padded positions of its varying first dim set to
+    """``x`` (the data of ``port``) with the padded positions of its varying dims set to
     ``value``: keeps functions with a pole at 0 (Log, Sqrt, a divisor) finite, and silent, on
     padding, whose results the executor discards anyway."""
-    dims = ctx.dims(port)
-    if not dims or dims[0] is not None or x.ndim != len(dims) + 1:
+    valid = ctx.valid_positions(port, x)
+    if valid is None:
         return x
-    mask = ctx.valid_mask(port, x.shape[1])
-    if mask is None or mask.all():
-        return x
-    mask = mask.reshape(mask.shape + (1,) * (len(dims) - 1))
-    return np.where(mask, x, value).astype(x.dtype, copy=False)
+    return np.where(valid, x, value).astype(x.dtype, copy=False)

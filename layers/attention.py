@@ -20,11 +20,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.errors import ShapeError
+from netgraph.errors import NetError, ShapeError, where
 from netgraph.layer import Layer, Params
 from netgraph.solver import Solver, place
 
-from ._ops import Bool, Real
+from ._ops import Bool, Real, broadcast_lead, sum_to
 from .scoring import fast_kind, scores, scoring_net
 
 __all__ = ["AttentionLayer", "SequenceAttentionLayer"]
@@ -162,10 +162,11 @@ class AttentionLayer(Layer):
         x = x.swapaxes(1, 2) if self.params.multi_head else x[:, 0]
         return x if seq else x[:, 0]
 
-    def _valid(self, ctx: Any, m: int, n: int) -> np.ndarray | None:
-        """Boolean mask (B|1, 1, m, n) of the (query, key) pairs that may attend."""
+    def _valid(self, ctx: Any, m: int, n: int, lead: tuple) -> np.ndarray | None:
+        """Boolean mask (R|1, 1, m, n) of the (query, key) pairs that may attend, for the R
+        rows of the leading shape ``lead``."""
         valid = None
-        key_mask = ctx.valid_mask(self._key_port, n)
+        key_mask = _rows(ctx.valid_mask(self._key_port, n), lead)
         if key_mask is not None:
             valid = key_mask[:, None, None, :]
         mask = self.params.mask
@@ -180,63 +181,123 @@ class AttentionLayer(Layer):
 
     def forward(self, ins, arrays, ctx):
         kp, vp = self._key_port, self._value_port
+        ports = list(dict.fromkeys((kp, vp, "Query")))
         seq = len(ctx.dims("Query")) == (3 if self.params.multi_head else 2)
-        K, V = self._to_heads(ins[kp], True), self._to_heads(ins[vp], True)
-        Q = self._to_heads(ins["Query"], seq)
+        # any number of leading axes (a scoring net above this one gives its Input side and
+        # its Query side different ones): broadcast them together, flatten them to R rows
+        lead, full = broadcast_lead([ins[p] for p in ports], [len(ctx.dims(p)) for p in ports])
+        R = math.prod(lead)
+        rows = {p: x.reshape((R,) + x.shape[len(lead):]) for p, x in zip(ports, full, strict=True)}
+        K, V = self._to_heads(rows[kp], True), self._to_heads(rows[vp], True)
+        Q = self._to_heads(rows["Query"], seq)
         m, n = Q.shape[2], K.shape[2]
         kind = self._cache.get("fast_kind", False)
         if kind is False:  # the scoring net never changes: classify it once
             kind = self._cache["fast_kind"] = fast_kind(self._scoring)
-        s, score_back = scores(kind, K, Q, ctx)
+        if K.dtype.kind != "f":  # index vectors: a custom scoring net
+            V = V.astype(ctx.dtype)  # may embed them; Dot, Bilinear and the sum read numbers
+            K = K if kind is None else K.astype(ctx.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked by _masked_softmax
+            s, score_back = scores(kind, K, Q, ctx)
         scale = 1.0 / math.sqrt(K.shape[-1]) if self.params.score_rescaling else 1.0
-        qmask = ctx.valid_mask("Query", m) if seq else None
-        w = _masked_softmax(s, scale, self._valid(ctx, m, n), qmask)
+        qmask = _rows(ctx.valid_mask("Query", m), lead) if seq else None
+        w, overflowed = _masked_softmax(
+            s, scale, self._valid(ctx, m, n, lead), qmask,
+            lambda what, nan: None if nan and kind is None else self._not_finite(ctx, what, K, Q))
         keep = None
         if ctx.training and self.params.dropout > 0:
             p = self.params.dropout
             keep = (ctx.rng.random(w.shape) >= p).astype(w.dtype) / (1 - p)
         w_used = w if keep is None else w * keep
         O = w_used @ V
-        outputs = {"Output": self._from_heads(O, seq),
-                   "AttentionWeights": self._from_heads(w, seq)}
+
+        def unflat(x: np.ndarray) -> np.ndarray:
+            return x.reshape(lead + x.shape[1:])
+
+        outputs = {"Output": unflat(self._from_heads(O, seq)),
+                   "AttentionWeights": unflat(self._from_heads(w, seq))}
+
+        def heads_of(g: np.ndarray) -> np.ndarray:
+            return self._to_heads(g.reshape((R,) + g.shape[len(lead):]), seq)
 
         def backward(g):
             gw, gV = 0.0, None
             if g.get("Output") is not None:
-                gO = self._to_heads(g["Output"], seq)
+                gO = heads_of(g["Output"])
                 gw = gO @ V.swapaxes(-1, -2)
                 gV = w_used.swapaxes(-1, -2) @ gO
                 if keep is not None:
                     gw = gw * keep
             if g.get("AttentionWeights") is not None:
-                gw = gw + self._to_heads(g["AttentionWeights"], seq)
+                gw = gw + heads_of(g["AttentionWeights"])
             gs = _softmax_backward(w, gw, scale)
-            gK, gQ, array_grads = score_back(gs)
-            grads = {"Query": self._from_heads(gQ, seq)}
-            gK = self._from_heads(gK, True)
-            gV = None if gV is None else self._from_heads(gV, True)
-            if kp == vp:
-                if gV is not None:
-                    gK += gV  # gK is a fresh array
-                grads[kp] = gK
-            else:
-                grads[kp], grads[vp] = gK, gV
-            return grads, array_grads
+            with np.errstate(over="ignore", invalid="ignore"):
+                gK, gQ, array_grads = score_back(gs)
+            if overflowed and not all(np.isfinite(a).all()
+                                      for a in (gK, gQ, *array_grads.values())):
+                err = self._not_finite(ctx, "the gradients of its scores", K, Q)
+                if err is not None:
+                    raise err
+            grads = {"Query": self._from_heads(gQ, seq), kp: self._from_heads(gK, True)}
+            if gV is not None:
+                gV = self._from_heads(gV, True)
+                if kp != vp:
+                    grads[vp] = gV
+                elif ctx.needs_grad(kp):
+                    grads[kp] += gV  # gK is a fresh array
+            return {p: sum_to(unflat(g), ins[p].shape) for p, g in grads.items()
+                    if ctx.needs_grad(p)}, array_grads
 
         return outputs, backward
 
 
+    def _not_finite(self, ctx: Any, what: str, K: np.ndarray, Q: np.ndarray) -> NetError | None:
+        """The error for scores that overflowed (or a scoring net that gave NaN); None when
+        the keys or queries themselves are not finite (NaN from upstream, such as the Log of a
+        negative, is not this layer's doing: it passes through)."""
+        if not (np.isfinite(K).all() and np.isfinite(Q).all()):
+            return None
+        dtype = np.dtype(ctx.dtype)
+        fix = ("compute with dtype=np.float64" if dtype == np.float32 else
+               "scale the inputs down")
+        return NetError(f"{type(self).__name__} at {where(ctx.step.path)}: {what} are not "
+                        f"finite in {dtype.name} (a score beyond {np.finfo(dtype).max:.3g} "
+                        f"overflows, or the scoring net gave NaN); {fix}")
+
+
+def _rows(mask: np.ndarray | None, lead: tuple) -> np.ndarray | None:
+    """A ``(B, len)`` mask of per-example valid positions for the rows of values with leading
+    shape ``lead`` (the batch first) flattened into one axis."""
+    if mask is None or len(lead) == 1:
+        return mask
+    mask = mask.reshape(mask.shape[:1] + (1,) * (len(lead) - 1) + mask.shape[1:])
+    return np.broadcast_to(mask, lead + mask.shape[-1:]).reshape(-1, mask.shape[-1])
+
+
 def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
-                    qmask: np.ndarray | None) -> np.ndarray:
+                    qmask: np.ndarray | None, error: Any) -> tuple[np.ndarray, bool]:
     """``softmax(s * scale)`` over the last axis, in place in ``s`` (a fresh array): keys
-    outside ``valid`` get weight exactly 0, and so do rows of padded queries (``qmask``)."""
+    outside ``valid`` get weight exactly 0, and so do rows of padded queries (``qmask``).
+    Returns the weights and whether scores had overflowed (then the caller checks that the
+    gradients of the scores are finite, and raises ``error(what)`` if not).
+
+    The largest score of each row is subtracted before ``exp``. Scores that overflowed to
+    ``-inf`` get weight 0; a row with one ``+inf`` score gives that key all its weight, as
+    without overflow: a finite score lies below it by about the float spacing there (2e31 in
+    float32) or more, and ``exp(-2e31) = 0``. What cannot be resolved — a NaN score, several
+    ``+inf`` scores in a row, or all allowed scores ``-inf`` — raises ``error(what, nan)``
+    (``nan``: only NaN scores are unresolved); when that returns None, NaN weights pass
+    through (the inputs were not finite to begin with, or a custom scoring net computed NaN,
+    e.g. the Log of a negative, which is its own business as in any other layer).
+    """
     if scale != 1.0:
         s *= scale
     if valid is not None:
         np.copyto(s, -np.inf, where=~valid)
-    s_max = s.max(axis=-1, keepdims=True)
-    if valid is not None:  # a padded query row may have no allowed key at all
-        s_max[~np.isfinite(s_max)] = 0
+    s_max = s.max(axis=-1, keepdims=True)  # NaN where a row holds a NaN
+    overflowed = False
+    if not np.isfinite(s_max).all():
+        s_max, overflowed = _resolve_overflow(s, s_max, valid, qmask, error)
     s -= s_max
     np.exp(s, out=s)
     total = s.sum(axis=-1, keepdims=True)
@@ -246,7 +307,29 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
         s *= qmask[:, None, :, None] / total
     else:
         s /= total
-    return s
+    return s, overflowed
+
+
+def _resolve_overflow(s: np.ndarray, s_max: np.ndarray, valid: np.ndarray | None,
+                      qmask: np.ndarray | None, error: Any) -> tuple[np.ndarray, bool]:
+    """For the rows of ``s`` whose max is not finite: rows that attend nowhere (no allowed
+    key, or a padded query) become all ``-inf`` (weights 0); a row with one ``+inf`` becomes
+    0 there and ``-inf`` elsewhere (weight 1 on that key); any other row raises the error
+    ``error(what, nan)`` returns, or (``None``) is left to give NaN weights. Returns the row
+    maxima to subtract and whether a score overflowed to ``+inf`` in a row that counts."""
+    live = np.ones(s_max.shape, bool)  # rows whose weights count
+    if valid is not None:
+        live &= np.broadcast_to(valid, s.shape).any(axis=-1, keepdims=True)
+    if qmask is not None:
+        live &= qmask[:, None, :, None]
+    top = live & (s_max == np.inf) & ((s == np.inf).sum(axis=-1, keepdims=True) == 1)
+    unresolved = live & ~top & ~np.isfinite(s_max)
+    if unresolved.any():
+        err = error("its attention scores", bool(np.isnan(s_max[unresolved]).all()))
+        if err is not None:
+            raise err
+    s[...] = np.where(~live, -np.inf, np.where(top, np.where(s == np.inf, 0.0, -np.inf), s))
+    return np.where(~live | top, 0, s_max).astype(s.dtype), bool(top.any())
 
 
 def _softmax_backward(w: np.ndarray, gw: np.ndarray, scale: float) -> np.ndarray:

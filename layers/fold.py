@@ -16,6 +16,7 @@ from netgraph.errors import NetError
 from netgraph.layer import Layer
 from netgraph.solver import Solver, place
 
+from ._ops import broadcast_lead, sum_to
 from .operators import _Operator
 
 __all__ = ["NetFoldOperator"]
@@ -75,14 +76,15 @@ class NetFoldOperator(_Operator):
         return {}
 
     def forward(self, ins, arrays, ctx):
-        x = ins["Input"]
-        lead = x.shape[:x.ndim - len(ctx.dims("Input"))]
-        if len(lead) != 1:  # fold extra leading axes into one
-            x = x.reshape((-1,) + x.shape[len(lead):])
+        # Input and initial State may come with different broadcasting leading axes (inside a
+        # scoring net): fold over their common leading shape, flattened to B rows
+        given = ["Input"] + (["State"] if "State" in ins else [])
+        lead, full = broadcast_lead([ins[p] for p in given], [len(ctx.dims(p)) for p in given])
+        x = full[0].reshape((-1,) + full[0].shape[len(lead):])
         B, T = x.shape[:2]
         sdims = tuple(ctx.dims("Output")[1:])
-        state = (ins["State"].reshape((B,) + sdims) if "State" in ins
-                 else np.zeros((B,) + sdims, ctx.dtype))
+        state = full[1].reshape((B,) + sdims) if "State" in ins else np.zeros((B,) + sdims,
+                                                                                 ctx.dtype)
         lens = ctx.lengths("Input")
         if lens is None or len(lens) != B:
             lens = np.full(B, T)
@@ -125,9 +127,9 @@ class NetFoldOperator(_Operator):
                     carry[rows] = 0 if gstate is None else gstate
             grads = {}
             if dx is not None:
-                grads["Input"] = dx.reshape(ins["Input"].shape)
+                grads["Input"] = sum_to(dx.reshape(full[0].shape), ins["Input"].shape)
             if "State" in ins:
-                grads["State"] = carry.reshape(ins["State"].shape)
+                grads["State"] = sum_to(carry.reshape(full[1].shape), ins["State"].shape)
             return grads, array_grads
 
         return result, backward

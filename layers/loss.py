@@ -64,22 +64,25 @@ class _Loss(Layer):
     def _tie(self, S: Solver, path: tuple, ports: dict[str, int]) -> None:
         S.unify(ports["Input"], ports["Target"], place(path, "Input"), place(path, "Target"))
 
-    def _weights(self, ctx: Any, lead: tuple, pos: tuple, dtype: Any) -> np.ndarray:
-        """``valid / count`` per position, broadcastable to ``lead + pos``."""
-        lens = ctx.lengths("Input") if pos and ctx.dims("Input")[0] is None else None
-        if lens is None:
-            return np.asarray(1.0 / max(math.prod(pos), 1), dtype=dtype)
-        mask = ctx.valid_mask("Input", pos[0])
-        count = lens * math.prod(pos[1:])
-        w = (mask / count[:, None]).astype(dtype)
-        return w.reshape(lead + (pos[0],) + (1,) * (len(pos) - 1))
+    def _weights(self, ctx: Any, x: np.ndarray, pos: tuple) -> np.ndarray:
+        """``valid / count`` per position of ``x`` (the Input; positions ``pos`` follow the
+        leading axes, then maybe the class axis), broadcastable to ``x`` less its class
+        axis: along every varying axis only an example's true lengths count."""
+        valid = ctx.valid_positions("Input", x, axes=range(len(pos)))
+        if valid is None:
+            return np.asarray(1.0 / max(math.prod(pos), 1), dtype=x.dtype)
+        if self.per_class_axis:
+            valid = valid[..., 0]
+        valid = np.broadcast_to(valid, valid.shape[:valid.ndim - len(pos)] + pos)
+        pos_axes = tuple(range(valid.ndim - len(pos), valid.ndim))
+        return (valid / valid.sum(axis=pos_axes, keepdims=True)).astype(x.dtype)
 
     def forward(self, ins, arrays, ctx):
         x, t = ins["Input"], ins["Target"]
         rank = len(ctx.dims("Input"))
         lead = x.shape[:x.ndim - rank]
         pos = x.shape[len(lead):len(x.shape) - self.per_class_axis]
-        w = self._weights(ctx, lead, pos, x.dtype)
+        w = self._weights(ctx, x, pos)
         e, grad = self._elementwise(x, t)
         axes = tuple(range(len(lead), len(lead) + len(pos)))
         loss = (e * w).sum(axis=axes) if axes else e * w

@@ -9,6 +9,8 @@ from netgraph.layer import Layer
 from netgraph.net import Net
 from netgraph.solver import Solver, place
 
+from ._ops import broadcast_lead, sum_to
+
 __all__ = ["NetMapOperator"]
 
 
@@ -62,18 +64,19 @@ class NetMapOperator(_Operator):
 
     def forward(self, ins, arrays, ctx):
         names = self.input_names()
-        first = ins[names[0]]
-        lead = first.ndim - len(ctx.dims(names[0]))
-        T = first.shape[lead]
+        # inputs may come with different broadcasting leading axes (inside a scoring net):
+        # map over their common leading shape
+        lead, full = broadcast_lead([ins[n] for n in names], [len(ctx.dims(n)) for n in names])
+        T = full[0].shape[len(lead)]
         mask = ctx.valid_mask(names[0], T)
         if mask is not None and mask.all():
             mask = None
 
         def flat(x):
-            return x[mask] if mask is not None else x.reshape((-1,) + x.shape[lead + 1:])
+            return x[mask] if mask is not None else x.reshape((-1,) + x.shape[len(lead) + 1:])
 
-        outs, back = ctx.run_sub("Net", {n: flat(ins[n]) for n in names})
-        outer = first.shape[:lead + 1]
+        outs, back = ctx.run_sub("Net", {n: flat(x) for n, x in zip(names, full, strict=True)})
+        outer = lead + (T,)
 
         def unflat(y):
             if mask is None:
@@ -87,7 +90,8 @@ class NetMapOperator(_Operator):
         def backward(g):
             seeds = {p: None if g.get(p) is None else flat(g[p]) for p in self.output_ports}
             in_grads, array_grads = back(seeds)
-            return {n: None if in_grads.get(n) is None else unflat(in_grads[n])
+            return {n: None if in_grads.get(n) is None else sum_to(unflat(in_grads[n]),
+                                                                    ins[n].shape)
                     for n in names}, array_grads
 
         return result, backward

@@ -37,7 +37,7 @@ from netgraph.shapes import Automatic
 from netgraph.solver import Solver, place
 
 from . import _cells
-from ._ops import Int
+from ._ops import Int, broadcast_lead, sum_to
 
 __all__ = ["BasicRecurrentLayer", "GatedRecurrentLayer", "LongShortTermMemoryLayer"]
 
@@ -93,8 +93,12 @@ class _Recurrent(Layer):
         return arrays
 
     def forward(self, ins, arrays, ctx):
-        x = ins["Input"]
-        lead, (T, k) = x.shape[:-2], x.shape[-2:]
+        # the Input and the initial states may come with different broadcasting leading axes
+        # (inside a scoring net): run on their common leading shape, flattened to B rows
+        given = ["Input"] + [p for p in self.optional_inputs if p in ins]
+        lead, full = broadcast_lead([ins[p] for p in given], [len(ctx.dims(p)) for p in given])
+        x, starts = full[0], dict(zip(given[1:], full[1:], strict=True))
+        T, k = x.shape[-2:]
         B = math.prod(lead)
         Wx = np.concatenate([arrays[a] for a in self._group("InputWeights")])
         Ws = np.concatenate([arrays[a] for a in self._group("StateWeights")])
@@ -110,7 +114,7 @@ class _Recurrent(Layer):
         A = xt @ (Wx * half).T  # every step, every gate: one GEMM
         A += b * half[:, 0]
         A = A.reshape(T, B, -1)
-        init = [ins[p].reshape(B, n) if p in ins else np.zeros((B, n), dt)
+        init = [starts[p].reshape(B, n) if p in starts else np.zeros((B, n), dt)
                 for p in self.optional_inputs]
         H, cache = self.cell.forward(A, np.ascontiguousarray((Ws * half).T), init, mask)
         out = H[0][1:].transpose(1, 0, 2)
@@ -136,10 +140,10 @@ class _Recurrent(Layer):
                 rows = slice(j * n, (j + 1) * n)
                 grads.update({f"{g_name}InputWeights": dWx[rows],
                               f"{g_name}StateWeights": dWs[rows], f"{g_name}Biases": db[rows]})
-            in_grads = {"Input": dx}
+            in_grads = {"Input": sum_to(dx, ins["Input"].shape)}
             for p, d in zip(self.optional_inputs, d_init, strict=True):
                 if p in ins:
-                    in_grads[p] = d.reshape(lead + (n,))
+                    in_grads[p] = sum_to(d.reshape(lead + (n,)), ins[p].shape)
             return in_grads, grads
 
         return outs, backward

@@ -13,7 +13,7 @@ from netgraph.layer import Layer, Params
 from netgraph.shapes import Automatic, Index
 from netgraph.solver import Conflict, Solver, place
 
-from ._ops import Int
+from ._ops import Int, lead_rank
 
 __all__ = ["EmbeddingLayer", "SequenceLastLayer", "SequenceMostLayer", "SequenceRestLayer",
            "SequenceReverseLayer"]
@@ -102,10 +102,11 @@ class _SequenceLayer(Layer):
         item = S.new_type()
         at = (place(path, "Input"), place(path, "Output"))
         S.relate(ports["Input"], item, prefix=(length,), places=(at[0], at[0]),
-                 what=f"{type(self).__name__} needs a sequence")
+                 what=f"{type(self).__name__} needs a sequence", inner_may_vary=True)
         S.relate(ports["Output"], item, prefix=() if out_len is None else (out_len,),
                  places=(at[1], at[1]),
-                 what=f"{type(self).__name__} gives elements of its input sequence")
+                 what=f"{type(self).__name__} gives elements of its input sequence",
+                 inner_may_vary=True)
         return length
 
     def _shift_rule(self, S: Solver, path: tuple, length: int, out_len: int) -> None:
@@ -127,11 +128,11 @@ class _SequenceLayer(Layer):
 
         S.rules.append(rule)
 
-    def _check_min_length(self, x, ctx) -> np.ndarray:
+    def _check_min_length(self, ctx) -> np.ndarray | None:
+        """The per-example lengths of a varying Input (None for a fixed length, which
+        inference already checked), all >= 2, else ``InputDataError``."""
         lens = ctx.lengths("Input")
-        if lens is None:
-            lens = np.full(x.shape[0], x.shape[1])
-        if (lens < 2).any():
+        if lens is not None and (lens < 2).any():
             raise InputDataError(f"{type(self).__name__} at {where(ctx.step.path, 'Input')} "
                                  f"needs sequences of length >= 2, got lengths {lens.tolist()}")
         return lens
@@ -178,16 +179,17 @@ class _DropOne(_SequenceLayer):
 
     def forward(self, ins, arrays, ctx):
         x = ins["Input"]
-        lens = self._check_min_length(x, ctx)
-        ctx.set_lengths("Output", lens - 1)
-        keep = self.keep
+        lens = self._check_min_length(ctx)
+        if lens is not None:
+            ctx.set_lengths("Output", lens - 1)
+        keep = (slice(None),) * lead_rank(x, len(ctx.dims("Input"))) + (self.keep,)
 
         def backward(g):
             gx = np.zeros_like(x)
-            gx[:, keep] = g["Output"]
+            gx[keep] = g["Output"]
             return {"Input": gx}, {}
 
-        return {"Output": x[:, keep]}, backward
+        return {"Output": x[keep]}, backward
 
 
 class SequenceMostLayer(_DropOne):
@@ -214,21 +216,21 @@ class SequenceReverseLayer(_SequenceLayer):
         length = S.new_dim(varying=True, origin=f"SequenceReverseLayer at {place(path)}")
         S.relate(ports["Input"], S.new_type(), prefix=(length,),
                  places=(place(path, "Input"), place(path, "Input")),
-                 what="SequenceReverseLayer needs a sequence")
+                 what="SequenceReverseLayer needs a sequence", inner_may_vary=True)
         return {}
 
     def forward(self, ins, arrays, ctx):
         x = ins["Input"]
-        T = x.shape[1]
-        lens = ctx.lengths("Input")
-        if lens is None:
-            lens = np.full(x.shape[0], T)
-        pos = np.arange(T)[None, :]
-        src = np.where(pos < lens[:, None], lens[:, None] - 1 - pos, pos)
-        rows = np.arange(x.shape[0])[:, None]
-        y = x[rows, src]
+        axis = lead_rank(x, len(ctx.dims("Input")))  # the sequence axis, after the leading ones
+        T = x.shape[axis]
+        pos = np.arange(T)
+        lens = ctx.lengths("Input")  # per example: keyed to the first leading axis
+        src = pos[::-1][None] if lens is None else \
+            np.where(pos < lens[:, None], lens[:, None] - 1 - pos, pos)
+        # src[b, t]: where output position t reads from; a permutation that is its own inverse
+        src = src.reshape(src.shape[:1] + (1,) * (axis - 1) + (T,) + (1,) * (x.ndim - axis - 1))
 
         def backward(g):
-            return {"Input": g["Output"][rows, src]}, {}
+            return {"Input": np.take_along_axis(g["Output"], src, axis)}, {}
 
-        return {"Output": y}, backward
+        return {"Output": np.take_along_axis(x, src, axis)}, backward

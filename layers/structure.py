@@ -260,13 +260,10 @@ class SoftmaxLayer(Layer):
         r = len(ctx.dims("Input"))
         ax = _axis(self.params.level, r, "SoftmaxLayer")
         axis = x.ndim - r + ax
-        mask = ctx.valid_mask("Input", x.shape[axis]) if ctx.dims("Input")[ax] is None else None
-        if mask is not None:
-            mask = mask.reshape(mask.shape + (1,) * (r - 1))
-            x = np.where(mask, x, -np.inf)
+        valid = ctx.valid_positions("Input", x, axes=(ax,))  # along the softmax axis only
+        if valid is not None:  # padded positions get weight exp(-inf) = 0
+            x = np.where(valid, x, -np.inf)
         e = np.exp(x - x.max(axis=axis, keepdims=True))
-        if mask is not None:
-            e = np.where(mask, e, 0)
         y = e / e.sum(axis=axis, keepdims=True)
 
         def backward(g):

@@ -299,6 +299,8 @@ def _seed(given: Any, value: np.ndarray, meta: Any, batch: Any, run: Any, port: 
 
 
 def _seeds(plan: Plan, batch: Any, given: dict[str, Any], dtype: Any, tape: Tape) -> dict:
+    """Output port -> its padded gradient seed: the given ones (unseeded outputs get none when
+    any is given), else ones at every valid position of every real output."""
     seeds = {}
     for port, meta in plan.outputs.items():
         value = tape.values[meta.slot]
@@ -307,9 +309,9 @@ def _seeds(plan: Plan, batch: Any, given: dict[str, Any], dtype: Any, tape: Tape
         if given:
             if port not in given:
                 continue
-            seeds[meta.slot] = _seed(given[port], value, meta, batch, tape.run, port, dtype)
+            seeds[port] = _seed(given[port], value, meta, batch, tape.run, port, dtype)
         else:
-            seeds[meta.slot] = tape.run.valid_ones(value.shape, meta, dtype)
+            seeds[port] = tape.run.valid_ones(value.shape, meta, dtype)
     return seeds
 
 

@@ -285,8 +285,8 @@ def _check_interior_padding(net: Net, plan: Plan, inputs: dict[str, Any],
     padded positions (a layer declaring ``pad_clean`` that leaves garbage there breaks it)."""
     _, _, tape = run_net(net, inputs, np.float64, fill=np.nan)
     run = tape.run
-    seeds = {m.slot: run.zero_padding(rng.standard_normal(np.shape(tape.values[m.slot])), m)
-             for m in plan.outputs.values() if not m.integer}
+    seeds = {p: run.zero_padding(rng.standard_normal(np.shape(tape.values[m.slot])), m)
+             for p, m in plan.outputs.items() if not m.integer}
     grads, _ = backward(plan, tape, seeds)
 
     def node(path: tuple, port: str) -> str:

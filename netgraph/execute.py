@@ -44,18 +44,22 @@ class RunContext:
             self._masks[(key, size)] = mask
         return mask
 
-    def _broadcast_mask(self, shape: tuple, meta: PortMeta) -> np.ndarray | None:
-        """Boolean mask of the valid positions, broadcastable to ``shape`` (a top-level value
-        of ``meta``, leading axis the batch), or None when nothing is padded."""
+    def _broadcast_mask(self, shape: tuple, meta: PortMeta,
+                        axes: Any = None) -> np.ndarray | None:
+        """Boolean mask of the valid positions of a value of ``meta`` with shape ``shape``,
+        broadcastable to it, or None when nothing is padded. Every varying example axis in
+        ``axes`` (default: all of them) is masked by its own lengths, whatever the number of
+        leading axes (the first is the batch: lengths are per example)."""
+        lead = len(shape) - meta.rank
         valid = None
         for axis, key in enumerate(meta.keys):
-            if key is None or key not in self.lengths:
+            if key is None or key not in self.lengths or axes is not None and axis not in axes:
                 continue
-            mask = self.valid_mask(key, shape[1 + axis])
+            mask = self.valid_mask(key, shape[lead + axis])
             if mask.all():
                 continue
-            mask = mask.reshape((mask.shape[0],) + (1,) * axis + (mask.shape[1],)
-                                + (1,) * (len(shape) - axis - 2))
+            mask = mask.reshape(mask.shape[:1] + (1,) * (lead - 1 + axis) + mask.shape[1:]
+                                + (1,) * (meta.rank - axis - 1))
             valid = mask if valid is None else valid & mask
         return valid
 
@@ -69,8 +73,6 @@ class RunContext:
         """``value`` with every padded position (of every varying dim) set to exactly 0."""
         if value is None or not meta.varying:
             return value
-        if value.ndim - meta.rank != 1:
-            return value  # sub-plans never carry varying dims with other leading axes
         valid = self._broadcast_mask(value.shape, meta)
         if valid is None:
             return value
@@ -131,8 +133,17 @@ class StepContext:
                 f"to")
 
     def valid_mask(self, port: str, size: int, axis: int = 0) -> np.ndarray | None:
+        """``(B, size)`` bool: the valid positions of varying dim ``axis`` of ``port`` per
+        example (None when that dim is fixed)."""
         key = self.meta(port).keys[axis]
         return None if key is None else self.run.valid_mask(key, size)
+
+    def valid_positions(self, port: str, x: np.ndarray, axes: Any = None) -> np.ndarray | None:
+        """Boolean mask of the valid (unpadded) positions of ``x``, a value of ``port`` with
+        any leading axes, broadcastable to ``x``: along the varying example axes ``axes``
+        (default: every varying axis), each by its own lengths. None when nothing there is
+        padded."""
+        return self.run._broadcast_mask(x.shape, self.meta(port), axes)
 
     def needs_grad(self, port: str) -> bool:
         return not self.step.ins[port].integer
@@ -145,8 +156,7 @@ class StepContext:
         outs = {p: tape.values[m.slot] for p, m in plan.outputs.items()}
 
         def back(out_grads: dict[str, np.ndarray | None]):
-            seeds = {plan.outputs[p].slot: g for p, g in out_grads.items() if g is not None}
-            grads, array_grads = backward(plan, tape, seeds)
+            grads, array_grads = backward(plan, tape, out_grads)
             return {p: grads[m.slot] for p, m in plan.inputs.items()}, array_grads
 
         return outs, back
@@ -173,10 +183,19 @@ def forward(plan: Plan, inputs: dict[str, np.ndarray], run: RunContext) -> Tape:
         outs, back = step.layer.forward(ins, arrays, StepContext(step, run))
         clean = step.layer.pad_clean
         for p, m in step.outs.items():
-            v = outs.get(p)
+            v = _in_run_dtype(outs.get(p), m, run)
             values[m.slot] = v if clean else run.zero_padding(v, m)
         backs.append(back)
     return Tape(plan, run, values, backs)
+
+
+def _in_run_dtype(v: np.ndarray | None, meta: PortMeta, run: RunContext) -> np.ndarray | None:
+    """A real value (or gradient) in the run's dtype: a layer mixing an integer input into
+    real arithmetic (a DotLayer of integers and reals) would otherwise promote float32 to
+    float64."""
+    if v is None or meta.integer or v.dtype == run.dtype:
+        return v
+    return v.astype(run.dtype)
 
 
 def _accumulate(store: list | dict, key: Any, g: np.ndarray) -> None:
@@ -184,11 +203,17 @@ def _accumulate(store: list | dict, key: Any, g: np.ndarray) -> None:
     store[key] = g if old is None else old + g
 
 
-def backward(plan: Plan, tape: Tape, seeds: dict[int, np.ndarray]) -> tuple[list, dict]:
-    """Propagate ``seeds`` (slot -> output gradient) back; return (slot grads, array grads)."""
+def backward(plan: Plan, tape: Tape, seeds: dict[str, np.ndarray | None]) -> tuple[list, dict]:
+    """Propagate ``seeds`` (output port -> its gradient; None or absent: no gradient) back;
+    return (slot grads, array grads).
+
+    Every gradient reaching a slot is summed into it, whoever sends it: the seeds of several
+    output ports that read one value (``dL/dv = sum_p dL/d out_p``) and the input gradients
+    of every step that consumes it (fan-out)."""
     grads: list[Any] = [None] * len(plan.metas)
-    for slot, g in seeds.items():
-        grads[slot] = g
+    for port, g in seeds.items():
+        if g is not None:
+            _accumulate(grads, plan.outputs[port].slot, g)
     array_grads: dict[tuple, np.ndarray] = {}
     run = tape.run
     for step, back in zip(reversed(plan.steps), reversed(tape.backs)):
@@ -198,9 +223,10 @@ def backward(plan: Plan, tape: Tape, seeds: dict[int, np.ndarray]) -> tuple[list
         in_grads, arr_grads = back(out_grads)
         clean = step.layer.pad_clean
         for p, g in in_grads.items():
-            if g is None:
-                continue
             meta = step.ins[p]
+            if g is None or meta.integer:  # integers get no gradient
+                continue
+            g = _in_run_dtype(g, meta, run)
             _accumulate(grads, meta.slot, g if clean else run.zero_padding(g, meta))
         for k, g in arr_grads.items():
             _accumulate(array_grads, step.arrays[k] if isinstance(k, str) else k, g)

@@ -251,10 +251,13 @@ class Solver:
 
     def relate(self, whole: int, inner: int, prefix: tuple[int, ...] = (),
                suffix: tuple[int, ...] = (), same_elem: bool = True,
-               places: tuple[str, str] = ("", ""), what: str = "") -> None:
+               places: tuple[str, str] = ("", ""), what: str = "",
+               inner_may_vary: bool = False) -> None:
         """Rule: ``whole`` has dims ``prefix + dims(inner) + suffix`` (and, with ``same_elem``,
         the same element type). Knowledge flows both ways. With a ``prefix``, ``inner`` may not
-        have a varying dimension: only the first dimension of a shape may vary."""
+        have a varying dimension (only the first dimension of a shape may vary), unless
+        ``inner_may_vary``: a layer that only moves elements along the first axis (sequence
+        layers) also takes values with two varying axes, such as attention weights."""
         k = len(prefix) + len(suffix)
 
         def check() -> None:
@@ -265,7 +268,7 @@ class Solver:
                                  "dimension of a shape may be 'Varying' (a sequence of sequences "
                                  "is not supported)")
 
-        if prefix:
+        if prefix and not inner_may_vary:
             self.checks.append(check)
 
         def rule() -> None:

@@ -42,8 +42,7 @@ def fd_check(net: Any, data: dict, *, seed: int = 0, h: float = 1e-6, rtol: floa
             if not m.integer:
                 v = tape.values[m.slot]
                 seeds[p] = tape.run.zero_padding(rng.standard_normal(v.shape), m)
-    slots = {plan.outputs[p].slot: s for p, s in seeds.items()}
-    grads, agrads = backward(plan, tape, slots)
+    grads, agrads = backward(plan, tape, seeds)
 
     def numeric(target: np.ndarray, i: tuple) -> float:
         old = target[i]

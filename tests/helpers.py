@@ -64,3 +64,18 @@ def examples(n: int) -> int:
     scale = settings.default.max_examples / BASE_EXAMPLES
     scale *= float(os.environ.get("HYPOTHESIS_EXAMPLES_SCALE", "1"))
     return max(1, round(n * scale))
+
+
+def pairwise_attention_weights(attend: Any, K: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """Reference attention weights of one example, ``(m, n)`` or with heads ``(m, h, n)``
+    (``K`` then ``(n, h, d1)``): ``NetExtract(attend, "ScoringNet")`` applied to each (key,
+    query) pair on its own, in float64, then a softmax over the keys."""
+    f = NetExtract(attend, "ScoringNet")
+    heads = K.ndim == 3
+    Ks, Qs = (K, Q) if heads else (K[:, None], Q[:, None])
+    s = np.array([[[float(f({"Input": Ks[i, h], "Query": Qs[j, h]}, dtype=np.float64))
+                    for i in range(len(Ks))] for h in range(Ks.shape[1])]
+                  for j in range(len(Qs))])  # (m, h, n)
+    w = np.exp(s - s.max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)
+    return w if heads else w[:, 0]

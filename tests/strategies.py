@@ -430,7 +430,9 @@ def _step(c: _Ctx, T: tuple) -> tuple[Call, tuple] | None:
         return (Call(L.CatenateLayer, -1, Input2=spec), ("seq", d + k, g, off)) if c.extra(
             "Input2", spec, Gen(g, off)) else None
     if option == 10:  # attention: queries of a new length group, or a single query
-        scorer = draw(st.sampled_from(["Bilinear", _concat_scorer()] + ["Dot"] * (d == k)))
+        scorer = draw(st.sampled_from(["Bilinear", "concat", "random"] + ["Dot"] * (d == k)))
+        scorer = {"concat": _concat_scorer, "random": lambda: _random_scorer(c, d, k)}.get(
+            scorer, lambda: scorer)()
         single = draw(st.booleans())
         spec, gen = ((k,), Gen()) if single else (("Varying", k), Gen(c.group()))
         out = ("vec", d) if single else ("seq", d, gen.group, 0)
@@ -444,8 +446,100 @@ def _step(c: _Ctx, T: tuple) -> tuple[Call, tuple] | None:
     opts = {"mask": "Causal"} if causal else {}
     if draw(st.booleans()):
         opts["score_rescaling"] = "DimensionSqrt"
-    return Call(L.AttentionLayer, "Bilinear", **opts, Value=("Varying", d), Query=qspec), (
+    scorer = _random_scorer(c, d, k) if draw(st.booleans()) else "Bilinear"
+    return Call(L.AttentionLayer, scorer, **opts, Value=("Varying", d), Query=qspec), (
         "seq", d, qgen.group, qgen.offset)
+
+
+def _divisor(c: _Ctx, d: int) -> int:
+    return c.draw(st.sampled_from([a for a in range(1, d + 1) if d % a == 0]))
+
+
+def _scoring_side(c: _Ctx, d: int) -> tuple[list[Call], int]:
+    """0-2 steps on one side of a custom scoring net, a vector of size ``d`` that only the
+    Input (or only the Query) feeds: its leading axes are (B, h, 1, n) (or (B, h, m, 1)).
+    Sequence layers run over the vector reshaped to a fixed-length sequence of vectors.
+    Returns the steps and the size of the vector they end with."""
+    L, draw, steps = layers, c.draw, []
+    for _ in range(draw(st.integers(0, 2))):
+        k, option = draw(VSIZE), draw(st.integers(0, 4))
+        if option == 0:
+            steps.append(Call(L.ElementwiseLayer, _fn(c)))
+        elif option == 1:
+            steps.append(Call(L.LinearLayer, k))
+            d = k
+        elif option == 2:
+            steps.append(Call(L.SoftmaxLayer))
+        else:
+            rows = _divisor(c, d)
+            seq = draw(st.sampled_from(
+                [Call(L.SequenceReverseLayer), Call(L.SequenceLastLayer),
+                 Call(L.NetMapOperator, Call(L.LinearLayer, k)), Call(L.NetFoldOperator,
+                                                                      _fold_inner(k)),
+                 Call(draw(st.sampled_from([L.BasicRecurrentLayer, L.GatedRecurrentLayer,
+                                            L.LongShortTermMemoryLayer])), k)]
+                + [Call(L.SequenceMostLayer), Call(L.SequenceRestLayer)] * (rows > 1)))
+            shape, d = (rows, d // rows), draw(VSIZE)
+            steps += [Call(L.ReshapeLayer, shape), seq, Call(L.LinearLayer, d)]  # flattens
+    return steps, d
+
+
+def _scoring_merge(c: _Ctx, a: int, b: int) -> tuple[dict, list]:
+    """Nodes and connections joining the sides "i" (size ``a``) and "q" (size ``b``) of a
+    scoring net into its scalar Output: here both leading axes broadcast, (B, h, m, n)."""
+    L, draw, P = layers, c.draw, lambda *x: Call(NetPort, *x)
+    k, option = draw(VSIZE), draw(st.integers(0, 5))
+    if option == 0:
+        return {"cat": Call(L.CatenateLayer), "out": Call(L.LinearLayer, ())}, [
+            (["i", "q"], "cat", "out")]
+    if option == 1:
+        fs = ["Plus", "Times", "Subtract"] + ["Max", "Min"] * (not c.smooth)
+        return {"pi": Call(L.LinearLayer, k), "pq": Call(L.LinearLayer, k),
+                "f": Call(L.ThreadingLayer, draw(st.sampled_from(fs))),
+                "g": Call(L.ElementwiseLayer, _fn(c)), "out": Call(L.LinearLayer, ())}, [
+            ("i", "pi"), ("q", "pq"), (["pi", "pq"], "f", "g", "out")]
+    if option == 2:
+        return {"pi": Call(L.LinearLayer, k), "pq": Call(L.LinearLayer, k),
+                "out": Call(L.DotLayer)}, [("i", "pi"), ("q", "pq"), (["pi", "pq"], "out")]
+    if option == 3:
+        return {"pi": Call(L.LinearLayer, k), "pq": Call(L.LinearLayer, k),
+                "t": Call(L.TotalLayer), "out": Call(L.SummationLayer)}, [
+            ("i", "pi"), ("q", "pq"), (["pi", "pq"], "t", "out")]
+    if option == 4:  # attention over the Input side as a sequence, queried by the Query side
+        ra, rb = _divisor(c, a), _divisor(c, b)
+        inner = draw(st.sampled_from(["Bilinear", _concat_scorer()]
+                                     + ["Dot"] * (a // ra == b // rb)))
+        return {"ri": Call(L.ReshapeLayer, (ra, a // ra)), "rq": Call(L.ReshapeLayer,
+                                                                      (rb, b // rb)),
+                "att": Call(L.SequenceAttentionLayer, inner), "out": Call(L.SummationLayer)}, [
+            ("i", "ri", P("att", "Input")), ("q", "rq", P("att", "Query")), ("att", "out")]
+    # a NetMapOperator over both sides as sequences of one length
+    r = math.gcd(a, b)
+    r = _divisor(c, r)
+    pair = Call(NetGraph, {"cat": Call(L.CatenateLayer), "lin": Call(L.LinearLayer, ())},
+                [([P("A"), P("B")], "cat", "lin")])
+    return {"ri": Call(L.ReshapeLayer, (r, a // r)), "rq": Call(L.ReshapeLayer, (r, b // r)),
+            "map": Call(L.NetMapOperator, pair), "out": Call(L.SummationLayer)}, [
+        ("i", "ri", P("map", "A")), ("q", "rq", P("map", "B")), ("map", "out")]
+
+
+def _random_scorer(c: _Ctx, d1: int, d2: int) -> Call:
+    """A custom scoring net for Input vectors of size ``d1`` and Query vectors of size
+    ``d2``, built from random layers: a side for each, then a merge into a scalar."""
+    (si, a), (sq, b) = _scoring_side(c, d1), _scoring_side(c, d2)
+    nodes, conns = _scoring_merge(c, a, b)
+    identity = Call(layers.ElementwiseLayer, "Identity")
+    nodes = {"i": Call(NetChain, si) if si else identity,
+             "q": Call(NetChain, sq) if sq else identity, **nodes}
+    return Call(NetGraph, nodes, [(Call(NetPort, "Input"), "i"), (Call(NetPort, "Query"), "q"),
+                                  *conns], Input=d1, Query=d2)
+
+
+@st.composite
+def scoring_nets(draw: Any, mode: str = "smooth") -> tuple[Call, int, int]:
+    """(recipe, d1, d2): a random custom scoring net for Input size d1 and Query size d2."""
+    d1, d2 = draw(VSIZE), draw(VSIZE)
+    return _random_scorer(_Ctx(draw, mode), d1, d2), d1, d2
 
 
 def _chain(c: _Ctx, T: tuple, n: int) -> tuple[list[Call], tuple]:
@@ -522,11 +616,26 @@ def valid_nets(draw: Any, mode: str = "smooth", max_len: int = 4) -> NetCase:
     if draw(st.integers(0, 3)) == 0:
         loss = _loss(c, T)
         net += loss or []
+        T = ("real",) if loss else T
     first = net[0].fn
     name = {layers.DotLayer: "Input1", layers.ThreadingLayer: "Input1",
             layers.CatenateLayer: "Input1", layers.AttentionLayer: "Key"}.get(first, "Input")
     c.inputs[name] = c.inputs.pop("Input")
-    return NetCase(Call(NetChain, net, **{name: spec}), c.inputs, c.need)
+    recipe = Call(NetChain, net, **{name: spec})
+    if draw(st.integers(0, 2)) == 0:
+        recipe = _fan_out(c, recipe, T)
+    return NetCase(recipe, c.inputs, c.need)
+
+
+def _fan_out(c: _Ctx, body: Call, T: tuple) -> Call:
+    """``body`` (whose output has type ``T``) in a graph where its one output value feeds
+    two graph outputs and two more nodes, each continued by a step to its own graph output:
+    its gradient must be the sum of all four."""
+    tails = {name: Call(NetChain, _chain(c, T, 1)[0]) for name in ("t1", "t2")}
+    P = lambda p: Call(NetPort, p)  # noqa: E731
+    return Call(NetGraph, {"body": body, **tails},
+                [("body", P("Output")), ("body", P("Copy")), ("body", "t1", P("T1")),
+                 ("body", "t2", P("T2"))])
 
 
 def _merge(c: _Ctx, Ta: tuple, Tb: tuple) -> tuple[Call, tuple] | None:

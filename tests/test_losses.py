@@ -215,7 +215,7 @@ def _fused_grads(net, data, fuse):
     plan, _, tape = run_net(net, data, np.float64)
     if fuse:
         assert fuse_softmax_cross_entropy(plan, tape) == 1
-    seeds = {m.slot: np.ones_like(tape.values[m.slot]) for m in plan.outputs.values()}
+    seeds = {p: np.ones_like(tape.values[m.slot]) for p, m in plan.outputs.items()}
     grads, agrads = backward(plan, tape, seeds)
     return grads, agrads, plan
 

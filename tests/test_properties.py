@@ -20,8 +20,17 @@ test_gradcheck_on_smooth_nets               200       a net without kinks (valid
                                                       of 1-4, pairwise distinct lengths
 test_check_padding_on_valid_nets            200       a net, kinks allowed (Ramp, Abs, Max,
                                                       ...); a batch as above
+test_custom_scoring_nets_score_each_pair... 40        a scoring net of random layers (both
+                                                      sides, sequence layers over reshaped
+                                                      vectors, nested attention, NetMap),
+                                                      with or without heads: weights ==
+                                                      the net on each pair alone; gradcheck
+                                                      and check_padding
 test_valid_nets_build[mode]                 40 x 3    the valid-net generator itself
 ==========================================  ========  ====================================
+
+Valid nets include fan-out (a value read by two graph outputs and two more nodes) and
+attention with random custom scoring nets, so the gradient and batch properties cover both.
 
 Measured: about 25 s for the whole file on two cores. The counts follow the hypothesis
 profile (``tests/conftest.py``): "ci" (derandomized, loaded when ``CI`` is set) and "dev"
@@ -41,7 +50,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import examples, smooth_reals
+from helpers import examples, pairwise_attention_weights, smooth_reals
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from strategies import (
@@ -54,6 +63,7 @@ from strategies import (
     case_data,
     mutate,
     net_recipes,
+    scoring_nets,
     split_shape,
     valid_nets,
 )
@@ -449,6 +459,38 @@ def test_gradcheck_on_smooth_nets(net_data, training):
 @given(batches("kinks"))
 def test_check_padding_on_valid_nets(net_data):
     net, data = net_data
+    check_padding(net, data)
+
+
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=SLOW)
+@given(scoring_nets(), st.booleans(), st.integers(1, 3), st.integers(0, 2**16))
+def test_custom_scoring_nets_score_each_pair_alone(scorer, heads, batch, seed):
+    """A custom scoring net built from random layers runs on all (key, query) pairs at once
+    with leading axes (batch, heads, m, n): the attention weights of a ragged batch are the
+    extracted scoring net applied to each pair alone; gradients and padding are exact."""
+    from netgraph import AttentionLayer, NetGraph, SequenceAttentionLayer
+
+    recipe, d1, d2 = scorer
+    h = (2,) if heads else ()
+    if heads:
+        att = AttentionLayer(build(recipe), multi_head=True, Key=("Varying", 2, d1),
+                             Value=("Varying", 2, d1), Query=("Varying", 2, d2))
+        net = NetGraph({"attend": att}, [(NetPort("Input"), [NetPort("attend", "Key"),
+                                                             NetPort("attend", "Value")])])
+    else:
+        att = SequenceAttentionLayer(build(recipe), Input=("Varying", d1), Query=("Varying", d2))
+        net = NetGraph({"attend": att}, [])
+    net = NetInitialize(net, seed=seed)
+    rng = np.random.default_rng(seed)
+    n_lens, m_lens = (rng.permutation(np.arange(1, 5))[:batch] for _ in range(2))
+    data = {"Input": [smooth_reals(rng, (n, *h, d1)) for n in n_lens],
+            "Query": [smooth_reals(rng, (m, *h, d2)) for m in m_lens]}
+    weights = net(data, NetPort("attend", "AttentionWeights"), dtype=np.float64)
+    attend = NetExtract(net, "attend")
+    for w, K, Q in zip(weights, data["Input"], data["Query"], strict=True):
+        np.testing.assert_allclose(w, pairwise_attention_weights(attend, K, Q), rtol=1e-9,
+                                   atol=1e-12)
+    gradcheck(net, data)
     check_padding(net, data)
 
 

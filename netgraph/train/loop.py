@@ -59,6 +59,7 @@ class _Trainer:
     def __init__(self, plan: Plan, tn: TrainingNet, params: ParamSet, opt: Optimizer,
                  opts: Options):
         self.plan, self.params, self.opt, self.opts = plan, params, opt, opts
+        self.loss_names = list(tn.losses)
         self.loss_metas = [plan.outputs[name] for name in tn.losses]
         self.fuse: bool | None = None  # unknown until the first tape
         self.tmp = np.empty_like(params.flat)
@@ -81,9 +82,9 @@ class _Trainer:
         tape, total = self.forward(data, idx, True, rng)
         B = len(idx)
         seeds = {}
-        for m in self.loss_metas:
+        for name, m in zip(self.loss_names, self.loss_metas, strict=True):
             v = tape.values[m.slot]
-            seeds[m.slot] = tape.run.zero_padding(np.full(v.shape, 1.0 / B, np.float32), m)
+            seeds[name] = tape.run.zero_padding(np.full(v.shape, 1.0 / B, np.float32), m)
         if self.fuse is not False:
             from layers.loss import fuse_softmax_cross_entropy
 
