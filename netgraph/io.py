@@ -343,6 +343,9 @@ class _ArrayReader:
         shape = tuple(ref.shape)
         if len(shape) > _MAX_RANK:
             raise NetError(f"{what}: {SPEC_MEMBER!r} gives it rank {len(shape)}")
+        if any(d > np.iinfo(np.intp).max for d in shape):
+            raise NetError(f"{what}: {SPEC_MEMBER!r} gives shape {shape}, a dimension beyond "
+                           "any array's")
         nbytes = 4 * math.prod(shape)
         if nbytes > self.budget:
             room = (f"the file has only {self.size} bytes" if self.budget == self.size else
