@@ -296,13 +296,14 @@ def _read_spec(zf: zipfile.ZipFile, size: int) -> FileJSON:
     if info.file_size > allowed:
         raise NetError(f"{SPEC_MEMBER!r} inflates to {info.file_size} bytes, more than a file "
                        f"of {size} bytes may hold (at most {allowed})")
+    too_deep = False
     try:
         data = json.loads(zf.read(info).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise NetError(f"{SPEC_MEMBER!r} is not valid JSON ({e})") from None
-    except RecursionError:
-        data = None
-    if data is None or _json_depth_exceeds(data, MAX_JSON_DEPTH):
+    except RecursionError:  # deeper than the parser's own limit
+        too_deep = True
+    if too_deep or _json_depth_exceeds(data, MAX_JSON_DEPTH):
         raise NetError(f"{SPEC_MEMBER!r} nests more than {MAX_JSON_DEPTH} levels deep (nets "
                        f"may nest at most {MAX_DEPTH} levels)")
     got = data.get("format") if isinstance(data, dict) else None
@@ -343,6 +344,9 @@ class _ArrayReader:
         shape = tuple(ref.shape)
         if len(shape) > _MAX_RANK:
             raise NetError(f"{what}: {SPEC_MEMBER!r} gives it rank {len(shape)}")
+        if any(d > np.iinfo(np.intp).max for d in shape):
+            raise NetError(f"{what}: {SPEC_MEMBER!r} gives shape {shape}, a dimension beyond "
+                           "any array's")
         nbytes = 4 * math.prod(shape)
         if nbytes > self.budget:
             room = (f"the file has only {self.size} bytes" if self.budget == self.size else

@@ -352,3 +352,14 @@ def test_no_temporary_file_survives_a_failure(where, tmp_path, monkeypatch):
         save(NetInitialize(LinearLayer(3, Input=5), seed=1), path)
     assert os.listdir(tmp_path) == ["m"] and path.read_bytes() == before
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+@pytest.mark.parametrize("shape", [[0, 10**30], [10**30, 0], [1] * 40, [2**40, 2**40]])
+def test_absurd_recorded_shapes_are_refused(shape, tmp_path):
+    save(NetInitialize(LinearLayer(3, Input=5), seed=0), tmp_path / "good")
+    files, spec = contents(tmp_path / "good"), spec_of(tmp_path / "good")
+    spec["net"]["ports"] = {}
+    spec["net"]["arrays"]["Weights"]["shape"] = shape
+    files["net.json"] = json.dumps(spec)
+    with pytest.raises(NetError, match=r"array 'Weights' of net: 'net.json' gives (shape|it rank)"):
+        load(write_zip(tmp_path / "bad", files))
