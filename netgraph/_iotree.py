@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from .arrays import validated_array
 from .errors import NetError, where
 from .graph import NetChain, NetGraph, _is_graph_end
 from .layer import Layer, _validation_message
@@ -24,7 +25,7 @@ from .net import Net
 from .shapes import Automatic, Index, is_automatic, parse_spec
 
 __all__ = ["FileJSON", "ArrayJSON", "registry", "encode", "decode", "validation_summary",
-           "MAX_DEPTH", "check_array_values"]
+           "MAX_DEPTH"]
 
 #: how deeply nets may nest in a file (a graph's node, a layer's sub-net: one level each);
 #: bounds the recursion of saving, loading and inference on a hostile file
@@ -132,16 +133,6 @@ def registry() -> dict[str, type[Net]]:
     return known
 
 
-def check_array_values(array: np.ndarray, what: str) -> None:
-    """An array in a file holds finite values, like a ``NetReplacePart`` value (checked when
-    saving and when loading); else a ``NetError`` naming it, the value and its index."""
-    bad = ~np.isfinite(array)
-    if bad.any():
-        at = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise NetError(f"{what} contains {array[at]} at index {at}; arrays must be finite "
-                       "(no NaN or Inf)")
-
-
 # ------------------------------------------------------------------------ specs
 def _encode_spec(spec: Any, path: tuple) -> Any:
     if is_automatic(spec):
@@ -213,8 +204,7 @@ def encode(net: Net, arrays: list[tuple[str, np.ndarray]], path: tuple = ()) -> 
             refs[k] = None
             continue
         member = f"arrays/{len(arrays)}.npy"
-        a = np.asarray(v, dtype=np.float32)
-        check_array_values(a, f"cannot save {where(path)}: its array {k!r}")
+        a = validated_array(v, f"cannot save {where(path)}: its array {k!r}")
         arrays.append((member, a))
         refs[k] = {"member": member, "shape": list(a.shape), "dtype": "float32"}
     return {"kind": "layer", "type": name, "params": params, "ports": ports,

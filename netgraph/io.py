@@ -74,12 +74,12 @@ from ._iotree import (
     MAX_DEPTH,
     ArrayJSON,
     FileJSON,
-    check_array_values,
     decode,
     encode,
     validation_summary,
 )
 from .apply import walk
+from .arrays import validated_array
 from .errors import NetError
 from .net import Net
 
@@ -393,10 +393,7 @@ class _ArrayReader:
                                              max_header_size=_NPY_HEADER_MAX)
             if f.read(1):  # also completes the CRC check
                 raise NetError(f"{what}: member {info.filename!r} has bytes after its array")
-        array = array.astype(np.float32, copy=False)  # native byte order
-        check_array_values(array, what)
-        array.flags.writeable = False
-        return array
+        return validated_array(array, what)  # float32, native byte order, read-only
 
 
 def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str) -> tuple[int, tuple]:

@@ -287,7 +287,7 @@ def test_odd_values_are_bit_exact(tmp_path):
     assert_same_net(net, roundtrip(net, tmp_path))
     for bad in (np.nan, np.inf, -np.inf):  # not a valid array value: refused (SPEC "Saving")
         odd[1, 2] = bad
-        with pytest.raises(NetError, match=r"net: its array 'Weights' contains (nan|inf|-inf) "
+        with pytest.raises(NetError, match=r"net: its array 'Weights' contains NaN or Inf: (nan|inf|-inf) "
                                            r"at index \(1, 2\)"):
             save(net._with_arrays({"Weights": odd}), tmp_path / "bad")
     assert not (tmp_path / "bad").exists()

@@ -169,7 +169,7 @@ def test_nan_and_inf_weights_are_refused(bad, tmp_path):
     weights = np.zeros((3, 5), np.float32)
     weights[2, 4] = bad
     files[ref["member"]] = npy(weights)
-    with pytest.raises(NetError, match=rf"array 'Weights' of node 'lin' contains {bad!r} at "
+    with pytest.raises(NetError, match=rf"array 'Weights' of node 'lin' contains NaN or Inf: {bad!r} at "
                                        r"index \(2, 4\)"):
         load(write_zip(tmp_path / "bad", files))
 
