@@ -250,7 +250,6 @@ class AttentionLayer(Layer):
 
         return outputs, backward
 
-
     def _not_finite(self, ctx: Any, what: str, K: np.ndarray, Q: np.ndarray) -> NetError | None:
         """The error for scores that overflowed (or a scoring net that gave NaN); None when
         the keys or queries themselves are not finite (NaN from upstream, such as the Log of a

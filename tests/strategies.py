@@ -289,8 +289,8 @@ def mutate(x: np.ndarray, how: str, rng: np.random.Generator, bad: Any) -> Any:
     """``x`` (one example) made wrong in the way ``how`` (``"none"``: unchanged)."""
     if how == "rank+":
         return x[None]
-    if how == "rank-":
-        return x[0] if x.ndim else np.array([x])
+    if how == "rank-":  # (an empty x, itself mutated before, loses its empty axis)
+        return np.array([x]) if not x.ndim else x[0] if len(x) else x.sum(axis=0)
     if how == "size":
         return np.concatenate([x, x[:1]]) if x.ndim and len(x) else np.zeros(2)
     if how in ("nan", "inf") and x.size:
