@@ -330,14 +330,11 @@ def _terms(net, data) -> int:
     return max(1, sum(sizes))
 
 
-def _magnitude(data, *values) -> float:
-    """The magnitude of the terms behind ``values`` (the ``scale`` of ``assert_close``): the
-    largest finite |value|, and at least the largest |input| (a gradient that cancels to
-    ~1e-16 is still a sum of terms the size of the data)."""
-    examples = [e for v in data.values() for e in v]  # data is batched: lists of examples
-    finite = [np.abs(a[np.isfinite(a)]) for a in
-              (np.asarray(x, dtype=np.float64) for x in list(values) + examples)]
-    return max([float(a.max()) for a in finite if a.size] + [1e-300])
+def _magnitude(*values) -> float:
+    """The largest finite |element| of ``values`` (arrays or lists of arrays), 0 if none."""
+    flat = [np.asarray(x, dtype=np.float64) for v in values
+            for x in (v if isinstance(v, (list, tuple)) else [v])]
+    return max([float(np.abs(a[np.isfinite(a)]).max(initial=0.0)) for a in flat] + [0.0])
 
 
 @settings(max_examples=examples(250), deadline=None, suppress_health_check=SLOW)
@@ -354,11 +351,15 @@ def test_batch_results_are_the_example_results(net_case, batch, seed, draw):
     rng = np.random.default_rng(seed)
     data = _base_data(draw.draw, net, case, rng, batch)
     outs = list(net.output_ports)
+    # the rounding of a value scales with its terms: at least the size of the real data and
+    # the arrays (a gradient that cancels to ~1e-16 is still a sum of terms of that size)
     terms = _terms(net, data)
+    floor = _magnitude(list(arrays_of(net).values()),
+                       *[v for v in data.values() if np.asarray(v[0]).dtype.kind == "f"])
 
     def _assert_close(got, want, what):  # float64 batch == float64 example, to rounding
-        assert_close(got, want, dtype=np.float64, reduction=terms, scale=_magnitude(data, want),
-                     equal_nan=True, what=what)
+        assert_close(got, want, dtype=np.float64, reduction=terms,
+                     scale=max(floor, _magnitude(want)), equal_nan=True, what=what)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
