@@ -26,6 +26,7 @@ from netgraph import (
     TotalLayer,
 )
 from netgraph.apply import walk
+from netgraph.numdiff import central_differences
 
 RNG = np.random.default_rng(7)
 
@@ -50,12 +51,9 @@ def close(got, want):
 
 
 def central_diff(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = h
-        g[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
+    """Central differences of ``f(x)`` (``netgraph.numdiff``) at a float64 copy of ``x``."""
+    x = np.array(x, dtype=np.float64)
+    return central_differences(lambda: f(x), x, h=h)
 
 
 # ----------------------------------------------------------------------------- edge grammar
