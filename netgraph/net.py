@@ -33,6 +33,14 @@ class Net:
     def __getstate__(self) -> dict:  # copy, deepcopy, pickle: the caches (plans) stay behind
         return {**self.__dict__, "_cache": {}}
 
+    def __setstate__(self, state: dict) -> None:
+        """Copies and unpickled nets stay immutable: their arrays (which ``copy.deepcopy`` and
+        ``pickle`` make writeable) are read-only again."""
+        self.__dict__.update(state)
+        for a in self._arrays().values():
+            if a is not None:
+                a.flags.writeable = False
+
     def _copy(self, **attrs: Any) -> Net:
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)

@@ -13,7 +13,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from helpers import array_paths, randomized
+from helpers import array_paths, assert_same_net, randomized
 from layer_cases import CASES, FIXED_BATCH, SINGLE_LENGTH
 
 import layers
@@ -51,8 +51,6 @@ from netgraph import (
     save,
 )
 from netgraph.apply import walk
-from netgraph.graph import _is_graph_end
-from netgraph.shapes import parse_spec
 
 LENS = (4, 2, 6)
 
@@ -74,37 +72,6 @@ def assert_bits(a, b, what=""):
     assert (a.dtype, a.shape) == (b.dtype, b.shape), what
     np.testing.assert_array_equal(a, b, err_msg=what)
     assert a.tobytes() == b.tobytes(), what
-
-
-def assert_same_net(a, b, path=()):
-    """Same class, state keys, params, port specs, enabled ports, arrays, structure."""
-    assert type(a) is type(b), path
-    assert set(a.__dict__) - {"_cache"} == set(b.__dict__) - {"_cache"}, path
-    assert a._specs == b._specs, path
-    assert {k: parse_spec(v) for k, v in a._user_specs.items()} == \
-        {k: parse_spec(v) for k, v in b._user_specs.items()}, path
-    assert (a.input_ports, a.output_ports) == (b.input_ports, b.output_ports), path
-    for p in a.input_ports + a.output_ports:
-        assert NetExtract(a, p) == NetExtract(b, p), (path, p)
-    if isinstance(a, NetGraph):
-        assert [(n, type(n)) for n in a._nodes] == [(n, type(n)) for n in b._nodes], path
-        def ends(g):
-            return [(s, _is_graph_end(s), d, _is_graph_end(d)) for s, d in g._edges]
-        assert ends(a) == ends(b), path
-        assert (a._ins, a._outs, a._order) == (b._ins, b._outs, b._order), path
-    else:
-        assert a.params == b.params, path
-        assert (a._enabled_in, a._enabled_out) == (b._enabled_in, b._enabled_out), path
-        assert list(a._array_values) == list(b._array_values), path
-        for k, v in a._array_values.items():
-            w = b._array_values[k]
-            assert (v is None) == (w is None), (path, k)
-            if v is not None:
-                assert_bits(v, w, f"{path} {k}")
-                assert not w.flags.writeable
-    assert list(a._children()) == list(b._children()), path
-    for k, c in a._children().items():
-        assert_same_net(c, b._children()[k], path + (k,))
 
 
 def assert_same_results(a, b, data):
