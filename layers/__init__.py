@@ -1,4 +1,9 @@
-"""The netgraph layer library, built on netgraph's public layer API."""
+"""The netgraph layer library, installed as ``netgraph.layers`` (its source is the repository's
+top-level ``layers/`` folder), built on netgraph's public layer API."""
+
+if __name__ != "netgraph.layers":  # a source checkout's top level is not the package
+    raise ImportError("the layer library is the package netgraph.layers: use "
+                      "`import netgraph.layers` or `from netgraph import *`, not `import layers`")
 
 import difflib
 import inspect

@@ -2,7 +2,7 @@
 and from them (see :mod:`netgraph.io` for the file format).
 
 Decoding never imports by name: a layer class is looked up in :func:`registry` (NetGraph,
-NetChain and the layer classes of ``layers.__all__``). A decoded layer or graph is rebuilt
+NetChain and the layer classes of ``netgraph.layers.__all__``). A decoded layer or graph is rebuilt
 from its parts (``Layer._from_parts``, ``NetGraph._from_parts``) after the parts have been
 checked here, and shape inference runs again on the rebuilt net.
 """
@@ -122,8 +122,8 @@ def validation_summary(err: ValidationError, limit: int = 4) -> str:
 
 @functools.cache
 def registry() -> dict[str, type[Net]]:
-    """Every class a file may name: NetGraph, NetChain and the layers of ``layers.__all__``."""
-    import layers
+    """Every class a file may name: NetGraph, NetChain and the layer classes."""
+    from netgraph import layers
 
     known: dict[str, type[Net]] = {"NetGraph": NetGraph, "NetChain": NetChain}
     for name in layers.__all__:
@@ -177,7 +177,7 @@ def encode(net: Net, arrays: list[tuple[str, np.ndarray]], path: tuple = ()) -> 
                        "more than a file may hold")
     if registry().get(name) is not type(net):
         raise NetError(f"cannot save {where(path)}: {name} is not one of netgraph's net classes "
-                       "(NetGraph, NetChain and the layers of layers.__all__)")
+                       "(NetGraph, NetChain and the layers of netgraph.layers.__all__)")
     ports = {k: _encode_spec(v, path) for k, v in net._user_specs.items()}
     if isinstance(net, NetGraph):
         def end(e: tuple) -> dict:

@@ -39,7 +39,7 @@ class Params(BaseModel):
     ``(True)`` are errors, not a layer of size 4 or 1; an ``int`` field takes ints only, a
     ``float`` field ints and floats (never a bool), a ``bool`` field ``True``/``False``, a
     ``str`` field strings. NumPy scalars are numbers: use the ``Int``/``Real`` field types of
-    ``layers._ops`` (or a before-validator) to take them.
+    ``netgraph.layers._ops`` (or a before-validator) to take them.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True,

@@ -75,12 +75,6 @@ from strategies import (
 )
 from tolerance import assert_close
 
-from layers import (
-    CrossEntropyLossLayer,
-    ElementwiseLayer,
-    MeanAbsoluteLossLayer,
-    ThreadingLayer,
-)
 from netgraph import (
     All,
     Automatic,
@@ -100,6 +94,12 @@ from netgraph import (
     save,
 )
 from netgraph.apply import collect_arrays, uninitialized, walk
+from netgraph.layers import (
+    CrossEntropyLossLayer,
+    ElementwiseLayer,
+    MeanAbsoluteLossLayer,
+    ThreadingLayer,
+)
 
 
 def arrays_of(net):

@@ -86,7 +86,7 @@ class _Trainer:
             v = tape.values[m.slot]
             seeds[name] = tape.run.zero_padding(np.full(v.shape, 1.0 / B, np.float32), m)
         if self.fuse is not False:
-            from layers.loss import fuse_softmax_cross_entropy
+            from netgraph.layers.loss import fuse_softmax_cross_entropy
 
             self.fuse = fuse_softmax_cross_entropy(self.plan, tape) > 0
         _, array_grads = backward(self.plan, tape, seeds)

@@ -50,7 +50,7 @@ class TrainingNet:
 def producer(net: Net, port: str) -> Layer | None:
     """The layer that produces output ``port`` of ``net`` (following nested containers and
     ``NetMapOperator``), or None when the port is fed straight from a graph input."""
-    from layers.operators import NetMapOperator
+    from netgraph.layers.operators import NetMapOperator
 
     while True:
         if isinstance(net, NetMapOperator):
@@ -67,7 +67,11 @@ def producer(net: Net, port: str) -> Layer | None:
 
 
 def _is_loss_layer(layer: Any) -> bool:
-    from layers.loss import CrossEntropyLossLayer, MeanAbsoluteLossLayer, MeanSquaredLossLayer
+    from netgraph.layers.loss import (
+        CrossEntropyLossLayer,
+        MeanAbsoluteLossLayer,
+        MeanSquaredLossLayer,
+    )
 
     return isinstance(layer, (CrossEntropyLossLayer, MeanSquaredLossLayer,
                               MeanAbsoluteLossLayer))
@@ -75,9 +79,9 @@ def _is_loss_layer(layer: Any) -> bool:
 
 def automatic_loss(net: Net, port: str) -> Net | None:
     """Wolfram's automatic loss for output ``port``; None when the port already is a loss."""
-    from layers.elementwise import ElementwiseLayer
-    from layers.loss import CrossEntropyLossLayer, MeanSquaredLossLayer
-    from layers.structure import SoftmaxLayer
+    from netgraph.layers.elementwise import ElementwiseLayer
+    from netgraph.layers.loss import CrossEntropyLossLayer, MeanSquaredLossLayer
+    from netgraph.layers.structure import SoftmaxLayer
 
     layer = producer(net, port)
     if _is_loss_layer(layer):
