@@ -1,6 +1,7 @@
-"""The NetGraph edge grammar: parsing connection chains, resolving endpoints to ports,
-turning dangling ports into graph ports, and the structural checks (cycles, two sources into
-one port).
+"""The NetGraph edge grammar: parsing connection chains, resolving endpoints to ports and
+turning dangling ports into graph ports; and ``check_structure``, the one validation of a
+graph's resolved structure (node names, edges, ports, cycles, evaluation order), run on every
+graph, whether built from connections or loaded from a file.
 
 Edges come out fully resolved: a source is ``(GRAPH_IN, name)`` (a graph input) or
 ``(node, port)``; a destination is ``(GRAPH_OUT, name)`` (a graph output) or ``(node, port)``.
@@ -185,16 +186,7 @@ def _resolve(groups: list, nodes: dict) -> tuple[dict, list[tuple[tuple, tuple]]
             nodes, src_end = _source(srcs[0], nodes)
             nodes, dst_end = _dest(d, nodes)
             edges.append((src_end, dst_end))
-    seen: dict[tuple, tuple] = {}
-    for src, dst in edges:
-        if dst in seen and seen[dst] != src:
-            what = (f"graph output {dst[1]!r}" if dst[0] is _OUT
-                    else place((dst[0],), dst[1]))
-            raise PortError(f"two sources are connected to {what}: {_show_end(seen[dst])} and "
-                            f"{_show_end(src)}")
-        seen[dst] = src
-    unique = list(dict.fromkeys(edges))
-    return nodes, unique
+    return nodes, list(dict.fromkeys(edges))  # one edge given twice is one edge
 
 
 def _show_end(end: tuple) -> str:
@@ -255,12 +247,96 @@ def _dangling(nodes: dict, edges: list) -> tuple[list[str], list[str], list]:
     for _src, dst in edges:
         if dst[0] is _OUT and dst[1] not in outs:
             outs.append(dst[1])
-    if not outs:
-        raise PortError("NetGraph: the graph has no output ports")
     return ins, outs, edges
 
 
-def _topological_order(nodes: dict, edges: list) -> list:
+# ------------------------------------------------------------ the structure check
+def check_node_names(names: Any, who: str = "NetGraph") -> None:
+    """A graph has one node or more, named by strings or ints (not bools)."""
+    names = list(names)
+    if not names:
+        raise NetError(f"{who}: a graph needs at least one layer")
+    for n in names:
+        if not isinstance(n, (str, int)) or isinstance(n, bool):
+            raise NetError(f"{who}: layer names must be strings, got {n!r}")
+
+
+def _end_label(end: tuple, side: str) -> str:
+    """``port 'p' of node 'n'``, or ``graph input 'p'`` / ``graph output 'p'``."""
+    return f"graph {side} {end[1]!r}" if _is_graph_end(end) else place((end[0],), end[1])
+
+
+def check_structure(nodes: dict, edges: list, ins: list, outs: list, *,
+                    order: list | None = None, specs: Any = (),
+                    who: str = "NetGraph") -> list:
+    """Validate a graph's resolved structure; return its evaluation order.
+
+    The graph built by ``NetGraph(...)`` and the graph read from a file pass through this one
+    check. ``edges`` are ``(src, dst)`` pairs of resolved ends (module docstring); ``specs``
+    are the keys of the graph's own port shapes; ``order``, when given (a file's), must be a
+    valid evaluation order, else the order is computed: the nodes sorted topologically, ties
+    broken by construction order. Checked, in this order: node names; each graph port listed
+    once; every edge joins a source (a graph input, a node's output or hidden output) to a
+    destination (a graph output, a node's input); at most one source per destination; no
+    cycle; at least one graph output; every node input and graph output fed; the order; every
+    shape given names a port (``"out:" + name`` for an output named like an input).
+
+    Raises
+    ------
+    PortError
+        Prefixed by ``who`` (``"NetGraph"``, or the node path of a loaded graph), naming the
+        nodes, ports and edges at fault.
+    """
+    check_node_names(nodes, who)
+
+    def bad(msg: str) -> PortError:
+        return PortError(f"{who}: {msg}")
+
+    if len(set(ins)) != len(ins) or len(set(outs)) != len(outs):
+        raise bad("a graph port is listed twice")
+    fed: dict[tuple, tuple] = {}
+    for src, dst in edges:
+        n, p = src
+        if n is _IN and p not in ins:
+            raise bad(f"an edge starts at {p!r}, which is not a graph input")
+        if n is not _IN and (n not in nodes or p not in nodes[n].output_ports + getattr(
+                nodes[n], "hidden_outputs", ())):
+            raise bad(f"an edge starts at {place((n,), p)}, which is not an output")
+        n, p = dst
+        if n is _OUT and p not in outs:
+            raise bad(f"an edge ends at {p!r}, which is not a graph output")
+        if n is not _OUT and (n not in nodes or p not in nodes[n].input_ports):
+            raise bad(f"an edge ends at {place((n,), p)}, which is not an input")
+        if dst in fed:
+            if fed[dst] == src:
+                raise bad(f"two edges end at {_end_label(dst, 'output')}: the edge from "
+                          f"{_show_end(src)} is listed twice")
+            raise bad(f"two sources are connected to {_end_label(dst, 'output')}: "
+                      f"{_show_end(fed[dst])} and {_show_end(src)}")
+        fed[dst] = src
+    computed = _topological_order(nodes, edges, who)
+    if not outs:
+        raise bad("the graph has no output ports")
+    needed = [(n, p) for n, net in nodes.items() for p in net.input_ports]
+    for end in needed + [(_OUT, p) for p in outs]:
+        if end not in fed:
+            raise bad(f"nothing feeds {_end_label(end, 'output')}")
+    if order is not None:
+        if len(order) != len(nodes) or set(order) != set(nodes):
+            raise bad(f"the node order {order!r} does not list the nodes {list(nodes)}")
+        position = {n: i for i, n in enumerate(order)}
+        for (a, _), (b, _) in edges:
+            if a in nodes and b in nodes and position[a] >= position[b]:
+                raise bad(f"the node order {order!r} puts {b!r} before its source {a!r}")
+    keys = set(ins) | {"out:" + p if p in ins else p for p in outs}
+    for k in specs:
+        if k not in keys:
+            raise bad(f"shape given for {k!r}, which is not a port of the graph (inputs "
+                      f"{list(ins)}, outputs {list(outs)})")
+    return list(order) if order is not None else computed
+
+
+def _topological_order(nodes: dict, edges: list, who: str) -> list:
     g = nx.DiGraph()
     g.add_nodes_from(nodes)
     for src, dst in edges:
@@ -272,6 +348,6 @@ def _topological_order(nodes: dict, edges: list) -> list:
         cycle = None
     if cycle:
         path = " -> ".join(repr(a) for a, _ in cycle) + f" -> {cycle[0][0]!r}"
-        raise PortError(f"NetGraph: the connections form a cycle: {path}")
+        raise PortError(f"{who}: the connections form a cycle: {path}")
     position = {n: i for i, n in enumerate(nodes)}
     return list(nx.lexicographical_topological_sort(g, key=lambda n: position[n]))

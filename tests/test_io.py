@@ -42,6 +42,7 @@ from netgraph import (
     NetPort,
     NetReplacePart,
     NetTrain,
+    PortError,
     SequenceAttentionLayer,
     SequenceLastLayer,
     ShapeError,
@@ -452,6 +453,16 @@ TAMPERED = {  # id: (edit of net.json, replaced members, error class, message pa
     "edge-twice": (lambda s: graph(s)["edges"].append(graph(s)["edges"][0]), {}, NetError,
                    "two edges end"),
     "unfed": (lambda s: graph(s).update(edges=graph(s)["edges"][1:]), {}, NetError, "nothing feeds"),
+    # the structure of a loaded graph passes NetGraph's own check (edges.check_structure): the
+    # constructor's messages, and nothing the constructor would refuse
+    "two-sources": (lambda s: graph(s)["edges"].append([{"node": None, "port": "Input"},
+                                                        {"node": "act", "port": "Input"}]),
+                    {}, PortError, r"two sources are connected to port 'Input' of node 'act': "
+                    r"NetPort\('lin', 'Output'\) and NetPort\('Input'\)"),
+    "cycle": (lambda s: graph(s)["edges"][1][0].update(node="act", port="Output"), {}, PortError,
+              "the connections form a cycle: 'lin' -> 'act' -> 'lin'"),
+    "out-spec": (lambda s: graph(s)["ports"].update({"out:Output": 3}), {}, PortError,
+                 "shape given for 'out:Output', which is not a port of the graph"),
     "order": (lambda s: graph(s)["order"].reverse(), {}, NetError, "order"),
     "duplicate-node": (lambda s: graph(s)["nodes"][1].update(name="lin"), {}, NetError,
                        "two nodes are named 'lin'"),
