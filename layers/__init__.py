@@ -8,7 +8,7 @@ if __name__ != "netgraph.layers":  # a source checkout's top level is not the pa
 import difflib
 import inspect
 
-from netgraph.graph import SHORTHAND_HINTS, SHORTHANDS
+from netgraph.graph import register_shorthand_hint
 
 from .attention import AttentionLayer, SequenceAttentionLayer
 from .elementwise import (
@@ -48,11 +48,6 @@ __all__ = [
 ]
 
 _FUNCTION_NAMES = set(ELEMENTWISE_FUNCTIONS) | {"ReLU", "Sigmoid"}
-SHORTHANDS[:] = [
-    (lambda x: isinstance(x, int) and not isinstance(x, bool), LinearLayer),
-    (lambda x: isinstance(x, tuple) and all(isinstance(k, int) for k in x), LinearLayer),
-    (lambda x: isinstance(x, str) and x in _FUNCTION_NAMES, ElementwiseLayer),
-]
 
 
 def _call(name: str) -> str:
@@ -83,4 +78,4 @@ def _hint(x: object) -> str | None:
     return f"the function name {close[0]!r} (an ElementwiseLayer)" if close else None
 
 
-SHORTHAND_HINTS[:] = [_hint]
+register_shorthand_hint(_hint)
