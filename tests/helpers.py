@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from netgraph import NetExtract, NetInitialize, NetReplacePart
-from netgraph.apply import walk
+from netgraph.tree import walk
 
 
 def array_paths(net: Any) -> list[tuple]:

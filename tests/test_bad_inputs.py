@@ -22,7 +22,7 @@ from netgraph import (
     SequenceLastLayer,
     TotalLayer,
 )
-from netgraph.apply import walk
+from netgraph.tree import walk
 
 X = np.linspace(-1, 1, 5)
 S = np.arange(8.0).reshape(4, 2) / 8

@@ -25,7 +25,7 @@ from netgraph import (
     ThreadingLayer,
     TotalLayer,
 )
-from netgraph.apply import walk
+from netgraph.tree import walk
 
 RNG = np.random.default_rng(7)
 

@@ -50,9 +50,9 @@ from netgraph import (
     load,
     save,
 )
-from netgraph.apply import walk
 from netgraph.graph import _is_graph_end
 from netgraph.shapes import parse_spec
+from netgraph.tree import walk
 
 LENS = (4, 2, 6)
 

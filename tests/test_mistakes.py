@@ -60,7 +60,7 @@ from netgraph import (
     ThreadingLayer,
     TotalLayer,
 )
-from netgraph.apply import walk
+from netgraph.tree import walk
 
 RNG = np.random.default_rng(17)
 X7 = RNG.uniform(-1, 1, size=(11, 7))

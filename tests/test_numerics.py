@@ -60,7 +60,7 @@ from netgraph import (
     TotalLayer,
     gradcheck,
 )
-from netgraph.apply import walk
+from netgraph.tree import walk
 
 EPS = 2.220446049250313e-16
 BIG = 1e4

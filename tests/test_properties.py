@@ -93,7 +93,8 @@ from netgraph import (
     load,
     save,
 )
-from netgraph.apply import collect_arrays, uninitialized, walk
+from netgraph.apply import collect_arrays, uninitialized
+from netgraph.tree import walk
 
 
 def arrays_of(net):
