@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,16 +23,10 @@ from .execute import RunContext, Tape, backward, forward
 from .net import Net
 from .ports import NetArrayGradient, NetPort, NetPortGradient
 from .shapes import Automatic, Index
+from .tree import resolve_child, walk
 
-__all__ = ["apply_net", "walk", "collect_arrays", "uninitialized", "run_net", "data_hints",
+__all__ = ["apply_net", "collect_arrays", "uninitialized", "run_net", "data_hints",
            "underflow_ignored"]
-
-
-def walk(net: Net, path: tuple = ()) -> Iterator[tuple[tuple, Net]]:
-    """Every net in the tree below ``net`` (itself first), with its path."""
-    yield path, net
-    for name, child in net._children().items():
-        yield from walk(child, path + (name,))
 
 
 def uninitialized(net: Net) -> list[tuple]:
@@ -96,8 +90,6 @@ def _split_data(net: Net, data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 def _node_path(net: Net, path: tuple) -> tuple:
     """``path`` with int positions (negative from the end) replaced by node names, as in
     NetExtract; parts that name no sub-net are kept, so the caller's lookup reports them."""
-    from .extract import resolve_child
-
     out = []
     for part in path:
         try:
@@ -185,8 +177,6 @@ def _example_shape(x: Any, shape: Any, port: str) -> tuple[int, ...]:
 def _fill_shapes_from_data(net: Net, data: Any) -> Net:
     """Just-in-time inference: input ports whose shapes are not fully known take the data's
     shape (of one example; the rank decides single example versus batch as usual)."""
-    from .extract import NetReplacePart
-
     inputs, _ = _split_data(net, data)
     specs = {}
     for p in net.input_ports:
@@ -208,7 +198,7 @@ def _fill_shapes_from_data(net: Net, data: Any) -> Net:
     if not specs:
         return net
     try:
-        return NetReplacePart(net, specs)
+        return net._copy(_user_specs={**net._user_specs, **specs})._infer()
     except ShapeError as e:
         raise InputDataError("the data for port(s) " + ", ".join(map(repr, specs)) +
                              f" (example shapes {list(specs.values())}) does not fit the net: "

@@ -116,7 +116,7 @@ class Net:
         return summary(self)
 
     def plot(self, **kwargs: Any) -> Any:
-        from .info import plot
+        from .plotting import plot
 
         return plot(self, **kwargs)
 

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from netgraph import NetExtract, NetGraph, NetInitialize, NetReplacePart
-from netgraph.apply import walk
 from netgraph.graph import _is_graph_end
 from netgraph.shapes import parse_spec
+from netgraph.tree import walk
 
 
 def array_paths(net: Any) -> list[tuple]:

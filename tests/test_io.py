@@ -51,7 +51,7 @@ from netgraph import (
     load,
     save,
 )
-from netgraph.apply import walk
+from netgraph.tree import walk
 
 LENS = (4, 2, 6)
 

@@ -59,8 +59,8 @@ from netgraph import (
     TotalLayer,
     gradcheck,
 )
-from netgraph.apply import walk
 from netgraph.layers import ELEMENTWISE_FUNCTIONS
+from netgraph.tree import walk
 
 EPS = 2.220446049250313e-16
 BIG = 1e4

@@ -93,13 +93,14 @@ from netgraph import (
     load,
     save,
 )
-from netgraph.apply import collect_arrays, uninitialized, walk
+from netgraph.apply import collect_arrays, uninitialized
 from netgraph.layers import (
     CrossEntropyLossLayer,
     ElementwiseLayer,
     MeanAbsoluteLossLayer,
     ThreadingLayer,
 )
+from netgraph.tree import walk
 
 
 def arrays_of(net):

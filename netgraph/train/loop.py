@@ -13,11 +13,11 @@ from ..apply import _fill_shapes_from_data, collect_arrays, data_hints
 from ..compile import Plan, compile_net
 from ..errors import NetError, SpecificationError
 from ..execute import RunContext, backward, forward
-from ..extract import update_at
 from ..initialize import NetInitialize
 from ..layer import backward_passes
 from ..net import Net
 from ..shapes import Automatic
+from ..tree import update_at
 from .data import TrainData, as_port_dict, fixed_batches, round_batches
 from .loss import NODE, TrainingNet, attach_loss, plan_losses, target_ports
 from .optimizers import Optimizer, make_optimizer
