@@ -2,14 +2,13 @@
 and from them (see :mod:`netgraph.io` for the file format).
 
 Decoding never imports by name: a layer class is looked up in :func:`registry` (NetGraph,
-NetChain and the layer classes of ``layers.__all__``). A decoded layer or graph is rebuilt
+NetChain and the registered layer classes). A decoded layer or graph is rebuilt
 from its parts (``Layer._from_parts``, ``NetGraph._from_parts``) after the parts have been
 checked here, and shape inference runs again on the rebuilt net.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -20,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from .arrays import validated_array
 from .errors import NetError, where
 from .graph import NetChain, NetGraph, _is_graph_end
-from .layer import Layer, _validation_message
+from .layer import Layer, _validation_message, layer_classes
 from .net import Net
 from .shapes import Automatic, Index, is_automatic, parse_spec
 
@@ -120,17 +119,11 @@ def validation_summary(err: ValidationError, limit: int = 4) -> str:
     return "; ".join(parts) + more
 
 
-@functools.cache
 def registry() -> dict[str, type[Net]]:
-    """Every class a file may name: NetGraph, NetChain and the layers of ``layers.__all__``."""
-    import layers
-
-    known: dict[str, type[Net]] = {"NetGraph": NetGraph, "NetChain": NetChain}
-    for name in layers.__all__:
-        cls = getattr(layers, name, None)
-        if isinstance(cls, type) and issubclass(cls, Layer):
-            known[name] = cls
-    return known
+    """Every class a file may name: NetGraph, NetChain and the registered layer classes
+    (:func:`netgraph.layer.layer_classes`: the layer library's and a user's own, defined at
+    module level)."""
+    return {**layer_classes(), "NetGraph": NetGraph, "NetChain": NetChain}
 
 
 # ------------------------------------------------------------------------ specs
@@ -177,7 +170,7 @@ def encode(net: Net, arrays: list[tuple[str, np.ndarray]], path: tuple = ()) -> 
                        "more than a file may hold")
     if registry().get(name) is not type(net):
         raise NetError(f"cannot save {where(path)}: {name} is not one of netgraph's net classes "
-                       "(NetGraph, NetChain and the layers of layers.__all__)")
+                       "(NetGraph, NetChain and the layer classes defined at module level)")
     ports = {k: _encode_spec(v, path) for k, v in net._user_specs.items()}
     if isinstance(net, NetGraph):
         def end(e: tuple) -> dict:
@@ -266,8 +259,8 @@ def _names_match(what: str, given: Any, expected: Any, path: tuple, cls: type) -
 def _decode_layer(node: LayerJSON, read_array: ReadArray, path: tuple) -> Layer:
     cls = registry().get(node.type)
     if cls is None or not issubclass(cls, Layer):
-        raise NetError(f"{where(path)}: unknown layer class {node.type!r} (not one of "
-                       "netgraph's layers)")
+        raise NetError(f"{where(path)}: unknown layer class {node.type!r} (not a "
+                       "registered layer class)")
     try:
         params = cls.Params.model_validate(node.params)
     except ValidationError as e:

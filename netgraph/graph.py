@@ -6,6 +6,7 @@ The edge grammar lives in :mod:`netgraph.edges`; a graph stores its edges fully 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .edges import (
@@ -24,14 +25,27 @@ from .net import Net
 from .shapes import Automatic, parse_spec
 from .solver import Solver, place
 
-__all__ = ["NetGraph", "NetChain", "SHORTHANDS", "SHORTHAND_HINTS", "GRAPH_IN", "GRAPH_OUT",
-           "_is_graph_end"]
+__all__ = ["NetGraph", "NetChain", "register_shorthand", "register_shorthand_hint", "GRAPH_IN",
+           "GRAPH_OUT", "_is_graph_end"]
 
 #: shorthand expanders registered by the layer library: ``(predicate, factory)`` pairs
-SHORTHANDS: list[tuple[Any, Any]] = []
+SHORTHANDS: list[tuple[Callable[[Any], bool], Callable[[Any], Net]]] = []
 #: hints registered by the layer library: ``f(entry) -> "did you mean ..." text or None`` for
 #: an entry that is neither a net nor a shorthand (e.g. ``"Softmax"`` -> ``SoftmaxLayer()``)
-SHORTHAND_HINTS: list[Any] = []
+SHORTHAND_HINTS: list[Callable[[Any], str | None]] = []
+
+
+def register_shorthand(test: Callable[[Any], bool], make: Callable[[Any], Net]) -> None:
+    """Let a NetGraph/NetChain entry ``x`` with ``test(x)`` stand for the net ``make(x)``
+    (the layer library: ``5`` for ``LinearLayer(5)``, ``"Tanh"`` for an ElementwiseLayer).
+    Shorthands are tried in the order they were registered."""
+    SHORTHANDS.append((test, make))
+
+
+def register_shorthand_hint(suggest: Callable[[Any], str | None]) -> None:
+    """Add ``suggest(entry) -> "did you mean" text or None`` for an entry that is neither a
+    net nor a shorthand (``"Softmax"`` -> ``"SoftmaxLayer()"``)."""
+    SHORTHAND_HINTS.append(suggest)
 
 
 def as_net(x: Any, name: Any) -> Net:

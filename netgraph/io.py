@@ -11,7 +11,7 @@ One zip archive, written at exactly ``path`` (no suffix is added), holding:
 
   where a NODE is a layer or a graph::
 
-      {"kind": "layer", "type": "LinearLayer",          # a class in layers.__all__
+      {"kind": "layer", "type": "LinearLayer",          # a class in netgraph.layers.__all__
        "params": {...},                                 # params.model_dump(mode="json")
        "ports": {"Input": SPEC, ...},                   # the port shapes the user gave
        "enabled_inputs": [...], "enabled_outputs": [...],  # optional ports switched on

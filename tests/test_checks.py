@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import randomized
 
-import layers
+import netgraph.layers as layers
 from netgraph import (
     Layer,
     NetArrayGradient,

@@ -69,12 +69,6 @@ from strategies import (
 )
 from tolerance import assert_close
 
-from layers import (
-    CrossEntropyLossLayer,
-    ElementwiseLayer,
-    MeanAbsoluteLossLayer,
-    ThreadingLayer,
-)
 from netgraph import (
     All,
     Automatic,
@@ -94,6 +88,12 @@ from netgraph import (
     save,
 )
 from netgraph.apply import collect_arrays, uninitialized
+from netgraph.layers import (
+    CrossEntropyLossLayer,
+    ElementwiseLayer,
+    MeanAbsoluteLossLayer,
+    ThreadingLayer,
+)
 from netgraph.tree import walk
 
 

@@ -14,6 +14,7 @@ from ..compile import Plan, compile_net
 from ..errors import NetError
 from ..execute import RunContext, backward, forward
 from ..initialize import NetInitialize
+from ..layer import backward_passes
 from ..net import Net
 from ..shapes import Automatic
 from ..tree import update_at
@@ -82,9 +83,7 @@ class _Trainer:
             v = tape.values[m.slot]
             seeds[name] = tape.run.zero_padding(np.full(v.shape, 1.0 / B, np.float32), m)
         if self.fuse is not False:
-            from layers.loss import fuse_softmax_cross_entropy
-
-            self.fuse = fuse_softmax_cross_entropy(self.plan, tape) > 0
+            self.fuse = sum(rewrite(self.plan, tape) for rewrite in backward_passes()) > 0
         _, array_grads = backward(self.plan, tape, seeds)
         g = self.params.load_grads(array_grads)
         clip_and_regularize(g, self.params.flat, self.opts.clip, self.opts.l2, self.tmp)
