@@ -23,7 +23,7 @@ from .apply import (
 )
 from .batch import from_batch, split_examples
 from .compile import Plan, compile_net
-from .errors import NetError, SpecificationError
+from .errors import NetError
 from .execute import RunContext, backward, forward
 from .net import Net
 from .numdiff import central_differences
@@ -59,11 +59,8 @@ def _check_tolerance(fn: str, name: str, value: Any, *, positive: bool = False) 
 def _prepare(net: Net, data: Any) -> tuple[Net, Plan, dict[str, Any]]:
     if not isinstance(net, Net):
         raise NetError(f"expected a net, got {type(net).__name__}")
-    try:
-        plan = compile_net(net)
-    except SpecificationError:
-        net = _fill_shapes_from_data(net, data)
-        plan = compile_net(net)
+    net = _fill_shapes_from_data(net, data)
+    plan = compile_net(net)
     inputs, _ = _split_data(net, data)
     return net, plan, inputs
 

@@ -97,7 +97,7 @@ class NetGraph(Net):
                   _order=tuple(order), _specs=dict(port_shapes), _user_specs=dict(port_shapes),
                   _cache={})
         inferred = self._infer()
-        self._set(_nodes=inferred._nodes, _specs=inferred._specs)
+        self._set(_nodes=inferred._nodes, _specs=inferred._specs, _cache=inferred._cache)
 
     # ----------------------------------------------------------------- ports
     @property
@@ -143,7 +143,7 @@ class NetGraph(Net):
         if not infer:
             return graph
         inferred = graph._infer()
-        graph._set(_nodes=inferred._nodes, _specs=inferred._specs)
+        graph._set(_nodes=inferred._nodes, _specs=inferred._specs, _cache=inferred._cache)
         return graph
 
     # ------------------------------------------------------------- inference
@@ -181,7 +181,7 @@ class NetGraph(Net):
         return self._copy(_nodes=nodes, _specs=specs)
 
     # ------------------------------------------------------------- compiling
-    def _emit(self, plan: Any, S: Solver, path: tuple, in_slots: dict[str, Any]) -> dict:
+    def _emit(self, plan: Any, sol: Any, path: tuple, in_slots: dict[str, Any]) -> dict:
         incoming = {dst: src for src, dst in self._edges}
         produced: dict[tuple, Any] = {}
 
@@ -191,7 +191,7 @@ class NetGraph(Net):
         for name in self._order:
             node = self._nodes[name]
             node_in = {p: slot(incoming[(name, p)]) for p in node.input_ports}
-            outs = node._emit(plan, S, path + (name,), node_in)
+            outs = node._emit(plan, sol, path + (name,), node_in)
             # outputs first: where an output shares its name with an input (a recurrent
             # layer's State), NetPort(node, "State") reads the final state, not the initial one
             for p, s in outs.items():

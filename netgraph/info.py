@@ -26,7 +26,6 @@ from .layer import Layer
 from .net import Net
 from .plotting import plot
 from .shapes import Automatic
-from .solver import Solver
 from .tree import walk
 
 __all__ = ["summary", "NetInformation", "array_shapes", "port_rows", "layer_paths"]
@@ -37,21 +36,14 @@ def array_shapes(net: Net) -> dict[tuple, tuple[int | None, ...] | None]:
     """Every array of ``net`` by full path -> its shape: the actual shape when initialized,
     else the inferred one with ``None`` for an unknown dimension (``None`` for the whole
     shape when even the rank is unknown)."""
-    S: Solver | None = Solver()
-    try:
-        net._constrain(S, ())
-        S.solve()
-    except NetError:  # pragma: no cover - a constructed net always solves
-        S = None
+    solved = net._solution().arrays
     out: dict[tuple, tuple[int | None, ...] | None] = {}
     for path, sub in walk(net):
         for name, value in sub._arrays().items():
             if value is not None:
                 out[path + (name,)] = tuple(int(n) for n in value.shape)
-            elif S is not None and (path, name) in S.arrays:
-                out[path + (name,)] = tuple(S.size(d) for d in S.arrays[(path, name)])
             else:
-                out[path + (name,)] = None
+                out[path + (name,)] = solved.get((path, name))
     return out
 
 

@@ -10,7 +10,6 @@ import numpy as np
 from .allocation import check_request, memory_errors, show_bytes
 from .errors import NetError, SpecificationError
 from .net import Net
-from .solver import Solver
 from .tree import at, update_at, walk
 
 __all__ = ["NetInitialize", "xavier_uniform"]
@@ -67,16 +66,13 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
     except (TypeError, ValueError):
         raise NetError(f"NetInitialize: seed must be None or a non-negative int, got {seed!r}") \
             from None
-    S = Solver()
-    net._constrain(S, ())
-    S.solve()
+    solved = net._solution().arrays
     todo: dict[tuple, dict[str, tuple[int, ...]]] = {}
     for path, sub in walk(net):
         for name, value in sub._arrays().items():
             if value is not None and not reinitialize:
                 continue
-            dims = S.arrays[(path, name)]
-            shape = tuple(S.size(d) for d in dims)
+            shape = solved[(path, name)]
             if any(n is None for n in shape):
                 shown = tuple("?" if n is None else n for n in shape)
                 raise SpecificationError(
@@ -90,7 +86,7 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
         fills = {name: _initial(init.get(name, "weights"), shape, method, rng)
                  for name, shape in shapes.items()}
         new = update_at(new, path, lambda layer, f=fills: layer._with_arrays(f))
-    return new
+    return new._same_shapes_as(net)  # the arrays have their inferred shapes
 
 
 def _check_memory(net: Net, todo: dict[tuple, dict[str, tuple[int, ...]]]) -> None:

@@ -118,7 +118,7 @@ class Layer(Net):
         """Run inference once on the bare layer so inconsistent port specs fail early."""
         inferred = self._infer()
         self.__dict__.update(inferred.__dict__)
-        self._set(_cache={})
+        self._set(_cache=dict(inferred._cache))  # the solution, solved once
 
     @classmethod
     def _from_parts(cls, params: Params, user_specs: dict[str, Any], enabled_in: Any,
@@ -266,8 +266,8 @@ class Layer(Net):
         return ""
 
     # ----------------------------------------------------------- compiling
-    def _emit(self, plan: Any, S: Solver, path: tuple, in_slots: dict[str, Any]) -> dict:
-        return plan.add_step(self, path, in_slots, S)
+    def _emit(self, plan: Any, sol: Any, path: tuple, in_slots: dict[str, Any]) -> dict:
+        return plan.add_step(self, path, in_slots, sol)
 
     def forward(self, ins: dict[str, np.ndarray], arrays: dict[str, np.ndarray],
                 ctx: Any) -> tuple[dict[str, np.ndarray], Backward]:

@@ -11,7 +11,7 @@ import numpy as np
 from ..allocation import memory_errors
 from ..apply import _fill_shapes_from_data, collect_arrays, data_hints
 from ..compile import Plan, compile_net
-from ..errors import NetError, SpecificationError
+from ..errors import NetError
 from ..execute import RunContext, backward, forward
 from ..initialize import NetInitialize
 from ..layer import backward_passes
@@ -32,11 +32,6 @@ __all__ = ["NetTrain"]
 def _fill_shapes(net: Net, raw: dict[str, Any]) -> Net:
     """Input ports whose shapes are unknown take the shape of the first example."""
     try:
-        compile_net(net)
-        return net
-    except SpecificationError:
-        pass
-    try:
         first = {p: raw[p][0] for p in net.input_ports}
         return _fill_shapes_from_data(net, first)
     except (NetError, TypeError, IndexError, KeyError, ValueError):
@@ -49,9 +44,10 @@ def _with_arrays(net: Net, arrays: dict[tuple, np.ndarray]) -> Net:
     for path, a in arrays.items():
         if path[0] == NODE:
             by_layer.setdefault(path[1:-1], {})[path[-1]] = a
+    new = net
     for layer_path, fills in by_layer.items():
-        net = update_at(net, layer_path, lambda layer, f=fills: layer._with_arrays(f))
-    return net
+        new = update_at(new, layer_path, lambda layer, f=fills: layer._with_arrays(f))
+    return new._same_shapes_as(net)  # trained arrays keep their shapes
 
 
 class _Trainer:
