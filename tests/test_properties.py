@@ -50,7 +50,13 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import examples, pairwise_attention_weights, smooth_reals
+from helpers import (
+    assert_same_net,
+    examples,
+    net_snapshot,
+    pairwise_attention_weights,
+    smooth_reals,
+)
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from strategies import (
@@ -69,12 +75,6 @@ from strategies import (
 )
 from tolerance import assert_close
 
-from layers import (
-    CrossEntropyLossLayer,
-    ElementwiseLayer,
-    MeanAbsoluteLossLayer,
-    ThreadingLayer,
-)
 from netgraph import (
     All,
     Automatic,
@@ -93,7 +93,14 @@ from netgraph import (
     load,
     save,
 )
-from netgraph.apply import collect_arrays, uninitialized, walk
+from netgraph.apply import collect_arrays, uninitialized
+from netgraph.layers import (
+    CrossEntropyLossLayer,
+    ElementwiseLayer,
+    MeanAbsoluteLossLayer,
+    ThreadingLayer,
+)
+from netgraph.tree import walk
 
 
 def arrays_of(net):
@@ -108,11 +115,11 @@ SLOW = [HealthCheck.too_slow]
 def _survives(net) -> None:
     """Everything a user does with a fresh net works or raises NetError; copies, pickles and
     saved-and-loaded nets are the same net."""
-    text = repr(net)
-    assert isinstance(net.summary(), str)
+    snap = net_snapshot(net)  # repr and summary included
+    assert isinstance(snap["summary"], str)
     assert isinstance(NetExtract(net, All), dict)
     for again in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
-        assert repr(again) == text and again.summary() == net.summary()
+        assert_same_net(again, snap)
     try:
         init = NetInitialize(net, seed=0)
     except NetError:
@@ -121,9 +128,9 @@ def _survives(net) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         save(init, os.path.join(tmp, "net"))
         loaded = load(os.path.join(tmp, "net"))
-    assert repr(loaded) == repr(init)
-    for path, value in arrays_of(init).items():
-        assert np.array_equal(NetExtract(loaded, list(path)), value), path
+    assert_same_net(loaded, init)
+    for again in (copy.deepcopy(init), pickle.loads(pickle.dumps(init))):
+        assert_same_net(again, init)
 
 
 @settings(max_examples=examples(600), deadline=None, suppress_health_check=SLOW)
