@@ -14,7 +14,6 @@ from ..compile import Plan, compile_net
 from ..errors import NetError
 from ..execute import RunContext, backward, forward
 from ..initialize import NetInitialize
-from ..layer import backward_passes
 from ..net import Net
 from ..shapes import Automatic
 from ..tree import update_at
@@ -58,7 +57,6 @@ class _Trainer:
         self.plan, self.params, self.opt, self.opts = plan, params, opt, opts
         self.loss_names = list(tn.losses)
         self.loss_metas = [plan.outputs[name] for name in tn.losses]
-        self.fuse: bool | None = None  # unknown until the first tape
         self.tmp = np.empty_like(params.flat)
 
     def forward(self, data: TrainData, idx: np.ndarray, training: bool,
@@ -82,8 +80,6 @@ class _Trainer:
         for name, m in zip(self.loss_names, self.loss_metas, strict=True):
             v = tape.values[m.slot]
             seeds[name] = tape.run.zero_padding(np.full(v.shape, 1.0 / B, np.float32), m)
-        if self.fuse is not False:
-            self.fuse = sum(rewrite(self.plan, tape) for rewrite in backward_passes()) > 0
         _, array_grads = backward(self.plan, tape, seeds)
         g = self.params.load_grads(array_grads)
         clip_and_regularize(g, self.params.flat, self.opts.clip, self.opts.l2, self.tmp)
