@@ -15,7 +15,7 @@ from netgraph.layer import Layer, Params
 from netgraph.solver import Solver, place
 
 from ._ops import ArityParams, expand_scalar, fill_padding, sum_to
-from .loss import CrossEntropyLossLayer
+from .loss import CrossEntropyLossLayer, FusedCrossEntropy
 
 __all__ = ["ElementwiseLayer", "ThreadingLayer", "ELEMENTWISE_FUNCTIONS", "THREADING_FUNCTIONS"]
 
@@ -126,6 +126,14 @@ class ElementwiseLayer(Layer):
     def default_loss(self, port: str):
         """Probabilities of a logistic sigmoid: ``CrossEntropyLossLayer("Binary")``."""
         return CrossEntropyLossLayer("Binary") if self.function == "LogisticSigmoid" else None
+
+    def fused_with_consumer(self, port, consumer, consumer_port, meta):
+        """A logistic sigmoid read by the Input of ``CrossEntropyLossLayer("Binary")``: one
+        step whose logit gradient is ``p - t`` (see ``netgraph.layers.loss``)."""
+        if (self.function == "LogisticSigmoid" and isinstance(consumer, CrossEntropyLossLayer)
+                and consumer_port == "Input" and consumer.params.form == "Binary"):
+            return FusedCrossEntropy(self, consumer)
+        return None
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))

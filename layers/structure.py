@@ -14,7 +14,7 @@ from netgraph.shapes import Automatic
 from netgraph.solver import Conflict, Solver, place
 
 from ._ops import ArityParams, Int, Real, sum_to
-from .loss import CrossEntropyLossLayer
+from .loss import CrossEntropyLossLayer, FusedCrossEntropy
 
 __all__ = ["TotalLayer", "CatenateLayer", "SummationLayer", "ReshapeLayer", "SoftmaxLayer",
            "DropoutLayer"]
@@ -234,6 +234,13 @@ class SoftmaxParams(Params):
     level: Int = -1
 
 
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """``log softmax(z)`` along the last axis, computed stably:
+    ``z - max z - log sum exp(z - max z)`` (finite wherever ``z`` is)."""
+    s = z - z.max(axis=-1, keepdims=True)
+    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+
+
 class SoftmaxLayer(Layer):
     """``y = exp(x) / sum(exp(x))`` along axis ``level`` of the example (default: the last).
     Along a varying dimension the padded positions get weight exactly 0."""
@@ -250,6 +257,16 @@ class SoftmaxLayer(Layer):
         rank = len(shape) if isinstance(shape, tuple) else None
         if self.params.level == -1 or rank is not None and self.params.level == rank - 1:
             return CrossEntropyLossLayer("Index")
+        return None
+
+    def fused_with_consumer(self, port, consumer, consumer_port, meta):
+        """Probabilities over a fixed class axis, the last, read by the Input of a
+        ``CrossEntropyLossLayer`` ("Index" or "Probabilities"): one step whose loss is computed
+        from the log-softmax of the logits (see ``netgraph.layers.loss``)."""
+        if (isinstance(consumer, CrossEntropyLossLayer) and consumer_port == "Input"
+                and consumer.params.form in ("Index", "Probabilities") and meta.rank
+                and self.params.level in (-1, meta.rank - 1) and meta.dims[-1] is not None):
+            return FusedCrossEntropy(self, consumer, log_softmax)
         return None
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:

@@ -28,8 +28,7 @@ from .net import Net
 from .shapes import Automatic, is_automatic, parse_spec
 from .solver import Conflict, Solver, place
 
-__all__ = ["Layer", "Params", "Backward", "layer_classes", "register_default_loss", "default_loss",
-           "register_backward_pass", "backward_passes"]
+__all__ = ["Layer", "Params", "Backward", "layer_classes", "register_default_loss", "default_loss"]
 
 Backward = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[Any, Any]]]
 
@@ -266,6 +265,16 @@ class Layer(Net):
         return ""
 
     # ----------------------------------------------------------- compiling
+    def fused_with_consumer(self, port: str, consumer: Layer, consumer_port: str,
+                            meta: Any) -> Any:
+        """One computation for this layer's step followed by ``consumer``'s, whose input
+        ``consumer_port`` reads this layer's output ``port`` (a value of ``meta``, the slot's
+        ``PortMeta``): an object with ``forward(ins, arrays, ctx)``, ``pad_clean`` and
+        ``index_data_hint``, reading this layer's inputs plus the consumer's other inputs and
+        writing the outputs of both. The compiler's fusion pass asks every producer/consumer
+        pair (``netgraph.compile``); ``None``, the default: no fusion."""
+        return None
+
     def _emit(self, plan: Any, sol: Any, path: tuple, in_slots: dict[str, Any]) -> dict:
         return plan.add_step(self, path, in_slots, sol)
 
@@ -298,7 +307,6 @@ class Layer(Net):
 #: a later class of the same name is not one a file can name)
 _CLASSES: dict[str, type[Layer]] = {}
 _DEFAULT_LOSS: list[Callable[[], Net]] = []
-_BACKWARD_PASSES: list[Callable[[Any, Any], int]] = []
 
 
 def layer_classes() -> Mapping[str, type[Layer]]:
@@ -321,14 +329,3 @@ def default_loss() -> Net:
         raise NetError("NetTrain: no default loss is registered (import netgraph.layers, or "
                        "give loss=...)")
     return _DEFAULT_LOSS[0]()
-
-
-def register_backward_pass(fn: Callable[[Any, Any], int]) -> None:
-    """Register ``fn(plan, tape) -> number of changes``, run by NetTrain on every forward
-    tape before its backward pass (the layer library's softmax/cross-entropy fusion)."""
-    if fn not in _BACKWARD_PASSES:
-        _BACKWARD_PASSES.append(fn)
-
-
-def backward_passes() -> tuple[Callable[[Any, Any], int], ...]:
-    return tuple(_BACKWARD_PASSES)
