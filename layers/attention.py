@@ -92,14 +92,14 @@ class AttentionLayer(Layer):
     def _value_port(self) -> str:
         return self.inputs[1] if len(self.inputs) == 3 else self.inputs[0]
 
-    def _children(self) -> dict:
+    def children(self) -> dict:
         return {"ScoringNet": self._scoring}
 
-    def _with_children(self, children: dict) -> Layer:
+    def with_children(self, children: dict) -> Layer:
         net = children["ScoringNet"] if "ScoringNet" in children else self._scoring
-        return self._copy(_scoring=scoring_net(net))
+        return self.derive(_scoring=scoring_net(net))
 
-    def _param_text(self) -> str:
+    def params_text(self) -> str:
         kind = fast_kind(self._scoring)
         net = {"dot": "'Dot'", "bilinear": "'Bilinear'"}.get(kind[0] if kind else "", "<net>")
         extra = self.params.model_dump(exclude_defaults=True)
@@ -122,7 +122,7 @@ class AttentionLayer(Layer):
                     f"the scoring net of {me} takes one {kp} vector")
         S.constrain(S.port(sub, "Query"), (qdim,), None, place(sub, "Query"),
                     f"the scoring net of {me} takes one Query vector")
-        S.constrain(S.port(sub, scoring._out_key("Output")), (), None, place(sub, "Output"),
+        S.constrain(S.port(sub, scoring.output_key("Output")), (), None, place(sub, "Output"),
                     "a scoring net must produce a scalar (\"Real\")")
         tq, to, tw = ports["Query"], ports["Output"], ports["AttentionWeights"]
         def rule() -> None:

@@ -194,7 +194,7 @@ class ThreadingLayer(Layer):
     def __init__(self, f: str, arity: int | None = None, **ports):
         super().__init__({"f": f, "arity": arity}, ports)
 
-    def _post_init(self) -> None:
+    def validate(self) -> None:
         fixed = _THREADING[self.params.f][0]
         if fixed is not None and self.params.arity not in (None, fixed):
             raise NetError(f"ThreadingLayer({self.params.f!r}) takes exactly {fixed} inputs, "

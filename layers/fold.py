@@ -41,7 +41,7 @@ class NetFoldOperator(_Operator):
     optional_outputs = ("State",)
     pad_clean = True
 
-    def _post_init(self) -> None:
+    def validate(self) -> None:
         # here rather than in __init__ so that netgraph.load (Layer._from_parts) checks it too
         net = self._net
         if set(net.input_ports) != {"Input", "State"} or tuple(net.output_ports) != ("Output",):
@@ -56,7 +56,7 @@ class NetFoldOperator(_Operator):
     def output_ports(self) -> tuple[str, ...]:
         return Layer.output_ports.fget(self)
 
-    def _all_port_names(self) -> tuple[str, ...]:
+    def port_names(self) -> tuple[str, ...]:
         return ("Input", "Output", "State")
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
@@ -71,7 +71,7 @@ class NetFoldOperator(_Operator):
         if "State" in self.input_ports:
             S.unify(ports["State"], state, place(path, "State"), place(sub, "State"))
         if "State" in self.output_ports:
-            S.unify(ports[self._out_key("State")], state, place(path, "State"),
+            S.unify(ports[self.output_key("State")], state, place(path, "State"),
                     place(sub, "State"))
         return {}
 

@@ -24,11 +24,11 @@ class _Operator(Layer):
         object.__setattr__(self, "_net", net)
         super().__init__({}, ports)
 
-    def _children(self) -> dict:
+    def children(self) -> dict:
         return {"Net": self._net}
 
-    def _with_children(self, children: dict) -> Layer:
-        return self._copy(_net=children["Net"] if "Net" in children else self._net)
+    def with_children(self, children: dict) -> Layer:
+        return self.derive(_net=children["Net"] if "Net" in children else self._net)
 
     def input_names(self) -> tuple[str, ...]:
         return self._net.input_ports
@@ -37,10 +37,10 @@ class _Operator(Layer):
     def output_ports(self) -> tuple[str, ...]:
         return self._net.output_ports
 
-    def _all_port_names(self) -> tuple[str, ...]:
+    def port_names(self) -> tuple[str, ...]:
         return self._net.input_ports + self._net.output_ports
 
-    def _param_text(self) -> str:
+    def params_text(self) -> str:
         return type(self._net).__name__
 
 
@@ -61,7 +61,7 @@ class NetMapOperator(_Operator):
             S.relate(ports[p], S.port(sub, p), prefix=(length,),
                      places=(place(path, p), place(sub, p)), what="NetMapOperator maps a sequence")
         for p in inner.output_ports:
-            S.relate(ports[self._out_key(p)], S.port(sub, inner._out_key(p)), prefix=(length,),
+            S.relate(ports[self.output_key(p)], S.port(sub, inner.output_key(p)), prefix=(length,),
                      places=(place(path, p), place(sub, p)), what="NetMapOperator maps a sequence")
         return {}
 

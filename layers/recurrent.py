@@ -84,7 +84,7 @@ class _Recurrent(Layer):
                     f"{name} gives a sequence of {self.params.n or 'n'}-vectors")
         for p in self.optional_inputs:
             for key in ({p} & set(self.input_ports)) | (
-                    {self._out_key(p)} if p in self.output_ports else set()):
+                    {self.output_key(p)} if p in self.output_ports else set()):
                 S.constrain(ports[key], (n,), None, place(path, p), f"the states of {name}")
         arrays = {}
         for g in self.gates:

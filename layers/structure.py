@@ -189,7 +189,7 @@ class ReshapeLayer(Layer):
     def __init__(self, shape, **ports):
         super().__init__({"shape": shape}, ports)
 
-    def _param_text(self) -> str:
+    def params_text(self) -> str:
         return f"shape={self._shape_text()}"
 
     def _shape_text(self) -> str:

@@ -203,7 +203,7 @@ def encode(net: Net, arrays: list[tuple[str, np.ndarray]], path: tuple = ()) -> 
     return {"kind": "layer", "type": name, "params": params, "ports": ports,
             "enabled_inputs": sorted(net._enabled_in), "enabled_outputs": sorted(net._enabled_out),
             "arrays": refs,
-            "children": {k: encode(c, arrays, path + (k,)) for k, c in net._children().items()}}
+            "children": {k: encode(c, arrays, path + (k,)) for k, c in net.children().items()}}
 
 
 # --------------------------------------------------------------------- decoding
@@ -279,13 +279,13 @@ def _decode_layer(node: LayerJSON, read_array: ReadArray, path: tuple) -> Layer:
     try:
         layer = cls._from_parts(params, specs, node.enabled_inputs, node.enabled_outputs,
                                 arrays, children, infer=False)
-        kids = layer._children()
+        kids = layer.children()
         _ = layer.input_ports, layer.output_ports  # the structure that a graph checks
     except AttributeError as e:
         raise NetError(f"{where(path)}: {cls.__name__} cannot be rebuilt from the file's parts "
                        f"(sub-nets {sorted(children)}): {e}") from e
     _names_match("sub-nets", children, kids, path, cls)
-    unknown = set(specs) - set(layer._all_port_names()) - set(layer._port_keys())
+    unknown = set(specs) - set(layer.port_names()) - set(layer._port_keys())
     if unknown:
         raise NetError(f"{where(path)}: {cls.__name__} has no port {sorted(unknown)[0]!r}")
     return layer

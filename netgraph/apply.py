@@ -31,7 +31,7 @@ __all__ = ["apply_net", "walk", "collect_arrays", "uninitialized", "run_net", "d
 def walk(net: Net, path: tuple = ()) -> Iterator[tuple[tuple, Net]]:
     """Every net in the tree below ``net`` (itself first), with its path."""
     yield path, net
-    for name, child in net._children().items():
+    for name, child in net.children().items():
         yield from walk(child, path + (name,))
 
 
@@ -107,7 +107,7 @@ def _node_path(net: Net, path: tuple) -> tuple:
         if key is None:
             return tuple(out) + path[len(out):]
         out.append(key)
-        net = net._children()[key]
+        net = net.children()[key]
     return tuple(out)
 
 

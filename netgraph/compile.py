@@ -82,14 +82,14 @@ class Plan:
     def add_step(self, layer: Layer, path: tuple, in_slots: dict[str, int], S: Solver) -> dict:
         outs = {}
         for p in layer.output_ports + layer.hidden_outputs:
-            outs[p] = self.new_slot(S, S.port(path, layer._out_key(p)), where(path, p))
+            outs[p] = self.new_slot(S, S.port(path, layer.output_key(p)), where(path, p))
         full = self.prefix + path
         step = Step(layer=layer, path=full,
                     ins={p: self.metas[s] for p, s in in_slots.items()},
                     outs={p: self.metas[s] for p, s in outs.items()},
                     arrays={n: full + (n,) for n in layer._arrays()},
                     subplans={k: compile_net(c._pinned(), full + (k,)) for k, c in
-                              layer._children().items()})
+                              layer.children().items()})
         self.steps.append(step)
         return outs
 

@@ -33,7 +33,7 @@ def resolve_child(net: Net, step: Any, walked: tuple = ()) -> Any:
     except TypeError:
         raise PortError(f"invalid part {step!r} at {_at(walked)}: a part is a name, an int or "
                        "All (a path is one list or tuple of parts)") from None
-    kids = net._children()
+    kids = net.children()
     if step in kids and not isinstance(step, bool):
         return step
     if isinstance(step, int) and not isinstance(step, bool) and kids:
@@ -56,11 +56,11 @@ def _leaf(net: Net, step: Any, walked: tuple) -> Any:
         return None if a is None else np.array(a, dtype=np.float32)
     if step in net.input_ports or step in net.output_ports:
         return net.port_shape(step) if step in net.input_ports else net._specs.get(
-            net._out_key(step), Automatic)
+            net.output_key(step), Automatic)
     if isinstance(net, Layer) and isinstance(step, str) and step in type(net.params).model_fields:
         v = getattr(net.params, step)
         return Automatic if v is None else v
-    parts = list(net._children()) + list(arrays) + list(net.input_ports) + list(net.output_ports)
+    parts = list(net.children()) + list(arrays) + list(net.input_ports) + list(net.output_ports)
     raise PortError(f"part {step!r} does not exist at {_at(walked)}; available parts are {parts}")
 
 
@@ -72,13 +72,13 @@ def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
         if rest:
             raise PortError(f"All can only be the last part of an extraction path; {_at(walked)} "
                             f"has no part {rest[0]!r} below All")
-        kids = net._children()
+        kids = net.children()
         if kids:
             return {k: c._pinned() for k, c in kids.items()}
         return {k: _leaf(net, k, walked) for k in net._arrays()}
     key = resolve_child(net, step, walked)
     if key is not None:
-        return _extract_path(net._children()[key], rest, walked + (key,))
+        return _extract_path(net.children()[key], rest, walked + (key,))
     value = _leaf(net, step, walked)
     if rest:
         raise PortError(f"part {step!r} at {_at(walked)} is not a net, so it has no part "
@@ -107,9 +107,9 @@ def update_at(net: Net, path: tuple, fn: Callable[[Net], Net], walked: tuple = (
                             f"{path[1]!r}" if len(path) > 1 else
                             f"part {path[0]!r} at {_at(walked)} is not a net")
         raise PortError(f"part {path[0]!r} does not exist at {_at(walked)}; sub-nets are "
-                        f"{list(net._children())}")
-    child = net._children()[key]
-    return net._with_children({key: update_at(child, path[1:], fn, walked + (key,))})
+                        f"{list(net.children())}")
+    child = net.children()[key]
+    return net.with_children({key: update_at(child, path[1:], fn, walked + (key,))})
 
 
 def _replace_one(net: Net, path: tuple, value: Any) -> Net:
@@ -122,20 +122,20 @@ def _replace_one(net: Net, path: tuple, value: Any) -> Net:
             if not isinstance(value, Net):
                 raise NetError(f"{list(path)} is a sub-net; replace it with a net, not "
                                f"{type(value).__name__}")
-            old = sub._children()[key]
+            old = sub.children()[key]
             if (old.input_ports, old.output_ports) != (value.input_ports, value.output_ports):
                 raise PortError(f"the replacement for {list(path)} has ports "
                                 f"{list(value.input_ports)} -> {list(value.output_ports)}, but "
                                 f"the part has {list(old.input_ports)} -> "
                                 f"{list(old.output_ports)}")
-            return sub._with_children({key: value})
+            return sub.with_children({key: value})
         arrays = sub._arrays()
         if last in arrays:
             return _replace_array(sub, head, last, value)
         if last in sub.input_ports or last in sub.output_ports:
             parse_spec(value)
-            port_key = last if last in sub.input_ports else sub._out_key(last)
-            return sub._copy(_user_specs={**sub._user_specs, port_key: value})
+            port_key = last if last in sub.input_ports else sub.output_key(last)
+            return sub.derive(_user_specs={**sub._user_specs, port_key: value})
         raise PortError(f"NetReplacePart: part {last!r} does not exist at {_at(head)}; arrays are "
                         f"{list(arrays)}, ports {list(sub.input_ports + sub.output_ports)}")
 
@@ -145,7 +145,7 @@ def _replace_one(net: Net, path: tuple, value: Any) -> Net:
 def _replace_array(layer: Net, head: tuple, name: str, value: Any) -> Net:
     old = layer._arrays()[name]
     if value is None:
-        return layer._copy(_array_values={**layer._arrays(), name: None})
+        return layer.derive(_array_values={**layer._arrays(), name: None})
     arr = validated_array(value, f"array {name!r} at {_at(head)}")
     if old is not None and old.shape != arr.shape:
         raise ShapeError(f"array {name!r} at {_at(head)} has shape {old.shape}; the "

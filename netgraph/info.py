@@ -66,7 +66,7 @@ def _elements(shape: tuple[int | None, ...] | None) -> int | None:
 
 
 def _spec(net: Net, port: str, out: bool) -> Any:
-    return net._specs.get(net._out_key(port) if out else port, Automatic)
+    return net._specs.get(net.output_key(port) if out else port, Automatic)
 
 
 def port_rows(net: Net) -> list[tuple[str, str, Any]]:
@@ -101,13 +101,13 @@ def type_label(net: Net, limit: int = 34) -> str:
     """``LinearLayer(n=4, biases=True)``, ``NetChain[3]`` (3 nodes): short and one line."""
     name = type(net).__name__
     if isinstance(net, Layer):
-        text = f"{name}({net._param_text()})"
+        text = f"{name}({net.params_text()})"
         if len(text) > limit:  # fall back to the non-default parameters
             params = net.params.model_dump(exclude_defaults=True)
             text = f"{name}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
         text = text if len(text) <= limit else text[: limit - 4] + "...)"
         return name if text == f"{name}()" else text
-    kids = net._children()
+    kids = net.children()
     return f"{name}[{len(kids)}]" if kids else name
 
 
@@ -161,7 +161,7 @@ def summary(net: Net) -> str:
     n_set = sum(v is not None for _, sub in walk(net) for v in sub._arrays().values())
     elements = _plural(known, "array element") + ("" if not unknown else
                                                   f" + {_plural(unknown, 'array')} of unknown size")
-    kids = len(net._children()) if not isinstance(net, Layer) else 0
+    kids = len(net.children()) if not isinstance(net, Layer) else 0
     head = (f"{type(net).__name__}: " + (f"{_plural(kids, 'node')}, " if kids else "")
             + f"{_plural(len(layers), 'layer')}, {_plural(len(shapes), 'array')}, {elements}, "
             + _state(len(shapes), n_set))

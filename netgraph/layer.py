@@ -99,7 +99,7 @@ class Layer(Net):
             raise NetError(f"{type(self).__name__}: invalid parameters: {e}") from None
         self._set(params=model, _enabled_in=frozenset(), _enabled_out=frozenset(), _cache={},
                   _array_values={n: None for n in self.array_names_for(model)})
-        known = set(self._all_port_names())
+        known = set(self.port_names())
         specs = {}
         for name, spec in (ports or {}).items():
             if name not in known:
@@ -108,10 +108,10 @@ class Layer(Net):
             parse_spec(spec)  # validates
             specs[name] = spec
         self._set(_specs=specs, _user_specs=specs)
-        self._post_init()
+        self.validate()
         self._check_construction()
 
-    def _post_init(self) -> None:
+    def validate(self) -> None:
         """Hook for subclasses to check hyperparameter combinations."""
 
     def _check_construction(self) -> None:
@@ -133,8 +133,8 @@ class Layer(Net):
                    _enabled_out=frozenset(enabled_out), _cache={}, _array_values=dict(arrays),
                    _specs=dict(user_specs), _user_specs=dict(user_specs))
         if children:
-            layer = layer._with_children(children)
-        layer._post_init()
+            layer = layer.with_children(children)
+        layer.validate()
         return layer._infer() if infer else layer
 
     # --------------------------------------------------------------- ports
@@ -142,7 +142,7 @@ class Layer(Net):
         """Required input ports (subclasses with a variable arity override this)."""
         return self.inputs
 
-    def _all_port_names(self) -> tuple[str, ...]:
+    def port_names(self) -> tuple[str, ...]:
         return (self.input_names() + self.outputs + self.optional_inputs + self.optional_outputs
                 + self.hidden_outputs)
 
@@ -160,7 +160,7 @@ class Layer(Net):
         outs = self._enabled_out | (set(outputs) & set(self.optional_outputs))
         if ins == self._enabled_in and outs == self._enabled_out:
             return self
-        return self._copy(_enabled_in=frozenset(ins), _enabled_out=frozenset(outs))
+        return self.derive(_enabled_in=frozenset(ins), _enabled_out=frozenset(outs))
 
     # -------------------------------------------------------------- arrays
     @classmethod
@@ -177,7 +177,7 @@ class Layer(Net):
                 v = np.array(v, dtype=np.float32)
                 v.flags.writeable = False
             values[k] = v
-        return self._copy(_array_values=values)
+        return self.derive(_array_values=values)
 
     def _with_params(self, **changes: Any) -> Layer:
         data = self.params.model_dump()
@@ -186,10 +186,10 @@ class Layer(Net):
             model = self.Params(**data)
         except ValidationError as e:
             raise NetError(_validation_message(type(self), e)) from None
-        new = self._copy(params=model)
+        new = self.derive(params=model)
         names = self.array_names_for(model)
         new._set(_array_values={n: self._array_values.get(n) for n in names})
-        new._post_init()  # the same checks of parameter combinations as the constructor
+        new.validate()  # the same checks of parameter combinations as the constructor
         return new
 
     # ----------------------------------------------------------- inference
@@ -200,7 +200,7 @@ class Layer(Net):
     def _port_keys(self) -> list[str]:
         """Solver keys of every port: the port name, or ``"out:" + name`` for an output that
         shares its name with an input (a recurrent layer's final ``State``)."""
-        return list(self.input_ports) + [self._out_key(p) for p in
+        return list(self.input_ports) + [self.output_key(p) for p in
                                          self.output_ports + self.hidden_outputs]
 
     def _constrain(self, S: Solver, path: tuple) -> dict[str, int]:
@@ -210,11 +210,11 @@ class Layer(Net):
                 origin = f"{name}={spec!r} of {type(self).__name__} at {place(path, name)}"
                 S.unify(ports[name], S.from_spec(parse_spec(spec), origin), place(path, name),
                         origin)
-        for name, child in self._children().items():
+        for name, child in self.children().items():
             child._constrain(S, path + (name,))
         array_dims = self.rules(S, path, ports)
         for name in self.real_outputs:
-            key = self._out_key(name)
+            key = self.output_key(name)
             if key in ports:
                 origin = f"the real-valued {name!r} of {type(self).__name__} at {place(path)}"
                 S.unify(ports[key], S.new_type(elem="Real", origin=origin), place(path, name),
@@ -240,10 +240,10 @@ class Layer(Net):
 
     def _specialize(self, S: Solver, path: tuple) -> Layer:
         specs = {n: S.show(S.port(path, n)) for n in self._port_keys()}
-        new = self._copy(_specs=specs)
-        kids = self._children()
+        new = self.derive(_specs=specs)
+        kids = self.children()
         if kids:
-            new = new._with_children({k: c._specialize(S, path + (k,)) for k, c in kids.items()})
+            new = new.with_children({k: c._specialize(S, path + (k,)) for k, c in kids.items()})
             new._set(_specs=specs)
         return new
 
@@ -274,7 +274,7 @@ class Layer(Net):
         raise NotImplementedError
 
     # ------------------------------------------------------------- display
-    def _param_text(self) -> str:
+    def params_text(self) -> str:
         parts = []
         for k, v in self.params.model_dump().items():
             if v is None:
@@ -288,7 +288,7 @@ class Layer(Net):
         if arrays:
             state = ", initialized" if all(v is not None for v in arrays.values()) \
                 else ", uninitialized"
-        params = self._param_text()
+        params = self.params_text()
         return (f"{type(self).__name__}({params}{'; ' if params else ''}"
                 f"{self._describe_ports()}{state})")
 

@@ -102,9 +102,9 @@ def assert_same_net(a, b, path=()):
             if v is not None:
                 assert_bits(v, w, f"{path} {k}")
                 assert not w.flags.writeable
-    assert list(a._children()) == list(b._children()), path
-    for k, c in a._children().items():
-        assert_same_net(c, b._children()[k], path + (k,))
+    assert list(a.children()) == list(b.children()), path
+    for k, c in a.children().items():
+        assert_same_net(c, b.children()[k], path + (k,))
 
 
 def assert_same_results(a, b, data):
