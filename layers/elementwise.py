@@ -9,10 +9,7 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.errors import NetError
-from netgraph.graph import register_shorthand
-from netgraph.layer import Layer, Params
-from netgraph.solver import Solver, place
+from netgraph.extend import Layer, NetError, Params, Solver, place, register_shorthand
 
 from ._ops import ArityParams, expand_scalar, fill_padding, sum_to
 from .loss import CrossEntropyLossLayer

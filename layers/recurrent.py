@@ -32,12 +32,10 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.layer import Layer, Params
-from netgraph.shapes import Automatic
-from netgraph.solver import Solver, place
+from netgraph.extend import Automatic, Int, Layer, Params, Solver, place
 
 from . import _cells
-from ._ops import Int, broadcast_lead, sum_to
+from ._ops import broadcast_lead, sum_to
 
 __all__ = ["BasicRecurrentLayer", "GatedRecurrentLayer", "LongShortTermMemoryLayer"]
 

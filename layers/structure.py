@@ -8,12 +8,9 @@ import math
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.errors import ShapeError
-from netgraph.layer import Layer, Params
-from netgraph.shapes import Automatic
-from netgraph.solver import Conflict, Solver, place
+from netgraph.extend import Automatic, Conflict, Int, Layer, Params, Real, ShapeError, Solver, place
 
-from ._ops import ArityParams, Int, Real, sum_to
+from ._ops import ArityParams, sum_to
 from .loss import CrossEntropyLossLayer
 
 __all__ = ["TotalLayer", "CatenateLayer", "SummationLayer", "ReshapeLayer", "SoftmaxLayer",

@@ -6,7 +6,8 @@ The edge grammar lives in :mod:`netgraph.edges`; a graph stores its edges fully 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from .edges import (
@@ -114,6 +115,18 @@ class NetGraph(Net):
     @property
     def output_ports(self) -> tuple[str, ...]:
         return self._outs
+
+    @property
+    def nodes(self) -> Mapping[Any, Net]:
+        """The nodes, name -> net, in the order given (read-only)."""
+        return MappingProxyType(self._nodes)
+
+    @property
+    def edges(self) -> tuple[tuple[tuple, tuple], ...]:
+        """The resolved edges ``(source, destination)``: a source is ``(GRAPH_IN, name)`` (a
+        graph input) or ``(node, output port)``, a destination ``(GRAPH_OUT, name)`` (a graph
+        output) or ``(node, input port)``."""
+        return self._edges
 
     def port_shape(self, port: str) -> Any:
         if port in self._ins:

@@ -18,20 +18,45 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from .errors import NetError, ShapeError
 from .net import Net
 from .shapes import Automatic, is_automatic, parse_spec
 from .solver import Conflict, Solver, place
 
-__all__ = ["Layer", "Params", "Backward", "layer_classes", "register_default_loss", "default_loss",
-           "register_backward_pass", "backward_passes"]
+__all__ = ["Layer", "Params", "Int", "Real", "Bool", "Backward", "layer_classes",
+           "register_default_loss", "default_loss", "register_backward_pass", "backward_passes"]
 
 Backward = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[Any, Any]]]
+
+
+def _int(v: Any) -> Any:
+    """A NumPy integer as a Python int; anything else as it is (strict validation follows)."""
+    if isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"expected an int, not the boolean {v!r}")
+    return int(v) if isinstance(v, np.integer) else v
+
+
+def _real(v: Any) -> Any:
+    """A NumPy number as a Python float; anything else as it is (strict validation follows)."""
+    if isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"expected a number, not the boolean {v!r}")
+    return float(v) if isinstance(v, (np.integer, np.floating)) else v
+
+
+def _bool(v: Any) -> Any:
+    return bool(v) if isinstance(v, np.bool_) else v
+
+
+#: strict hyperparameter types (``Params`` is strict: no "4" or 4.0 for an int, no True for a
+#: number) that also take the matching NumPy scalars; a Real takes ints too
+Int = Annotated[int, BeforeValidator(_int)]
+Real = Annotated[float, BeforeValidator(_real)]
+Bool = Annotated[bool, BeforeValidator(_bool)]
 
 
 class Params(BaseModel):
@@ -40,8 +65,8 @@ class Params(BaseModel):
     Strict: a value is never coerced, so ``GatedRecurrentLayer("4")``, ``(4.0)`` and
     ``(True)`` are errors, not a layer of size 4 or 1; an ``int`` field takes ints only, a
     ``float`` field ints and floats (never a bool), a ``bool`` field ``True``/``False``, a
-    ``str`` field strings. NumPy scalars are numbers: use the ``Int``/``Real`` field types of
-    ``netgraph.layers._ops`` (or a before-validator) to take them.
+    ``str`` field strings. NumPy scalars are numbers: use the field types ``Int``, ``Real`` and
+    ``Bool`` (or a before-validator) to take them.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True,
@@ -80,6 +105,9 @@ class Layer(Net):
     #: outputs that hold real numbers whatever their inputs hold, so they never carry indices
     #: (a layer that passes its input through, e.g. SequenceLastLayer, leaves its out)
     real_outputs: ClassVar[tuple[str, ...]] = ()
+    #: names of the sub-nets the layer holds (given to ``__init__`` as ``children=``), e.g.
+    #: NetMapOperator's ``"Net"``: addressable by NetExtract, replaceable by NetReplacePart
+    sub_nets: ClassVar[tuple[str, ...]] = ()
     #: True for loss layers (ports ``Input``, ``Target`` -> ``Loss``): NetTrain uses an output
     #: such a layer produces as a loss as it is
     is_loss: ClassVar[bool] = False
@@ -89,8 +117,15 @@ class Layer(Net):
         if not cls.__name__.startswith("_") and "<locals>" not in cls.__qualname__:
             _CLASSES.setdefault(cls.__name__, cls)
 
-    def __init__(self, params: dict[str, Any] | None = None, ports: dict[str, Any] | None = None):
+    def __init__(self, params: dict[str, Any] | None = None, ports: dict[str, Any] | None = None,
+                 children: dict[str, Net] | None = None):
+        """``params``: hyperparameters (validated by ``Params``; Automatic/None: unset);
+        ``ports``: user port shapes; ``children``: the sub-nets named by ``sub_nets``."""
         params = {k: (None if is_automatic(v) else v) for k, v in (params or {}).items()}
+        children = dict(children or {})
+        if set(children) != set(self.sub_nets):
+            raise NetError(f"{type(self).__name__}: needs the sub-nets {list(self.sub_nets)}, "
+                           f"got {sorted(map(str, children))}")
         try:
             model = self.Params(**params)
         except ValidationError as e:
@@ -98,7 +133,8 @@ class Layer(Net):
         except (TypeError, ValueError) as e:
             raise NetError(f"{type(self).__name__}: invalid parameters: {e}") from None
         self._set(params=model, _enabled_in=frozenset(), _enabled_out=frozenset(), _cache={},
-                  _array_values={n: None for n in self.array_names_for(model)})
+                  _array_values={n: None for n in self.array_names_for(model)},
+                  _sub_nets=children)
         known = set(self.port_names())
         specs = {}
         for name, spec in (ports or {}).items():
@@ -112,7 +148,10 @@ class Layer(Net):
         self._check_construction()
 
     def validate(self) -> None:
-        """Hook for subclasses to check hyperparameter combinations."""
+        """Check what ``Params`` cannot: combinations of hyperparameters, the ports of a
+        sub-net; raise ``NetError``. Runs on construction, on every changed copy
+        (``with_children``, changed params) and when a file is loaded (which never calls
+        ``__init__``), so checks made here cannot be bypassed by a tampered file."""
 
     def _check_construction(self) -> None:
         """Run inference once on the bare layer so inconsistent port specs fail early."""
@@ -131,20 +170,45 @@ class Layer(Net):
         layer = object.__new__(cls)
         layer._set(params=params, _enabled_in=frozenset(enabled_in),
                    _enabled_out=frozenset(enabled_out), _cache={}, _array_values=dict(arrays),
-                   _specs=dict(user_specs), _user_specs=dict(user_specs))
-        if children:
-            layer = layer.with_children(children)
+                   _specs=dict(user_specs), _user_specs=dict(user_specs),
+                   _sub_nets=dict(children))
         layer.validate()
         return layer._infer() if infer else layer
+
+    # ------------------------------------------------------------ sub-nets
+    def child(self, name: str) -> Net:
+        """The sub-net ``name`` (one of ``sub_nets``)."""
+        return self._sub_nets[name]
+
+    def children(self) -> dict[str, Net]:
+        return dict(self._sub_nets)
+
+    def with_children(self, children: dict[str, Net]) -> Layer:
+        if not self.sub_nets:
+            raise NetError(f"{type(self).__name__} has no parts to replace")
+        unknown = set(children) - set(self.sub_nets)
+        if unknown:
+            name = sorted(map(str, unknown))[0]
+            raise NetError(f"{type(self).__name__} has no sub-net {name!r}; its sub-nets are "
+                           f"{list(self.sub_nets)}")
+        new = self.derive(_sub_nets={**self._sub_nets, **children})
+        new.validate()
+        return new
 
     # --------------------------------------------------------------- ports
     def input_names(self) -> tuple[str, ...]:
         """Required input ports (subclasses with a variable arity override this)."""
         return self.inputs
 
+    def output_names(self) -> tuple[str, ...]:
+        """Output ports that always exist (a layer whose outputs are a sub-net's overrides
+        this)."""
+        return self.outputs
+
     def port_names(self) -> tuple[str, ...]:
-        return (self.input_names() + self.outputs + self.optional_inputs + self.optional_outputs
-                + self.hidden_outputs)
+        """Every port the layer can have: the names a constructor takes port shapes for."""
+        return (self.input_names() + self.output_names() + self.optional_inputs
+                + self.optional_outputs + self.hidden_outputs)
 
     @property
     def input_ports(self) -> tuple[str, ...]:
@@ -152,7 +216,8 @@ class Layer(Net):
 
     @property
     def output_ports(self) -> tuple[str, ...]:
-        return self.outputs + tuple(p for p in self.optional_outputs if p in self._enabled_out)
+        return self.output_names() + tuple(p for p in self.optional_outputs
+                                           if p in self._enabled_out)
 
     def _enable(self, inputs: set[str] = frozenset(), outputs: set[str] = frozenset()) -> Layer:
         """A copy with optional ports switched on (done by NetGraph when they are connected)."""

@@ -41,6 +41,13 @@ class Net:
         new._set(_cache={}, **attrs)
         return new
 
+    def cached(self, key: Any, compute: Any) -> Any:
+        """``compute()``, computed once per net (nets are immutable; copies start afresh):
+        for values derived from a net's structure, e.g. how attention scores its sub-net."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
     # ------------------------------------------------------------------ ports
     @property
     def input_ports(self) -> tuple[str, ...]:
