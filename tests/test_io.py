@@ -102,9 +102,9 @@ def assert_same_net(a, b, path=()):
             if v is not None:
                 assert_bits(v, w, f"{path} {k}")
                 assert not w.flags.writeable
-    assert list(a._children()) == list(b._children()), path
-    for k, c in a._children().items():
-        assert_same_net(c, b._children()[k], path + (k,))
+    assert list(a.children()) == list(b.children()), path
+    for k, c in a.children().items():
+        assert_same_net(c, b.children()[k], path + (k,))
 
 
 def assert_same_results(a, b, data):
@@ -246,7 +246,7 @@ EXTRA = {
     "loss-graph": (loss_graph, lambda: {"Input": seqs(3), "Target": targets(5)}),
     "nested": (nested, lambda: {"Input": seqs(2)}),
     "fold": (fold_graph, lambda: {"Input": seqs(3), "Init": np.eye(3, 5, dtype=np.float32)}),
-    "fold-alone": (lambda: NetFoldOperator(fold_graph()._nodes["fold"]._net, Input=(4, 3)),
+    "fold-alone": (lambda: NetFoldOperator(fold_graph().nodes["fold"].net, Input=(4, 3)),
                    lambda: {"Input": np.stack(seqs(3, lens=(4, 4, 4)))}),
 }
 

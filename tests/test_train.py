@@ -118,7 +118,7 @@ def test_initialized_net_is_not_mutated_and_result_read_only():
     for k in before:
         np.testing.assert_array_equal(before[k], after[k])
     assert not np.array_equal(before[(0, "Weights")], arrays_of(trained)[(0, "Weights")])
-    w = trained._children()[0]._arrays()["Weights"]
+    w = trained.children()[0]._arrays()["Weights"]
     assert not w.flags.writeable
 
 
