@@ -20,11 +20,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.errors import NetError, ShapeError, where
-from netgraph.layer import Layer, Params
-from netgraph.solver import Solver, place
+from netgraph.extend import Bool, Layer, NetError, Params, Real, ShapeError, Solver, place
 
-from ._ops import Bool, Real, broadcast_lead, sum_to
+from ._ops import broadcast_lead, sum_to
 from .scoring import fast_kind, scores, scoring_net
 
 __all__ = ["AttentionLayer", "SequenceAttentionLayer"]
@@ -76,12 +74,13 @@ class AttentionLayer(Layer):
     hidden_outputs = ("AttentionWeights",)
     pad_clean = True
     real_outputs = ("Output", "AttentionWeights")
+    sub_nets = ("ScoringNet",)
 
     def __init__(self, net: Any = "Bilinear", *, mask=None, score_rescaling=None,
                  multi_head: bool = False, dropout: float = 0, **ports):
-        object.__setattr__(self, "_scoring", scoring_net(net))
         super().__init__({"mask": mask, "score_rescaling": score_rescaling,
-                          "multi_head": multi_head, "dropout": dropout}, ports)
+                          "multi_head": multi_head, "dropout": dropout}, ports,
+                         children={"ScoringNet": scoring_net(net)})
 
     # --------------------------------------------------------------- structure
     @property
@@ -92,15 +91,11 @@ class AttentionLayer(Layer):
     def _value_port(self) -> str:
         return self.inputs[1] if len(self.inputs) == 3 else self.inputs[0]
 
-    def _children(self) -> dict:
-        return {"ScoringNet": self._scoring}
+    def validate(self) -> None:
+        scoring_net(self.child("ScoringNet"))  # a replaced scoring net is checked too
 
-    def _with_children(self, children: dict) -> Layer:
-        net = children["ScoringNet"] if "ScoringNet" in children else self._scoring
-        return self._copy(_scoring=scoring_net(net))
-
-    def _param_text(self) -> str:
-        kind = fast_kind(self._scoring)
+    def params_text(self) -> str:
+        kind = fast_kind(self.child("ScoringNet"))
         net = {"dot": "'Dot'", "bilinear": "'Bilinear'"}.get(kind[0] if kind else "", "<net>")
         extra = self.params.model_dump(exclude_defaults=True)
         return ", ".join([net] + [f"{k}={v!r}" for k, v in extra.items()])
@@ -117,12 +112,12 @@ class AttentionLayer(Layer):
         what = "the layer takes a sequence of vectors" + (" per head" if heads else "")
         S.constrain(ports[kp], (n,) + heads + (kdim,), None, place(path, kp), what)
         S.constrain(ports[vp], (n,) + heads + (vdim,), None, place(path, vp), what)
-        scoring = self._scoring
+        scoring = self.child("ScoringNet")
         S.constrain(S.port(sub, "Input"), (kdim,), None, place(sub, "Input"),
                     f"the scoring net of {me} takes one {kp} vector")
         S.constrain(S.port(sub, "Query"), (qdim,), None, place(sub, "Query"),
                     f"the scoring net of {me} takes one Query vector")
-        S.constrain(S.port(sub, scoring._out_key("Output")), (), None, place(sub, "Output"),
+        S.constrain(S.port(sub, scoring.output_key("Output")), (), None, place(sub, "Output"),
                     "a scoring net must produce a scalar (\"Real\")")
         tq, to, tw = ports["Query"], ports["Output"], ports["AttentionWeights"]
         def rule() -> None:
@@ -191,9 +186,8 @@ class AttentionLayer(Layer):
         K, V = self._to_heads(rows[kp], True), self._to_heads(rows[vp], True)
         Q = self._to_heads(rows["Query"], seq)
         m, n = Q.shape[2], K.shape[2]
-        kind = self._cache.get("fast_kind", False)
-        if kind is False:  # the scoring net never changes: classify it once
-            kind = self._cache["fast_kind"] = fast_kind(self._scoring)
+        # the scoring net never changes: classify it once
+        kind = self.cached("fast_kind", lambda: fast_kind(self.child("ScoringNet")))
         if K.dtype.kind != "f":  # index vectors: a custom scoring net
             V = V.astype(ctx.dtype)  # may embed them; Dot, Bilinear and the sum read numbers
             K = K if kind is None else K.astype(ctx.dtype)
@@ -259,7 +253,7 @@ class AttentionLayer(Layer):
         dtype = np.dtype(ctx.dtype)
         fix = ("compute with dtype=np.float64" if dtype == np.float32 else
                "scale the inputs down")
-        return NetError(f"{type(self).__name__} at {where(ctx.step.path)}: {what} are not "
+        return NetError(f"{type(self).__name__} at {place(ctx.path)}: {what} are not "
                         f"finite in {dtype.name} (a score beyond {np.finfo(dtype).max:.3g} "
                         f"overflows, or the scoring net gave NaN); {fix}")
 
@@ -360,6 +354,5 @@ class SequenceAttentionLayer(AttentionLayer):
     inputs = ("Input", "Query")
 
     def __init__(self, net: Any = "Bilinear", **ports):
-        object.__setattr__(self, "_scoring", scoring_net(net))
-        Layer.__init__(self, {}, ports)
+        Layer.__init__(self, {}, ports, children={"ScoringNet": scoring_net(net)})
 

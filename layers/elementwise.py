@@ -9,10 +9,7 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.errors import NetError
-from netgraph.graph import register_shorthand
-from netgraph.layer import Layer, Params
-from netgraph.solver import Solver, place
+from netgraph.extend import Layer, NetError, Params, Solver, place, register_shorthand
 
 from ._ops import ArityParams, expand_scalar, fill_padding, sum_to
 from .loss import CrossEntropyLossLayer, FusedCrossEntropy
@@ -202,7 +199,7 @@ class ThreadingLayer(Layer):
     def __init__(self, f: str, arity: int | None = None, **ports):
         super().__init__({"f": f, "arity": arity}, ports)
 
-    def _post_init(self) -> None:
+    def validate(self) -> None:
         fixed = _THREADING[self.params.f][0]
         if fixed is not None and self.params.arity not in (None, fixed):
             raise NetError(f"ThreadingLayer({self.params.f!r}) takes exactly {fixed} inputs, "

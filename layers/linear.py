@@ -8,13 +8,19 @@ import string
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.errors import ShapeError
-from netgraph.graph import register_shorthand
-from netgraph.layer import Layer, Params
-from netgraph.shapes import Automatic
-from netgraph.solver import Conflict, Solver, place
+from netgraph.extend import (
+    Automatic,
+    Bool,
+    Conflict,
+    Layer,
+    Params,
+    ShapeError,
+    Solver,
+    place,
+    register_shorthand,
+)
 
-from ._ops import Bool, sum_to
+from ._ops import sum_to
 
 __all__ = ["LinearLayer", "DotLayer"]
 

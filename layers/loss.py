@@ -37,10 +37,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from netgraph.errors import ShapeError
-from netgraph.layer import Layer, Params, register_default_loss
-from netgraph.shapes import Index
-from netgraph.solver import Conflict, Solver, place
+from netgraph.extend import (
+    Conflict,
+    Index,
+    Layer,
+    Params,
+    ShapeError,
+    Solver,
+    place,
+    register_default_loss,
+)
 
 __all__ = ["CrossEntropyLossLayer", "MeanSquaredLossLayer", "MeanAbsoluteLossLayer",
            "FusedCrossEntropy", "EPS"]

@@ -32,12 +32,10 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.layer import Layer, Params
-from netgraph.shapes import Automatic
-from netgraph.solver import Solver, place
+from netgraph.extend import Automatic, Int, Layer, Params, Solver, place
 
 from . import _cells
-from ._ops import Int, broadcast_lead, sum_to
+from ._ops import broadcast_lead, sum_to
 
 __all__ = ["BasicRecurrentLayer", "GatedRecurrentLayer", "LongShortTermMemoryLayer"]
 
@@ -84,7 +82,7 @@ class _Recurrent(Layer):
                     f"{name} gives a sequence of {self.params.n or 'n'}-vectors")
         for p in self.optional_inputs:
             for key in ({p} & set(self.input_ports)) | (
-                    {self._out_key(p)} if p in self.output_ports else set()):
+                    {self.output_key(p)} if p in self.output_ports else set()):
                 S.constrain(ports[key], (n,), None, place(path, p), f"the states of {name}")
         arrays = {}
         for g in self.gates:

@@ -8,12 +8,20 @@ from typing import ClassVar
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.errors import InputDataError, ShapeError, where
-from netgraph.layer import Layer, Params
-from netgraph.shapes import Automatic, Index
-from netgraph.solver import Conflict, Solver, place
+from netgraph.extend import (
+    Automatic,
+    Conflict,
+    Index,
+    InputDataError,
+    Int,
+    Layer,
+    Params,
+    ShapeError,
+    Solver,
+    place,
+)
 
-from ._ops import Int, lead_rank
+from ._ops import lead_rank
 
 __all__ = ["EmbeddingLayer", "SequenceLastLayer", "SequenceMostLayer", "SequenceRestLayer",
            "SequenceReverseLayer"]
@@ -133,7 +141,7 @@ class _SequenceLayer(Layer):
         inference already checked), all >= 2, else ``InputDataError``."""
         lens = ctx.lengths("Input")
         if lens is not None and (lens < 2).any():
-            raise InputDataError(f"{type(self).__name__} at {where(ctx.step.path, 'Input')} "
+            raise InputDataError(f"{type(self).__name__} at {place(ctx.path, 'Input')} "
                                  f"needs sequences of length >= 2, got lengths {lens.tolist()}")
         return lens
 

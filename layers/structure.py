@@ -8,12 +8,9 @@ import math
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.errors import ShapeError
-from netgraph.layer import Layer, Params
-from netgraph.shapes import Automatic
-from netgraph.solver import Conflict, Solver, place
+from netgraph.extend import Automatic, Conflict, Int, Layer, Params, Real, ShapeError, Solver, place
 
-from ._ops import ArityParams, Int, Real, sum_to
+from ._ops import ArityParams, sum_to
 from .loss import CrossEntropyLossLayer, FusedCrossEntropy
 
 __all__ = ["TotalLayer", "CatenateLayer", "SummationLayer", "ReshapeLayer", "SoftmaxLayer",
@@ -189,7 +186,7 @@ class ReshapeLayer(Layer):
     def __init__(self, shape, **ports):
         super().__init__({"shape": shape}, ports)
 
-    def _param_text(self) -> str:
+    def params_text(self) -> str:
         return f"shape={self._shape_text()}"
 
     def _shape_text(self) -> str:

@@ -99,7 +99,7 @@ def _node_path(net: Net, path: tuple) -> tuple:
         if key is None:
             return tuple(out) + path[len(out):]
         out.append(key)
-        net = net._children()[key]
+        net = net.children()[key]
     return tuple(out)
 
 
@@ -209,7 +209,7 @@ def _fill_shapes_from_data(net: Net, data: Any) -> Net:
     if last is not None and last[0] == specs:
         return last[1]
     try:
-        filled = net._copy(_user_specs={**net._user_specs, **specs})._infer()
+        filled = net.derive(_user_specs={**net._user_specs, **specs})._infer()
     except ShapeError as e:
         raise InputDataError("the data for port(s) " + ", ".join(map(repr, specs)) +
                              f" (example shapes {list(specs.values())}) does not fit the net: "

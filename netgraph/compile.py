@@ -119,14 +119,14 @@ class Plan:
                  sol: Solution) -> dict:
         outs = {}
         for p in layer.output_ports + layer.hidden_outputs:
-            outs[p] = self.new_slot(sol.port(path, layer._out_key(p)), where(path, p))
+            outs[p] = self.new_slot(sol.port(path, layer.output_key(p)), where(path, p))
         full = self.prefix + path
         step = Step(layer=layer, path=full,
                     ins={p: self.metas[s] for p, s in in_slots.items()},
                     outs={p: self.metas[s] for p, s in outs.items()},
                     arrays={n: full + (n,) for n in layer._arrays()},
                     subplans={k: _compile(c, sol.below(path + (k,)), full + (k,))
-                              for k, c in layer._children().items()})
+                              for k, c in layer.children().items()})
         self.steps.append(step)
         return outs
 
@@ -136,11 +136,8 @@ class Plan:
 
 def compile_net(net: Net, prefix: tuple = ()) -> Plan:
     """The plan of ``net`` (cached on the net: nets are immutable), from its one solution."""
-    key = ("plan", prefix, _FUSE.get())
-    cached = net._cache.get(key)
-    if cached is None:
-        cached = net._cache[key] = _compile(net, net._solution(), prefix)
-    return cached
+    return net.cached(("plan", prefix, _FUSE.get()),
+                      lambda: _compile(net, net._solution(), prefix))
 
 
 def _compile(net: Net, sol: Solution, prefix: tuple) -> Plan:

@@ -19,7 +19,7 @@ __all__ = ["walk", "resolve_child", "update_at", "at"]
 def walk(net: Net, path: tuple = ()) -> Iterator[tuple[tuple, Net]]:
     """Every net in the tree below ``net`` (itself first), with its path."""
     yield path, net
-    for name, child in net._children().items():
+    for name, child in net.children().items():
         yield from walk(child, path + (name,))
 
 
@@ -35,7 +35,7 @@ def resolve_child(net: Net, step: Any, walked: tuple = ()) -> Any:
     except TypeError:
         raise PortError(f"invalid part {step!r} at {at(walked)}: a part is a name, an int or "
                         "All (a path is one list or tuple of parts)") from None
-    kids = net._children()
+    kids = net.children()
     if step in kids and not isinstance(step, bool):
         return step
     if isinstance(step, int) and not isinstance(step, bool) and kids:
@@ -58,6 +58,6 @@ def update_at(net: Net, path: tuple, fn: Callable[[Net], Net], walked: tuple = (
                             f"{path[1]!r}" if len(path) > 1 else
                             f"part {path[0]!r} at {at(walked)} is not a net")
         raise PortError(f"part {path[0]!r} does not exist at {at(walked)}; sub-nets are "
-                        f"{list(net._children())}")
-    child = net._children()[key]
-    return net._with_children({key: update_at(child, path[1:], fn, walked + (key,))})
+                        f"{list(net.children())}")
+    child = net.children()[key]
+    return net.with_children({key: update_at(child, path[1:], fn, walked + (key,))})
