@@ -143,10 +143,6 @@ class Solver:
         d = self.dims(t)
         return None if d is None else len(d)
 
-    def sizes(self, t: int) -> tuple[int | None, ...] | None:
-        d = self.dims(t)
-        return None if d is None else tuple(self.size(x) for x in d)
-
     def _unify_roots(self, ra: int, rb: int) -> None:
         if ra == rb:
             return
