@@ -14,7 +14,7 @@ import numpy as np
 
 from .allocation import memory_errors
 from .arrays import validated_array
-from .errors import NetError, PortError, ShapeError
+from .errors import NetError, PortError, ShapeError, where
 from .layer import Layer
 from .net import Net
 from .shapes import All, Automatic, parse_spec
@@ -31,7 +31,7 @@ def resolve_child(net: Net, step: Any, walked: tuple = ()) -> Any:
     try:
         hash(step)
     except TypeError:
-        raise PortError(f"invalid part {step!r} at {_at(walked)}: a part is a name, an int or "
+        raise PortError(f"invalid part {step!r} at {where(walked)}: a part is a name, an int or "
                        "All (a path is one list or tuple of parts)") from None
     kids = net.children()
     if step in kids and not isinstance(step, bool):
@@ -40,13 +40,11 @@ def resolve_child(net: Net, step: Any, walked: tuple = ()) -> Any:
         names = list(kids)
         if -len(names) <= step < len(names):
             return names[step]
-        raise PortError(f"part {step} does not exist at {_at(walked)}: it has {len(names)} parts "
+        raise PortError(f"part {step} does not exist at {where(walked)}: it has {len(names)} parts "
                         f"(positions {-len(names)}..{len(names) - 1}), {names}")
     return None
 
 
-def _at(walked: tuple) -> str:
-    return "the net" if not walked else "node " + "/".join(map(repr, walked))
 
 
 def _leaf(net: Net, step: Any, walked: tuple) -> Any:
@@ -61,7 +59,7 @@ def _leaf(net: Net, step: Any, walked: tuple) -> Any:
         v = getattr(net.params, step)
         return Automatic if v is None else v
     parts = list(net.children()) + list(arrays) + list(net.input_ports) + list(net.output_ports)
-    raise PortError(f"part {step!r} does not exist at {_at(walked)}; available parts are {parts}")
+    raise PortError(f"part {step!r} does not exist at {where(walked)}; available parts are {parts}")
 
 
 def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
@@ -70,7 +68,7 @@ def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
     step, rest = path[0], path[1:]
     if step is All:
         if rest:
-            raise PortError(f"All can only be the last part of an extraction path; {_at(walked)} "
+            raise PortError(f"All can only be the last part of an extraction path; {where(walked)} "
                             f"has no part {rest[0]!r} below All")
         kids = net.children()
         if kids:
@@ -81,7 +79,7 @@ def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
         return _extract_path(net.children()[key], rest, walked + (key,))
     value = _leaf(net, step, walked)
     if rest:
-        raise PortError(f"part {step!r} at {_at(walked)} is not a net, so it has no part "
+        raise PortError(f"part {step!r} at {where(walked)} is not a net, so it has no part "
                         f"{rest[0]!r}")
     return value
 
@@ -103,10 +101,10 @@ def update_at(net: Net, path: tuple, fn: Callable[[Net], Net], walked: tuple = (
     key = resolve_child(net, path[0], walked)
     if key is None:
         if path[0] in net._arrays() or path[0] in net.input_ports + net.output_ports:
-            raise PortError(f"part {path[0]!r} at {_at(walked)} is not a net, so it has no part "
+            raise PortError(f"part {path[0]!r} at {where(walked)} is not a net, so it has no part "
                             f"{path[1]!r}" if len(path) > 1 else
-                            f"part {path[0]!r} at {_at(walked)} is not a net")
-        raise PortError(f"part {path[0]!r} does not exist at {_at(walked)}; sub-nets are "
+                            f"part {path[0]!r} at {where(walked)} is not a net")
+        raise PortError(f"part {path[0]!r} does not exist at {where(walked)}; sub-nets are "
                         f"{list(net.children())}")
     child = net.children()[key]
     return net.with_children({key: update_at(child, path[1:], fn, walked + (key,))})
@@ -136,8 +134,8 @@ def _replace_one(net: Net, path: tuple, value: Any) -> Net:
             parse_spec(value)
             port_key = last if last in sub.input_ports else sub.output_key(last)
             return sub.derive(_user_specs={**sub._user_specs, port_key: value})
-        raise PortError(f"NetReplacePart: part {last!r} does not exist at {_at(head)}; arrays are "
-                        f"{list(arrays)}, ports {list(sub.input_ports + sub.output_ports)}")
+        raise PortError(f"NetReplacePart: part {last!r} does not exist at {where(head)}; arrays "
+                        f"are {list(arrays)}, ports {list(sub.input_ports + sub.output_ports)}")
 
     return update_at(net, head, replace)
 
@@ -146,9 +144,9 @@ def _replace_array(layer: Net, head: tuple, name: str, value: Any) -> Net:
     old = layer._arrays()[name]
     if value is None:
         return layer.derive(_array_values={**layer._arrays(), name: None})
-    arr = validated_array(value, f"array {name!r} at {_at(head)}")
+    arr = validated_array(value, f"array {name!r} at {where(head)}")
     if old is not None and old.shape != arr.shape:
-        raise ShapeError(f"array {name!r} at {_at(head)} has shape {old.shape}; the "
+        raise ShapeError(f"array {name!r} at {where(head)} has shape {old.shape}; the "
                          f"replacement has shape {arr.shape}")
     return layer._with_arrays({name: arr})
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from .allocation import check_request, memory_errors, show_bytes
 from .apply import walk
-from .errors import NetError, SpecificationError
+from .errors import NetError, SpecificationError, where
 from .extract import update_at
 from .net import Net
 from .solver import Solver
@@ -82,7 +82,7 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
                 shown = tuple("?" if n is None else n for n in shape)
                 raise SpecificationError(
                     f"cannot initialize net: array {name!r} of {type(sub).__name__} at "
-                    f"{_at(path)} has unknown shape {shown}; give the sizes of its ports")
+                    f"{where(path)} has unknown shape {shown}; give the sizes of its ports")
             todo.setdefault(path, {})[name] = shape
     _check_memory(net, todo)
     new, subs = net, dict(walk(net))
@@ -93,9 +93,6 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
         new = update_at(new, path, lambda layer, f=fills: layer._with_arrays(f))
     return new
 
-
-def _at(path: tuple) -> str:
-    return "node " + "/".join(map(repr, path)) if path else "the net"
 
 
 def _check_memory(net: Net, todo: dict[tuple, dict[str, tuple[int, ...]]]) -> None:
@@ -109,5 +106,5 @@ def _check_memory(net: Net, todo: dict[tuple, dict[str, tuple[int, ...]]]) -> No
     kinds = dict(walk(net))
     nbytes = 4 * sum(s[0] for s in sizes) + 8 * n
     check_request(nbytes, f"NetInitialize: the {len(sizes)} array(s) to initialize (the "
-                          f"largest, {name!r} of {type(kinds[path]).__name__} at {_at(path)}, "
+                          f"largest, {name!r} of {type(kinds[path]).__name__} at {where(path)}, "
                           f"has shape {shape}: {show_bytes(4 * n)} as float32)")

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NetError, where
+from .errors import NetError
 from .shapes import Automatic
 from .solver import Solver
 
@@ -126,6 +126,3 @@ class Net:
         ins = ", ".join(f"{p}: {self.port_shape(p)!r}" for p in self.input_ports)
         outs = ", ".join(f"{p}: {self.port_shape(p)!r}" for p in self.output_ports)
         return f"{ins} -> {outs}"
-
-    def _place(self, path: tuple, port: str | None = None) -> str:
-        return where(path, port)
