@@ -12,10 +12,9 @@ from typing import Any
 
 import networkx as nx
 
-from .errors import NetError, PortError
+from .errors import NetError, PortError, where
 from .layer import Layer
 from .ports import NetPort
-from .solver import place
 
 
 class GraphSide:
@@ -44,7 +43,7 @@ def _is_graph_end(end: tuple) -> bool:
 
 
 def _node_label(name: Any) -> str:
-    return place((name,), None)
+    return where((name,), None)
 
 
 
@@ -189,7 +188,7 @@ def _resolve(groups: list, nodes: dict) -> tuple[dict, list[tuple[tuple, tuple]]
     for src, dst in edges:
         if dst in seen and seen[dst] != src:
             what = (f"graph output {dst[1]!r}" if dst[0] is _OUT
-                    else place((dst[0],), dst[1]))
+                    else where((dst[0],), dst[1]))
             raise PortError(f"two sources are connected to {what}: {_show_end(seen[dst])} and "
                             f"{_show_end(src)}")
         seen[dst] = src

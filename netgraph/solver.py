@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ShapeError, where
+from .errors import ShapeError
 from .shapes import Automatic, Index, ParsedSpec, display
 
 __all__ = ["Solver", "Conflict"]
@@ -314,6 +314,3 @@ class Solver:
                     check()
                 return
 
-
-def place(path: tuple, port: str | None = None) -> str:
-    return where(path, port)

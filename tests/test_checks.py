@@ -18,7 +18,7 @@ from netgraph import (
     check_padding,
     gradcheck,
 )
-from netgraph.solver import place
+from netgraph.extend import where
 
 
 class Scale(Layer):
@@ -32,8 +32,8 @@ class Scale(Layer):
 
     def rules(self, S, path, ports):
         n = S.new_dim()
-        S.constrain(ports["Input"], (n,), None, place(path, "Input"), "Scale takes a vector")
-        S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))
+        S.constrain(ports["Input"], (n,), None, where(path, "Input"), "Scale takes a vector")
+        S.unify(ports["Input"], ports["Output"], where(path, "Input"), where(path, "Output"))
         return {"Scale": (n,)}
 
     def forward(self, ins, arrays, ctx):
@@ -63,7 +63,7 @@ class _SequenceLayer(Layer):
         super().__init__({}, ports)
 
     def rules(self, S, path, ports):
-        S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))
+        S.unify(ports["Input"], ports["Output"], where(path, "Input"), where(path, "Output"))
         return {}
 
 
