@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.extend import Layer, NetError, Params, Solver, place, register_shorthand
+from netgraph.extend import Layer, NetError, Params, Solver, register_shorthand, where
 
 from ._ops import ArityParams, expand_scalar, fill_padding, sum_to
 from .loss import CrossEntropyLossLayer, FusedCrossEntropy
@@ -133,7 +133,7 @@ class ElementwiseLayer(Layer):
         return None
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))
+        S.unify(ports["Input"], ports["Output"], where(path, "Input"), where(path, "Output"))
         return {}
 
     def forward(self, ins, arrays, ctx):
@@ -216,14 +216,14 @@ class ThreadingLayer(Layer):
         def rule() -> None:
             full = [n for n in names if S.rank(ports[n]) not in (None, 0)]
             for n in full:
-                S.unify(ports[n], to, place(path, n), place(path, "Output"))
+                S.unify(ports[n], to, where(path, n), where(path, "Output"))
             if all(S.rank(ports[n]) == 0 for n in names):
-                S.unify(ports[names[0]], to, place(path, names[0]), place(path, "Output"))
+                S.unify(ports[names[0]], to, where(path, names[0]), where(path, "Output"))
 
         def default() -> None:
             for n in names:
                 if S.dims(ports[n]) is None:
-                    S.unify(ports[n], to, place(path, n), place(path, "Output"))
+                    S.unify(ports[n], to, where(path, n), where(path, "Output"))
 
         S.rules.append(rule)
         S.defaults.append(default)

@@ -16,8 +16,8 @@ from netgraph.extend import (
     Params,
     ShapeError,
     Solver,
-    place,
     register_shorthand,
+    where,
 )
 
 from ._ops import sum_to
@@ -66,8 +66,8 @@ class LinearLayer(Layer):
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         n = self.params.n
         tin, tout = ports["Input"], ports["Output"]
-        pin, pout = place(path, "Input"), place(path, "Output")
-        desc = f"LinearLayer({Automatic if n is None else n!r}) at {place(path)}"
+        pin, pout = where(path, "Input"), where(path, "Output")
+        desc = f"LinearLayer({Automatic if n is None else n!r}) at {where(path)}"
         if isinstance(n, tuple):
             out_dims = tuple(S.new_dim(k, origin=desc) for k in n)
             out_size = out_dims[0] if len(n) == 1 else S.new_dim(math.prod(n), origin=desc)
@@ -157,22 +157,22 @@ class DotLayer(Layer):
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         t1, t2, to = ports["Input1"], ports["Input2"], ports["Output"]
-        p1, p2 = place(path, "Input1"), place(path, "Input2")
+        p1, p2 = where(path, "Input1"), where(path, "Input2")
 
         def rule() -> None:
             d1, d2 = S.dims(t1), S.dims(t2)
             if d1 is None or d2 is None:
                 return
             if not d1 or not d2:
-                raise ShapeError(f"DotLayer at {place(path)} needs arrays of rank >= 1, got "
+                raise ShapeError(f"DotLayer at {where(path)} needs arrays of rank >= 1, got "
                                  f"{S.show(t1)!r} and {S.show(t2)!r}")
             try:
                 S.unify_dims(d1[-1], d2[0])
             except Conflict:
-                raise ShapeError(f"DotLayer at {place(path)}: cannot take the dot product of "
+                raise ShapeError(f"DotLayer at {where(path)}: cannot take the dot product of "
                                  f"{p1} with shape {S.show(t1)!r} and {p2} with shape "
                                  f"{S.show(t2)!r}") from None
-            S.constrain(to, d1[:-1] + d2[1:], None, place(path, "Output"), "a dot product")
+            S.constrain(to, d1[:-1] + d2[1:], None, where(path, "Output"), "a dot product")
 
         def default() -> None:
             for t, p in ((t1, p1), (t2, p2)):

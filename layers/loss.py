@@ -44,8 +44,8 @@ from netgraph.extend import (
     Params,
     ShapeError,
     Solver,
-    place,
     register_default_loss,
+    where,
 )
 
 __all__ = ["CrossEntropyLossLayer", "MeanSquaredLossLayer", "MeanAbsoluteLossLayer",
@@ -66,12 +66,12 @@ class _Loss(Layer):
     per_class_axis: bool = False
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.constrain(ports["Loss"], (), "Real", place(path, "Loss"), "a loss is a real scalar")
+        S.constrain(ports["Loss"], (), "Real", where(path, "Loss"), "a loss is a real scalar")
         self._tie(S, path, ports)
         return {}
 
     def _tie(self, S: Solver, path: tuple, ports: dict[str, int]) -> None:
-        S.unify(ports["Input"], ports["Target"], place(path, "Input"), place(path, "Target"))
+        S.unify(ports["Input"], ports["Target"], where(path, "Input"), where(path, "Target"))
 
     def _weights(self, ctx: Any, x: np.ndarray, pos: tuple) -> np.ndarray:
         """``valid / count`` per position of ``x`` (the Input; positions ``pos`` follow the
@@ -150,18 +150,18 @@ class CrossEntropyLossLayer(_Loss):
     def _tie(self, S: Solver, path: tuple, ports: dict[str, int]) -> None:
         form = self.params.form
         tin, tt = ports["Input"], ports["Target"]
-        pin = place(path, "Input")
+        pin = where(path, "Input")
         if form == "Binary":
             super()._tie(S, path, ports)
             return
-        name = f"CrossEntropyLossLayer({form!r}) at {place(path)}"
+        name = f"CrossEntropyLossLayer({form!r}) at {where(path)}"
         if form == "Probabilities":
             super()._tie(S, path, ports)
             classes = None
         else:
             classes = S.new_dim(origin=name)
             S.relate(tin, tt, suffix=(classes,), same_elem=False,
-                     places=(pin, place(path, "Target")),
+                     places=(pin, where(path, "Target")),
                      what=f"{name} takes probabilities (..., c) and indices of one rank less")
 
         def rule() -> None:
@@ -179,9 +179,9 @@ class CrossEntropyLossLayer(_Loss):
                 if c is not None:
                     S.set_elem(tt, Index(c))
                 elif isinstance(elem, Index):
-                    S.set_size(classes, elem.n, place(path, "Target"))
+                    S.set_size(classes, elem.n, where(path, "Target"))
             except Conflict as err:
-                raise ShapeError(f"{place(path, 'Target')} has shape {S.show(tt)!r}, "
+                raise ShapeError(f"{where(path, 'Target')} has shape {S.show(tt)!r}, "
                                  f"inconsistent with {pin} of shape {S.show(tin)!r}: "
                                  f"{err}") from None
 

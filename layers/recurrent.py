@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.extend import Automatic, Int, Layer, Params, Solver, place
+from netgraph.extend import Automatic, Int, Layer, Params, Solver, where
 
 from . import _cells
 from ._ops import broadcast_lead, sum_to
@@ -72,18 +72,18 @@ class _Recurrent(Layer):
         return [f"{g}{kind}" for g in cls.gates]
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        name = f"{type(self).__name__}({self.params.n or Automatic}) at {place(path)}"
+        name = f"{type(self).__name__}({self.params.n or Automatic}) at {where(path)}"
         n = S.new_dim(self.params.n, origin=name)
         k = S.new_dim()
         length = S.new_dim(varying=True, origin=name)
-        S.constrain(ports["Input"], (length, k), None, place(path, "Input"),
+        S.constrain(ports["Input"], (length, k), None, where(path, "Input"),
                     f"{name} takes a sequence of vectors")
-        S.constrain(ports["Output"], (length, n), None, place(path, "Output"),
+        S.constrain(ports["Output"], (length, n), None, where(path, "Output"),
                     f"{name} gives a sequence of {self.params.n or 'n'}-vectors")
         for p in self.optional_inputs:
             for key in ({p} & set(self.input_ports)) | (
                     {self.output_key(p)} if p in self.output_ports else set()):
-                S.constrain(ports[key], (n,), None, place(path, p), f"the states of {name}")
+                S.constrain(ports[key], (n,), None, where(path, p), f"the states of {name}")
         arrays = {}
         for g in self.gates:
             arrays.update({f"{g}InputWeights": (n, k), f"{g}StateWeights": (n, n),

@@ -18,7 +18,7 @@ from netgraph.extend import (
     Params,
     ShapeError,
     Solver,
-    place,
+    where,
 )
 
 from ._ops import lead_rank
@@ -53,12 +53,12 @@ class EmbeddingLayer(Layer):
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         tin, tout = ports["Input"], ports["Output"]
-        origin = f"EmbeddingLayer at {place(path)}"
+        origin = f"EmbeddingLayer at {where(path)}"
         size = S.new_dim(self.params.size, origin=origin)
         n = S.new_dim(self.params.n, origin=origin)
-        pin = place(path, "Input")
+        pin = where(path, "Input")
         S.relate(tout, tin, suffix=(size,), same_elem=False,
-                 places=(place(path, "Output"), pin), what="an embedding adds a vector dimension")
+                 places=(where(path, "Output"), pin), what="an embedding adds a vector dimension")
 
         def rule() -> None:
             elem, known = S.elem(tin), S.size(n)
@@ -106,9 +106,9 @@ class _SequenceLayer(Layer):
     def _relate(self, S: Solver, path: tuple, ports: dict[str, int], out_len: int | None) -> int:
         """Tie Output to Input: same element shape; Output's length dim ``out_len`` (None: no
         length dim, as for SequenceLast). Returns the Input's length dim."""
-        length = S.new_dim(varying=True, origin=f"{type(self).__name__} at {place(path)}")
+        length = S.new_dim(varying=True, origin=f"{type(self).__name__} at {where(path)}")
         item = S.new_type()
-        at = (place(path, "Input"), place(path, "Output"))
+        at = (where(path, "Input"), where(path, "Output"))
         S.relate(ports["Input"], item, prefix=(length,), places=(at[0], at[0]),
                  what=f"{type(self).__name__} needs a sequence", inner_may_vary=True)
         S.relate(ports["Output"], item, prefix=() if out_len is None else (out_len,),
@@ -126,13 +126,13 @@ class _SequenceLayer(Layer):
             try:
                 if n is not None:
                     if n < 2:
-                        raise ShapeError(f"{name} at {place(path)} needs sequences of length >= 2, "
+                        raise ShapeError(f"{name} at {where(path)} needs sequences of length >= 2, "
                                          f"got length {n}")
-                    S.set_size(out_len, n - 1, f"{name} at {place(path)}")
+                    S.set_size(out_len, n - 1, f"{name} at {where(path)}")
                 elif m is not None:
-                    S.set_size(length, m + 1, f"{name} at {place(path)}")
+                    S.set_size(length, m + 1, f"{name} at {where(path)}")
             except Conflict as c:
-                raise ShapeError(f"{name} at {place(path)}: {c}") from None
+                raise ShapeError(f"{name} at {where(path)}: {c}") from None
 
         S.rules.append(rule)
 
@@ -141,7 +141,7 @@ class _SequenceLayer(Layer):
         inference already checked), all >= 2, else ``InputDataError``."""
         lens = ctx.lengths("Input")
         if lens is not None and (lens < 2).any():
-            raise InputDataError(f"{type(self).__name__} at {place(ctx.path, 'Input')} "
+            raise InputDataError(f"{type(self).__name__} at {where(ctx.path, 'Input')} "
                                  f"needs sequences of length >= 2, got lengths {lens.tolist()}")
         return lens
 
@@ -180,7 +180,7 @@ class _DropOne(_SequenceLayer):
     keep: ClassVar[slice]
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        out_len = S.new_dim(varying=True, origin=f"{type(self).__name__} at {place(path)}")
+        out_len = S.new_dim(varying=True, origin=f"{type(self).__name__} at {where(path)}")
         length = self._relate(S, path, ports, out_len)
         self._shift_rule(S, path, length, out_len)
         return {}
@@ -220,10 +220,10 @@ class SequenceReverseLayer(_SequenceLayer):
     pad_clean = True
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))
-        length = S.new_dim(varying=True, origin=f"SequenceReverseLayer at {place(path)}")
+        S.unify(ports["Input"], ports["Output"], where(path, "Input"), where(path, "Output"))
+        length = S.new_dim(varying=True, origin=f"SequenceReverseLayer at {where(path)}")
         S.relate(ports["Input"], S.new_type(), prefix=(length,),
-                 places=(place(path, "Input"), place(path, "Input")),
+                 places=(where(path, "Input"), where(path, "Input")),
                  what="SequenceReverseLayer needs a sequence", inner_may_vary=True)
         return {}
 

@@ -18,7 +18,7 @@ from .batch import (
     with_hints,
 )
 from .compile import Plan, compile_net
-from .errors import InputDataError, NetError, PortError, ShapeError
+from .errors import InputDataError, NetError, PortError, ShapeError, where
 from .execute import RunContext, Tape, backward, forward
 from .net import Net
 from .ports import NetArrayGradient, NetPort, NetPortGradient
@@ -118,8 +118,7 @@ def _target(net: Net, plan: Plan, w: Any) -> tuple:
                             f"{list(plan.outputs)}")
         meta = plan.interior.get((_node_path(net, w.layer), w.port))
         if meta is None:
-            raise PortError(f"{w!r} does not exist: no port {w.port!r} on node "
-                            f"{'/'.join(map(repr, w.layer))}")
+            raise PortError(f"{w!r} does not exist: there is no {where(w.layer, w.port)}")
         return ("value", meta)
     if isinstance(w, NetPortGradient):
         if w.port not in plan.inputs:

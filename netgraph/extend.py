@@ -33,7 +33,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import InputDataError, NetError, PortError, ShapeError, SpecificationError
+from .errors import (
+    InputDataError,
+    NetError,
+    PortError,
+    ShapeError,
+    SpecificationError,
+    where,
+)
 from .graph import (
     GRAPH_IN,
     GRAPH_OUT,
@@ -55,13 +62,13 @@ from .layer import (
 from .net import Net
 from .ports import NetPort
 from .shapes import Automatic, Index, Varying
-from .solver import Conflict, Solver, place
+from .solver import Conflict, Solver
 
 __all__ = [
     # the base classes and the field types of hyperparameters
     "Layer", "Params", "Int", "Real", "Bool", "Backward", "Net",
     # shape rules
-    "Solver", "Conflict", "place", "Automatic", "Index", "Varying",
+    "Solver", "Conflict", "where", "Automatic", "Index", "Varying",
     # the context of forward
     "StepContext",
     # nets a layer builds or inspects (a scoring net, a sub-net's structure)
@@ -97,7 +104,7 @@ class StepContext(Protocol):
 
     @property
     def path(self) -> tuple:
-        """The layer's node path in the net being run (for messages: ``place(ctx.path)``)."""
+        """The layer's node path in the net being run (for messages: ``where(ctx.path)``)."""
 
     def dims(self, port: str) -> tuple[int | None, ...]:
         """The static example dims of ``port`` (``None`` for a varying length)."""

@@ -13,11 +13,11 @@ import numpy as np
 
 from .allocation import memory_errors
 from .arrays import validated_array
-from .errors import NetError, PortError, ShapeError
+from .errors import NetError, PortError, ShapeError, where
 from .layer import Layer
 from .net import Net
 from .shapes import All, Automatic, parse_spec
-from .tree import at, resolve_child, update_at
+from .tree import resolve_child, update_at
 
 __all__ = ["NetExtract", "NetReplacePart"]
 
@@ -38,7 +38,7 @@ def _leaf(net: Net, step: Any, walked: tuple) -> Any:
         v = getattr(net.params, step)
         return Automatic if v is None else v
     parts = list(net.children()) + list(arrays) + list(net.input_ports) + list(net.output_ports)
-    raise PortError(f"part {step!r} does not exist at {at(walked)}; available parts are {parts}")
+    raise PortError(f"part {step!r} does not exist at {where(walked)}; available parts are {parts}")
 
 
 def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
@@ -47,7 +47,7 @@ def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
     step, rest = path[0], path[1:]
     if step is All:
         if rest:
-            raise PortError(f"All can only be the last part of an extraction path; {at(walked)} "
+            raise PortError(f"All can only be the last part of an extraction path; {where(walked)} "
                             f"has no part {rest[0]!r} below All")
         kids = net.children()
         if kids:
@@ -58,7 +58,7 @@ def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
         return _extract_path(net.children()[key], rest, walked + (key,))
     value = _leaf(net, step, walked)
     if rest:
-        raise PortError(f"part {step!r} at {at(walked)} is not a net, so it has no part "
+        raise PortError(f"part {step!r} at {where(walked)} is not a net, so it has no part "
                         f"{rest[0]!r}")
     return value
 
@@ -97,8 +97,8 @@ def _replace_one(net: Net, path: tuple, value: Any) -> Net:
             parse_spec(value)
             port_key = last if last in sub.input_ports else sub.output_key(last)
             return sub.derive(_user_specs={**sub._user_specs, port_key: value})
-        raise PortError(f"NetReplacePart: part {last!r} does not exist at {at(head)}; arrays are "
-                        f"{list(arrays)}, ports {list(sub.input_ports + sub.output_ports)}")
+        raise PortError(f"NetReplacePart: part {last!r} does not exist at {where(head)}; arrays "
+                        f"are {list(arrays)}, ports {list(sub.input_ports + sub.output_ports)}")
 
     return update_at(net, head, replace)
 
@@ -107,9 +107,9 @@ def _replace_array(layer: Net, head: tuple, name: str, value: Any) -> Net:
     old = layer._arrays()[name]
     if value is None:
         return layer.derive(_array_values={**layer._arrays(), name: None})
-    arr = validated_array(value, f"array {name!r} at {at(head)}")
+    arr = validated_array(value, f"array {name!r} at {where(head)}")
     if old is not None and old.shape != arr.shape:
-        raise ShapeError(f"array {name!r} at {at(head)} has shape {old.shape}; the "
+        raise ShapeError(f"array {name!r} at {where(head)} has shape {old.shape}; the "
                          f"replacement has shape {arr.shape}")
     return layer._with_arrays({name: arr})
 

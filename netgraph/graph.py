@@ -22,10 +22,10 @@ from .edges import (
     check_node_names,
     check_structure,
 )
-from .errors import NetError
+from .errors import NetError, where
 from .net import Net
 from .shapes import Automatic, parse_spec
-from .solver import Solver, place
+from .solver import Solver
 
 __all__ = ["NetGraph", "NetChain", "register_shorthand", "register_shorthand_hint", "GRAPH_IN",
            "GRAPH_OUT", "_is_graph_end"]
@@ -167,18 +167,18 @@ class NetGraph(Net):
             gports[self.output_key(p)] = S.port(path, self.output_key(p))
         for key, spec in self._user_specs.items():
             if key in gports and spec is not Automatic:
-                origin = f"{key}={spec!r} of the graph at {place(path, None)}"
-                S.unify(gports[key], S.from_spec(parse_spec(spec), origin), place(path, key),
+                origin = f"{key}={spec!r} of the graph at {where(path, None)}"
+                S.unify(gports[key], S.from_spec(parse_spec(spec), origin), where(path, key),
                         origin)
 
         def type_of(end: tuple, source: bool) -> tuple[int, str]:
             kind, port = end
             if kind is (_IN if source else _OUT):
                 key = port if source else self.output_key(port)
-                return gports[key], place(path, port)
+                return gports[key], where(path, port)
             node = self._nodes[kind]
             key = node.output_key(port) if source else port
-            return node_ports[kind][key], place(path + (kind,), port)
+            return node_ports[kind][key], where(path + (kind,), port)
 
         for src, dst in self._edges:
             ts, ps = type_of(src, True)

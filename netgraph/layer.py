@@ -23,10 +23,10 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from .errors import NetError, ShapeError
+from .errors import NetError, ShapeError, where
 from .net import Net
 from .shapes import Automatic, is_automatic, parse_spec
-from .solver import Conflict, Solver, place
+from .solver import Conflict, Solver
 
 __all__ = ["Layer", "Params", "Int", "Real", "Bool", "Backward", "layer_classes",
            "register_default_loss", "default_loss"]
@@ -272,8 +272,8 @@ class Layer(Net):
         ports = {n: S.port(path, n) for n in self._port_keys()}
         for name, spec in self._user_specs.items():
             if name in ports and spec is not Automatic:
-                origin = f"{name}={spec!r} of {type(self).__name__} at {place(path, name)}"
-                S.unify(ports[name], S.from_spec(parse_spec(spec), origin), place(path, name),
+                origin = f"{name}={spec!r} of {type(self).__name__} at {where(path, name)}"
+                S.unify(ports[name], S.from_spec(parse_spec(spec), origin), where(path, name),
                         origin)
         for name, child in self.children().items():
             child._constrain(S, path + (name,))
@@ -281,8 +281,8 @@ class Layer(Net):
         for name in self.real_outputs:
             key = self.output_key(name)
             if key in ports:
-                origin = f"the real-valued {name!r} of {type(self).__name__} at {place(path)}"
-                S.unify(ports[key], S.new_type(elem="Real", origin=origin), place(path, name),
+                origin = f"the real-valued {name!r} of {type(self).__name__} at {where(path)}"
+                S.unify(ports[key], S.new_type(elem="Real", origin=origin), where(path, name),
                         origin)
         for name, dims in array_dims.items():
             S.arrays[(path, name)] = dims
@@ -293,14 +293,14 @@ class Layer(Net):
 
     def _constrain_array(self, S: Solver, path: tuple, name: str, dims: tuple,
                          shape: tuple) -> None:
-        where = f"array {name!r} of {type(self).__name__} at {place(path, None)}"
+        array = f"array {name!r} of {type(self).__name__} at {where(path, None)}"
         if len(dims) != len(shape):
-            raise ShapeError(f"{where} has shape {shape} but the layer needs rank {len(dims)}")
+            raise ShapeError(f"{array} has shape {shape} but the layer needs rank {len(dims)}")
         for d, n in zip(dims, shape):
             try:
-                S.set_size(d, n, f"the shape {shape} of {where}")
+                S.set_size(d, n, f"the shape {shape} of {array}")
             except Conflict as c:
-                raise ShapeError(f"{where} has shape {shape}, inconsistent with the layer's "
+                raise ShapeError(f"{array} has shape {shape}, inconsistent with the layer's "
                                  f"ports: {c}") from None
 
     def _specialize(self, S: Solver, path: tuple) -> Layer:

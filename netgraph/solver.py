@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ShapeError, where
+from .errors import ShapeError
 from .shapes import Automatic, Index, ParsedSpec, display
 
 __all__ = ["Solver", "Conflict"]
@@ -142,10 +142,6 @@ class Solver:
     def rank(self, t: int) -> int | None:
         d = self.dims(t)
         return None if d is None else len(d)
-
-    def sizes(self, t: int) -> tuple[int | None, ...] | None:
-        d = self.dims(t)
-        return None if d is None else tuple(self.size(x) for x in d)
 
     def _unify_roots(self, ra: int, rb: int) -> None:
         if ra == rb:
@@ -318,6 +314,3 @@ class Solver:
                     check()
                 return
 
-
-def place(path: tuple, port: str | None = None) -> str:
-    return where(path, port)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .errors import PortError
+from .errors import PortError, where
 from .net import Net
 
-__all__ = ["walk", "resolve_child", "update_at", "at"]
+__all__ = ["walk", "resolve_child", "update_at"]
 
 
 def walk(net: Net, path: tuple = ()) -> Iterator[tuple[tuple, Net]]:
@@ -23,17 +23,12 @@ def walk(net: Net, path: tuple = ()) -> Iterator[tuple[tuple, Net]]:
         yield from walk(child, path + (name,))
 
 
-def at(walked: tuple) -> str:
-    """``"the net"`` or ``"node 'a'/'b'"``: where a path leads, for messages."""
-    return "the net" if not walked else "node " + "/".join(map(repr, walked))
-
-
 def resolve_child(net: Net, step: Any, walked: tuple = ()) -> Any:
     """The key of child ``step`` of ``net`` (resolving int positions), or None."""
     try:
         hash(step)
     except TypeError:
-        raise PortError(f"invalid part {step!r} at {at(walked)}: a part is a name, an int or "
+        raise PortError(f"invalid part {step!r} at {where(walked)}: a part is a name, an int or "
                         "All (a path is one list or tuple of parts)") from None
     kids = net.children()
     if step in kids and not isinstance(step, bool):
@@ -42,7 +37,7 @@ def resolve_child(net: Net, step: Any, walked: tuple = ()) -> Any:
         names = list(kids)
         if -len(names) <= step < len(names):
             return names[step]
-        raise PortError(f"part {step} does not exist at {at(walked)}: it has {len(names)} parts "
+        raise PortError(f"part {step} does not exist at {where(walked)}: it has {len(names)} parts "
                         f"(positions {-len(names)}..{len(names) - 1}), {names}")
     return None
 
@@ -54,10 +49,10 @@ def update_at(net: Net, path: tuple, fn: Callable[[Net], Net], walked: tuple = (
     key = resolve_child(net, path[0], walked)
     if key is None:
         if path[0] in net._arrays() or path[0] in net.input_ports + net.output_ports:
-            raise PortError(f"part {path[0]!r} at {at(walked)} is not a net, so it has no part "
+            raise PortError(f"part {path[0]!r} at {where(walked)} is not a net, so it has no part "
                             f"{path[1]!r}" if len(path) > 1 else
-                            f"part {path[0]!r} at {at(walked)} is not a net")
-        raise PortError(f"part {path[0]!r} does not exist at {at(walked)}; sub-nets are "
+                            f"part {path[0]!r} at {where(walked)} is not a net")
+        raise PortError(f"part {path[0]!r} does not exist at {where(walked)}; sub-nets are "
                         f"{list(net.children())}")
     child = net.children()[key]
     return net.with_children({key: update_at(child, path[1:], fn, walked + (key,))})
