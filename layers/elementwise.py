@@ -107,6 +107,7 @@ class ElementwiseLayer(Layer):
     "ReLU" = "Ramp", "Sigmoid" = "LogisticSigmoid"). Any shape, varying lengths included."""
 
     Params = ElementwiseParams
+    signature = "Input[...x] -> Output[...x]"
     real_outputs = ("Output",)
 
     def __init__(self, f: str, **ports):
@@ -123,10 +124,6 @@ class ElementwiseLayer(Layer):
     def default_loss(self, port: str):
         """Probabilities of a logistic sigmoid: ``CrossEntropyLossLayer("Binary")``."""
         return CrossEntropyLossLayer("Binary") if self.function == "LogisticSigmoid" else None
-
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.unify(ports["Input"], ports["Output"], where(path, "Input"), where(path, "Output"))
-        return {}
 
     def forward(self, ins, arrays, ctx):
         f, df, _ = ELEMENTWISE_FUNCTIONS[self.function]

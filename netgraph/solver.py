@@ -65,6 +65,8 @@ class Solver:
         self.defaults: list[Callable[[], None]] = []
         #: run once the solution is final (checks that must not see intermediate states)
         self.checks: list[Callable[[], None]] = []
+        #: (node path, letter) -> dim of the letters of a layer's signature
+        self.size_vars: dict[tuple[tuple, str], int] = {}
         self.version = 0
 
     # ----------------------------------------------------------------- dims
@@ -117,6 +119,10 @@ class Solver:
             self._dorigin[ra] = self._dorigin[rb]
         self._dvarying[ra] = self._dvarying[ra] or self._dvarying[rb]
         self.version += 1
+
+    def size_var(self, path: tuple, letter: str) -> int:
+        """The dim of ``letter`` in the signature of the layer at ``path``."""
+        return self.size_vars[(path, letter)]
 
     # ---------------------------------------------------------------- types
     def new_type(self, dims: tuple[int, ...] | None = None, elem: Any = None,
