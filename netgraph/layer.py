@@ -298,6 +298,8 @@ class Layer(Net):
                 S.unify(ports[key], S.new_type(elem="Real", origin=origin), where(path, name),
                         origin)
         for name, dims in array_dims.items():
+            if name not in self._array_values:  # an array these parameters leave out
+                continue
             S.arrays[(path, name)] = dims
             value = self._array_values.get(name)
             if value is not None:
