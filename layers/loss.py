@@ -56,8 +56,6 @@ EPS = 2.220446049250313e-16
 class _Loss(Layer):
     """Shared machinery: ports, the per-example (true-length) mean and its gradient."""
 
-    inputs = ("Input", "Target")
-    outputs = ("Loss",)
     signature = "Input[...x], Target[...x] -> Loss[]:Real"
     pad_clean = True
     is_loss = True

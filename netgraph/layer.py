@@ -108,7 +108,8 @@ class Layer(Net):
     real_outputs: ClassVar[tuple[str, ...]] = ()
     #: the ports and arrays as data, e.g. ``"Input[k] -> Output[n]; Weights[n, k]"`` (see
     #: :mod:`netgraph.signature`; a property when it depends on the parameters); ``rules``
-    #: adds what a signature cannot say
+    #: adds what a signature cannot say. A class's signature also sets ``inputs`` and
+    #: ``outputs`` (the ports it names, less the optional and hidden ones) unless it does
     signature: ClassVar[str | None] = None
     #: names of the sub-nets the layer holds (given to ``__init__`` as ``children=``), e.g.
     #: NetMapOperator's ``"Net"``: addressable by NetExtract, replaceable by NetReplacePart
@@ -119,8 +120,13 @@ class Layer(Net):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if isinstance(cls.__dict__.get("signature"), str):
-            parse_signature(cls.signature, cls.__name__)  # a malformed one fails right here
+        if isinstance(cls.__dict__.get("signature"), str):  # a malformed one fails right here
+            sig = parse_signature(cls.signature, cls.__name__)
+            if "inputs" not in cls.__dict__:  # the ports it names, less the optional ones
+                cls.inputs = tuple(e.name for e in sig.inputs if e.name not in cls.optional_inputs)
+            if "outputs" not in cls.__dict__:
+                cls.outputs = tuple(e.name for e in sig.outputs if e.name not in
+                                    cls.optional_outputs + cls.hidden_outputs)
         if not cls.__name__.startswith("_") and "<locals>" not in cls.__qualname__:
             _CLASSES.setdefault(cls.__name__, cls)
 
