@@ -88,6 +88,7 @@ def compare(net: Any, session: ort.InferenceSession, examples: dict[str, list[np
     the longest example's, ``<port>_lengths`` the true lengths. Returns onnxruntime's
     outputs by name."""
     names = [o.name for o in session.get_outputs()]
+    shapes = {o.name: o.shape for o in session.get_outputs()}
     got = dict(zip(names, session.run(None, feeds(session, examples, rng, extra))))
     ports = list(net.output_ports)
     data = {p: list(xs) for p, xs in examples.items()}
@@ -99,11 +100,15 @@ def compare(net: Any, session: ort.InferenceSession, examples: dict[str, list[np
         for dt, want in wants.items():
             want = want[port]
             if isinstance(want, list):  # a varying port: per-example arrays
-                lens = got[name + "_lengths"]
-                assert lens.tolist() == [len(w) for w in want], f"{name}_lengths"
-                assert value.shape[1] == max(lens), f"{name}: padded to {value.shape[1]}"
+                want = [np.asarray(w) for w in want]
+                varying = [a for a, d in enumerate(shapes[name][1:]) if isinstance(d, str)]
+                assert varying, f"{name}: no symbolic padded dim"
+                for axis in varying:  # <name>_lengths, then <name>_lengths<axis>
+                    key = f"{name}_lengths" + ("" if axis == varying[0] else str(axis))
+                    sizes = [w.shape[axis] for w in want]
+                    assert got[key].tolist() == sizes, key
+                    assert value.shape[1 + axis] == max(sizes), f"{name}: padded axis {axis}"
                 for b, w in enumerate(want):
-                    w = np.asarray(w)
                     cut = value[(b,) + tuple(slice(0, s) for s in w.shape)]
                     pad = value[b].copy()
                     pad[tuple(slice(0, s) for s in w.shape)] = 0
