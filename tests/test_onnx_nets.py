@@ -36,6 +36,8 @@ from netgraph import (  # noqa: E402
     NetPort,
     SequenceAttentionLayer,
     SequenceLastLayer,
+    SequenceMostLayer,
+    SequenceRestLayer,
     SequenceReverseLayer,
     SoftmaxLayer,
     SummationLayer,
@@ -246,3 +248,36 @@ def test_nested_graphs_with_fan_out(tmp_path):
                     ("middle", "last", NetPort("Last")), ("middle", NetPort("Features"))],
                    X=("Varying", 3))
     run(net, tmp_path, lambda rng, T: {"X": reals(rng, T, 3)})
+
+
+def test_index_values_pass_through_structural_layers(tmp_path):
+    """int64 outputs: exact, 0 in the padding, lengths of Most/Rest one less. (netgraph's
+    inference leaves the element type of a Catenate of indices open, so that output is real,
+    float32, in netgraph and in the model alike.)"""
+    net = NetGraph({"rev": SequenceReverseLayer(), "most": SequenceMostLayer(),
+                    "rest": SequenceRestLayer(), "last": SequenceLastLayer(),
+                    "cat": CatenateLayer(-1)},
+                   [(NetPort("X"), "rev", NetPort("Reversed")), (NetPort("X"), "most"),
+                    (NetPort("X"), "rest"), (NetPort("X"), "last"),
+                    ([NetPort("X"), NetPort("Y")], "cat", NetPort("Joined"))],
+                   X=("Varying", 2, Index(9)), Y=("Varying", 3, Index(9)))
+    session = run(net, tmp_path, lambda rng, T: {"X": rng.integers(0, 9, (T + 1, 2)),
+                                                 "Y": rng.integers(0, 9, (T + 1, 3))})
+    types = {o.name: o.type for o in session.get_outputs()}
+    assert types["Reversed"] == types["Output1"] == types["Output3"] == "tensor(int64)"
+    assert types["Joined"] == "tensor(float)"
+
+
+def test_layers_on_attention_weights_with_two_varying_axes(tmp_path):
+    """A softmax along the key axis, the last key's weight and a sum over both varying axes
+    of the (m, n) weights: each axis masked by its own lengths."""
+    net = NetGraph({"att": SequenceAttentionLayer("Dot", Input=("Varying", 3),
+                                                  Query=("Varying", 3)),
+                    "soft": SoftmaxLayer(-1), "last": SequenceLastLayer(),
+                    "sum": SummationLayer(), "rev": SequenceReverseLayer()},
+                   [(NetPort("att", "AttentionWeights"), "soft", NetPort("Soft")),
+                    (NetPort("att", "AttentionWeights"), "last", NetPort("Last")),
+                    (NetPort("att", "AttentionWeights"), "sum", NetPort("Total")),
+                    (NetPort("att", "AttentionWeights"), "rev", NetPort("Reversed"))])
+    run(net, tmp_path, lambda rng, T: {"Input": reals(rng, T, 3),
+                                       "Query": reals(rng, (T * 2) % 5 + 1, 3)})

@@ -177,6 +177,14 @@ class StepLowering:
         x = self.x(port)
         return self.g.cast(x, FLOAT) if self.meta(port).integer else x
 
+    def passed(self, value: str, out: str = "Output", src: str = "Input") -> str:
+        """``value``, computed from input ``src`` by moving elements (a layer passing indices
+        through), as output ``out`` holds it: cast to float32 where inference made ``out`` real
+        (its element type unknown), as the executor casts it."""
+        if self.meta(src).integer and not self.meta(out).integer:
+            return self.g.cast(value, FLOAT)
+        return value
+
     def out_type(self, port: str) -> int:
         return elem_type(self.meta(port).integer)
 

@@ -23,12 +23,13 @@ def lower_sequence_last(c: StepLowering) -> dict[str, str]:
     x = c.x("Input")
     lens = c.lengths("Input")
     if lens is None:
-        return {"Output": g.op("Gather", [x, g.op("Sub", [g.dim(x, lead), g.const(1)])],
-                               axis=lead)}
+        y = g.op("Gather", [x, g.op("Sub", [g.dim(x, lead), g.const(1)])], axis=lead)
+        return {"Output": c.passed(y)}
     last = g.op("Sub", [lens, g.const(1)])
     if lead > 1:
         last = g.op("Expand", [g.unsqueeze(last, list(range(1, lead))), g.dims(x, 0, lead)])
-    return {"Output": g.op("GatherND", [x, g.unsqueeze(last, [lead])], batch_dims=lead)}
+    y = g.op("GatherND", [x, g.unsqueeze(last, [lead])], batch_dims=lead)
+    return {"Output": c.passed(y)}
 
 
 def _drop_one(c: StepLowering, start: int, end: int) -> dict[str, str]:
@@ -38,7 +39,7 @@ def _drop_one(c: StepLowering, start: int, end: int) -> dict[str, str]:
     lens = c.lengths("Input")
     if lens is not None:
         c.set_lengths("Output", g.op("Sub", [lens, g.const(1)]))
-    return {"Output": y}
+    return {"Output": c.passed(y)}
 
 
 def lower_sequence_most(c: StepLowering) -> dict[str, str]:
@@ -58,10 +59,11 @@ def lower_sequence_reverse(c: StepLowering) -> dict[str, str]:
     x = c.x("Input")
     lens = c.lengths("Input")
     if lens is None:
-        return {"Output": g.op("Slice", [x, g.i64(-1), g.i64(-_END), g.i64(lead), g.i64(-1)])}
+        y = g.op("Slice", [x, g.i64(-1), g.i64(-_END), g.i64(lead), g.i64(-1)])
+        return {"Output": c.passed(y)}
     rank = lead + c.rank("Input")
     # ReverseSequence wants (batch, time, ...): bring the time axis next to the batch one
     perm = [0, lead] + list(range(1, lead)) + list(range(lead + 1, rank))
     inverse = [int(i) for i in np.argsort(perm)]
     y = g.op("ReverseSequence", [g.transpose(x, perm), lens], batch_axis=0, time_axis=1)
-    return {"Output": g.transpose(y, inverse)}
+    return {"Output": c.passed(g.transpose(y, inverse))}

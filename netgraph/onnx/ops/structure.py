@@ -20,7 +20,9 @@ def lower_catenate(c: StepLowering) -> dict[str, str]:
     """``Concat`` along ``lead + level`` (leading axes expanded to a common shape first)."""
     ports = c.layer.input_names()
     r = c.rank("Output")
-    xs = c.broadcast_lead([c.x(p) for p in ports], [c.rank(p) for p in ports])
+    numbers = not c.meta("Output").integer  # indices stay indices; anything else is real
+    xs = c.broadcast_lead([c.real(p) if numbers else c.x(p) for p in ports],
+                          [c.rank(p) for p in ports])
     return {"Output": c.g.op("Concat", xs, axis=c.lead + _axis(c.params.level, r))}
 
 
@@ -31,7 +33,7 @@ def lower_summation(c: StepLowering) -> dict[str, str]:
 
 
 def lower_reshape(c: StepLowering) -> dict[str, str]:
-    return {"Output": c.g.reshape(c.x("Input"), [0] * c.lead + list(c.dims("Output")))}
+    return {"Output": c.passed(c.g.reshape(c.x("Input"), [0] * c.lead + list(c.dims("Output"))))}
 
 
 def lower_softmax(c: StepLowering) -> dict[str, str]:
