@@ -1,9 +1,14 @@
-"""The netgraph layer library, built on netgraph's public layer API."""
+"""The netgraph layer library, installed as ``netgraph.layers`` (its source is the repository's
+top-level ``layers/`` folder), built on netgraph's public layer API."""
+
+if __name__ != "netgraph.layers":  # a source checkout's top level is not the package
+    raise ImportError("the layer library is the package netgraph.layers: use "
+                      "`import netgraph.layers` or `from netgraph import *`, not `import layers`")
 
 import difflib
 import inspect
 
-from netgraph.graph import SHORTHAND_HINTS, SHORTHANDS
+from netgraph.graph import register_shorthand_hint
 
 from .attention import AttentionLayer, SequenceAttentionLayer
 from .elementwise import (
@@ -43,11 +48,6 @@ __all__ = [
 ]
 
 _FUNCTION_NAMES = set(ELEMENTWISE_FUNCTIONS) | {"ReLU", "Sigmoid"}
-SHORTHANDS[:] = [
-    (lambda x: isinstance(x, int) and not isinstance(x, bool), LinearLayer),
-    (lambda x: isinstance(x, tuple) and all(isinstance(k, int) for k in x), LinearLayer),
-    (lambda x: isinstance(x, str) and x in _FUNCTION_NAMES, ElementwiseLayer),
-]
 
 
 def _call(name: str) -> str:
@@ -78,4 +78,4 @@ def _hint(x: object) -> str | None:
     return f"the function name {close[0]!r} (an ElementwiseLayer)" if close else None
 
 
-SHORTHAND_HINTS[:] = [_hint]
+register_shorthand_hint(_hint)

@@ -10,10 +10,12 @@ import numpy as np
 from pydantic import field_validator
 
 from netgraph.errors import NetError
+from netgraph.graph import register_shorthand
 from netgraph.layer import Layer, Params
 from netgraph.solver import Solver, place
 
 from ._ops import ArityParams, expand_scalar, fill_padding, sum_to
+from .loss import CrossEntropyLossLayer
 
 __all__ = ["ElementwiseLayer", "ThreadingLayer", "ELEMENTWISE_FUNCTIONS", "THREADING_FUNCTIONS"]
 
@@ -121,6 +123,10 @@ class ElementwiseLayer(Layer):
     def pad_clean(self) -> bool:  # type: ignore[override]
         return ELEMENTWISE_FUNCTIONS[self.function][2]
 
+    def default_loss(self, port: str):
+        """Probabilities of a logistic sigmoid: ``CrossEntropyLossLayer("Binary")``."""
+        return CrossEntropyLossLayer("Binary") if self.function == "LogisticSigmoid" else None
+
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))
         return {}
@@ -141,6 +147,9 @@ class ElementwiseLayer(Layer):
 
         return {"Output": y}, backward
 
+
+register_shorthand(lambda x: isinstance(x, str) and _ALIASES.get(x, x) in ELEMENTWISE_FUNCTIONS,
+                   ElementwiseLayer)
 
 _THREADING = {
     "Plus": (None, lambda xs: sum(xs[1:], xs[0])),

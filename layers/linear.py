@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import field_validator
 
 from netgraph.errors import ShapeError
+from netgraph.graph import register_shorthand
 from netgraph.layer import Layer, Params
 from netgraph.shapes import Automatic
 from netgraph.solver import Conflict, Solver, place
@@ -123,6 +124,11 @@ class LinearLayer(Layer):
             return {"Input": gx.reshape(x.shape)}, grads
 
         return {"Output": y}, backward
+
+
+register_shorthand(lambda x: isinstance(x, int) and not isinstance(x, bool), LinearLayer)
+register_shorthand(lambda x: isinstance(x, tuple) and all(isinstance(k, int) for k in x),
+                   LinearLayer)
 
 
 def _subscripts(r1: int, r2: int) -> tuple[str, str, str]:

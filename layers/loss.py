@@ -33,12 +33,9 @@ from typing import Any, Literal
 import numpy as np
 
 from netgraph.errors import ShapeError
-from netgraph.layer import Layer, Params
+from netgraph.layer import Layer, Params, register_backward_pass, register_default_loss
 from netgraph.shapes import Index
 from netgraph.solver import Conflict, Solver, place
-
-from .elementwise import ElementwiseLayer
-from .structure import SoftmaxLayer
 
 __all__ = ["CrossEntropyLossLayer", "MeanSquaredLossLayer", "MeanAbsoluteLossLayer",
            "fuse_softmax_cross_entropy", "EPS"]
@@ -53,6 +50,7 @@ class _Loss(Layer):
     inputs = ("Input", "Target")
     outputs = ("Loss",)
     pad_clean = True
+    is_loss = True
     #: the loss is per position of all but the last (class) axis
     per_class_axis: bool = False
 
@@ -251,13 +249,12 @@ def fuse_softmax_cross_entropy(plan: Any, tape: Any) -> int:
     (call it once per forward tape, before backward); returns the number of fused pairs."""
     producers = {}
     for k, step in enumerate(plan.steps):
-        layer = step.layer
-        if isinstance(layer, SoftmaxLayer):
-            meta = step.ins["Input"]
-            if layer.params.level in (-1, meta.rank - 1) and meta.dims[-1] is not None:
-                producers[step.outs["Output"].slot] = (k, ("Index", "Probabilities"))
-        elif isinstance(layer, ElementwiseLayer) and layer.params.f == "LogisticSigmoid":
-            producers[step.outs["Output"].slot] = (k, ("Binary",))
+        # the producers that ask for a cross-entropy loss (Layer.default_loss) are those whose
+        # gradient fuses with it: a softmax over the last axis ("Index"), a logistic sigmoid
+        wanted = step.layer.default_loss("Output") if "Output" in step.outs else None
+        if isinstance(wanted, CrossEntropyLossLayer):
+            forms = ("Binary",) if wanted.params.form == "Binary" else ("Index", "Probabilities")
+            producers[step.outs["Output"].slot] = (k, forms)
     fused = 0
     for k, step in enumerate(plan.steps):
         if not isinstance(step.layer, CrossEntropyLossLayer):
@@ -286,3 +283,11 @@ def _patch(tape: Any, s: int, k: int) -> None:
         return grads, arrays
 
     tape.backs[s], tape.backs[k] = prob_backward, loss_backward
+
+
+def _fusion_pass(plan: Any, tape: Any) -> int:
+    return fuse_softmax_cross_entropy(plan, tape)  # looked up when called (tests spy on it)
+
+
+register_backward_pass(_fusion_pass)
+register_default_loss(MeanSquaredLossLayer)

@@ -51,6 +51,9 @@ class NetMapOperator(_Operator):
 
     pad_clean = True
 
+    def output_source(self, port: str):
+        return self._net, port
+
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         inner, sub = self._net, path + ("Net",)
         length = S.new_dim(varying=True, origin=f"NetMapOperator at {place(path)}")

@@ -55,7 +55,7 @@ class RecurrentParams(Params):
 
 class _Recurrent(Layer):
     """The shared unroller: shape rules, input projection, masks, states and weight grads.
-    Subclasses name their gates and pick a cell from :mod:`layers._cells`."""
+    Subclasses name their gates and pick a cell from :mod:`netgraph.layers._cells`."""
 
     Params = RecurrentParams
     optional_inputs = ("State",)

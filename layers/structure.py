@@ -14,6 +14,7 @@ from netgraph.shapes import Automatic
 from netgraph.solver import Conflict, Solver, place
 
 from ._ops import ArityParams, Int, Real, sum_to
+from .loss import CrossEntropyLossLayer
 
 __all__ = ["TotalLayer", "CatenateLayer", "SummationLayer", "ReshapeLayer", "SoftmaxLayer",
            "DropoutLayer"]
@@ -242,6 +243,14 @@ class SoftmaxLayer(Layer):
 
     def __init__(self, level: int = -1, **ports):
         super().__init__({"level": level}, ports)
+
+    def default_loss(self, port: str):
+        """Probabilities over the last axis: ``CrossEntropyLossLayer("Index")``."""
+        shape = self.port_shape("Output")
+        rank = len(shape) if isinstance(shape, tuple) else None
+        if self.params.level == -1 or rank is not None and self.params.level == rank - 1:
+            return CrossEntropyLossLayer("Index")
+        return None
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))

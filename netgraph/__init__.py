@@ -34,14 +34,8 @@ _CORE = [
 
 tune_malloc_if_asked()
 
+# the layer library, last: it is built on the core above (and is the only core import of it)
+from . import layers
+from .layers import *
 
-def __getattr__(name: str):
-    # layers (and __all__, which lists them) are re-exported lazily so that `import layers`
-    # and `import netgraph` work in either order: the layer library is built on this package
-    import layers
-
-    if name == "__all__":
-        return _CORE + list(layers.__all__)
-    if name in layers.__all__:
-        return getattr(layers, name)
-    raise AttributeError(f"module 'netgraph' has no attribute {name!r}")
+__all__ = _CORE + list(layers.__all__)

@@ -2,14 +2,13 @@
 and from them (see :mod:`netgraph.io` for the file format).
 
 Decoding never imports by name: a layer class is looked up in :func:`registry` (NetGraph,
-NetChain and the layer classes of ``layers.__all__``). A decoded layer or graph is rebuilt
+NetChain and the registered layer classes). A decoded layer or graph is rebuilt
 from its parts (``Layer._from_parts``, ``NetGraph._from_parts``) after the parts have been
 checked here, and shape inference runs again on the rebuilt net.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -20,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from .arrays import validated_array
 from .errors import NetError, where
 from .graph import NetChain, NetGraph, _is_graph_end
-from .layer import Layer, _validation_message
+from .layer import Layer, _validation_message, layer_classes
 from .net import Net
 from .shapes import Automatic, Index, is_automatic, parse_spec
 
@@ -120,17 +119,11 @@ def validation_summary(err: ValidationError, limit: int = 4) -> str:
     return "; ".join(parts) + more
 
 
-@functools.cache
 def registry() -> dict[str, type[Net]]:
-    """Every class a file may name: NetGraph, NetChain and the layers of ``layers.__all__``."""
-    import layers
-
-    known: dict[str, type[Net]] = {"NetGraph": NetGraph, "NetChain": NetChain}
-    for name in layers.__all__:
-        cls = getattr(layers, name, None)
-        if isinstance(cls, type) and issubclass(cls, Layer):
-            known[name] = cls
-    return known
+    """Every class a file may name: NetGraph, NetChain and the registered layer classes
+    (:func:`netgraph.layer.layer_classes`: the layer library's and a user's own, defined at
+    module level)."""
+    return {**layer_classes(), "NetGraph": NetGraph, "NetChain": NetChain}
 
 
 # ------------------------------------------------------------------------ specs
@@ -177,7 +170,7 @@ def encode(net: Net, arrays: list[tuple[str, np.ndarray]], path: tuple = ()) -> 
                        "more than a file may hold")
     if registry().get(name) is not type(net):
         raise NetError(f"cannot save {where(path)}: {name} is not one of netgraph's net classes "
-                       "(NetGraph, NetChain and the layers of layers.__all__)")
+                       "(NetGraph, NetChain and the layer classes defined at module level)")
     ports = {k: _encode_spec(v, path) for k, v in net._user_specs.items()}
     if isinstance(net, NetGraph):
         def end(e: tuple) -> dict:
@@ -266,8 +259,8 @@ def _names_match(what: str, given: Any, expected: Any, path: tuple, cls: type) -
 def _decode_layer(node: LayerJSON, read_array: ReadArray, path: tuple) -> Layer:
     cls = registry().get(node.type)
     if cls is None or not issubclass(cls, Layer):
-        raise NetError(f"{where(path)}: unknown layer class {node.type!r} (not one of "
-                       "netgraph's layers)")
+        raise NetError(f"{where(path)}: unknown layer class {node.type!r} (not a "
+                       "registered layer class)")
     try:
         params = cls.Params.model_validate(node.params)
     except ValidationError as e:
@@ -306,48 +299,6 @@ def _decode_graph(node: GraphJSON, read_array: ReadArray, path: tuple) -> NetGra
             raise NetError(f"{where(path)}: two nodes are named {g.name!r}")
         nodes[g.name] = _decode(g.net, read_array, path + (g.name,))
     edges = [((s.node, s.port), (d.node, d.port)) for s, d in node.edges]
-    _check_structure(nodes, edges, node.inputs, node.outputs, node.order, path)
     specs = _decode_specs(node.ports, path)
-    allowed = set(node.inputs) | set(node.outputs) | {"out:" + p for p in node.outputs}
-    if set(specs) - allowed:
-        raise NetError(f"{where(path)}: shape given for {sorted(set(specs) - allowed)[0]!r}, "
-                       "which is not a port of the graph")
     return cls._from_parts(nodes, edges, node.inputs, node.outputs, node.order, specs,
-                           infer=False)
-
-
-def _check_structure(nodes: dict, edges: list, ins: list, outs: list, order: list,
-                     path: tuple) -> None:
-    """Every edge joins existing ports, every node input and graph output is fed exactly
-    once, and ``order`` lists every node once, sources before destinations."""
-    def bad(msg: str) -> NetError:
-        return NetError(f"{where(path)}: {msg}")
-
-    if len(set(ins)) != len(ins) or len(set(outs)) != len(outs):
-        raise bad("a graph port is listed twice")
-    fed: dict[tuple, tuple] = {}
-    for src, dst in edges:
-        n, p = src
-        if n is None and p not in ins:
-            raise bad(f"an edge starts at {p!r}, which is not a graph input")
-        if n is not None and (n not in nodes or p not in nodes[n].output_ports + getattr(
-                nodes[n], "hidden_outputs", ())):
-            raise bad(f"an edge starts at {where((n,), p)}, which is not an output")
-        n, p = dst
-        if n is None and p not in outs:
-            raise bad(f"an edge ends at {p!r}, which is not a graph output")
-        if n is not None and (n not in nodes or p not in nodes[n].input_ports):
-            raise bad(f"an edge ends at {where((n,), p)}, which is not an input")
-        if dst in fed:
-            raise bad(f"two edges end at {p!r} of {'the graph' if n is None else repr(n)}")
-        fed[dst] = src
-    needed = [(n, p) for n, net in nodes.items() for p in net.input_ports]
-    for n, p in needed + [(None, p) for p in outs]:
-        if (n, p) not in fed:
-            raise bad(f"nothing feeds {where((n,), p) if n is not None else repr(p)}")
-    if len(order) != len(nodes) or set(order) != set(nodes):
-        raise bad(f"the node order {order!r} does not list the nodes {list(nodes)}")
-    position = {n: i for i, n in enumerate(order)}
-    for (a, _), (b, _) in edges:
-        if a is not None and b is not None and position[a] >= position[b]:
-            raise bad(f"the node order {order!r} puts {b!r} before its source {a!r}")
+                           infer=False, who=where(path))

@@ -23,9 +23,10 @@ from .apply import (
 )
 from .batch import from_batch, split_examples
 from .compile import Plan, compile_net
-from .errors import NetError, SpecificationError
+from .errors import NetError
 from .execute import RunContext, backward, forward
 from .net import Net
+from .numdiff import central_differences
 from .ports import NetArrayGradient, NetPort, NetPortGradient
 
 __all__ = ["gradcheck", "check_padding", "CheckReport"]
@@ -58,11 +59,8 @@ def _check_tolerance(fn: str, name: str, value: Any, *, positive: bool = False) 
 def _prepare(net: Net, data: Any) -> tuple[Net, Plan, dict[str, Any]]:
     if not isinstance(net, Net):
         raise NetError(f"expected a net, got {type(net).__name__}")
-    try:
-        plan = compile_net(net)
-    except SpecificationError:
-        net = _fill_shapes_from_data(net, data)
-        plan = compile_net(net)
+    net = _fill_shapes_from_data(net, data)
+    plan = compile_net(net)
     inputs, _ = _split_data(net, data)
     return net, plan, inputs
 
@@ -154,20 +152,10 @@ def gradcheck(net: Net, data: Any, *, eps: float = 1e-6, rtol: float = 1e-5,
     def numeric(target: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Central differences at the ``valid`` entries of ``target`` (perturbed in place);
         NaN where nothing was checked (entries left out of the sample)."""
-        grad = np.full(target.shape, np.nan)
         idx = np.flatnonzero(valid)
         if max_entries is not None and idx.size > max_entries:
             idx = np.sort(rng.choice(idx, max_entries, replace=False))
-        flat, gflat = target.reshape(-1), grad.reshape(-1)
-        for i in idx:
-            old = flat[i]
-            flat[i] = old + eps
-            up = objective()
-            flat[i] = old - eps
-            down = objective()
-            flat[i] = old
-            gflat[i] = (up - down) / (2 * eps)
-        return grad
+        return central_differences(objective, target, h=eps, at=idx)
 
     report = CheckReport()
     for key, got in zip(keys, analytic, strict=True):

@@ -14,7 +14,7 @@ from typing import Any
 from .errors import SpecificationError, where
 from .layer import Layer
 from .net import Net
-from .solver import Solver
+from .solution import PortType, Solution
 
 __all__ = ["Plan", "Step", "PortMeta", "compile_net"]
 
@@ -60,36 +60,33 @@ class Plan:
     inputs: dict[str, PortMeta] = field(default_factory=dict)
     outputs: dict[str, PortMeta] = field(default_factory=dict)
     interior: dict[tuple[tuple, str], PortMeta] = field(default_factory=dict)
-    solver: Solver | None = None
 
-    def new_slot(self, S: Solver, t: int, place: str) -> int:
-        dims_ids = S.dims(t)
-        if dims_ids is None:
+    def new_slot(self, t: PortType, place: str) -> int:
+        """A slot for a value of solved type ``t``; a varying dim's length key is its root."""
+        if t.dims is None:
             raise SpecificationError(f"cannot evaluate net: the shape of {place} is not known "
                                      f"(give it as a port shape, e.g. Input=(3,))")
-        dims, keys = [], []
-        for d in dims_ids:
-            size = S.size(d)
-            if size is None and not S.is_varying(d):
-                raise SpecificationError(f"cannot evaluate net: {place} has shape {S.show(t)!r}, "
+        for d in t.dims:
+            if d.size is None and not d.varying:
+                raise SpecificationError(f"cannot evaluate net: {place} has shape {t.show()!r}, "
                                          "which is not fully specified")
-            dims.append(size)
-            keys.append(None if size is not None else ("len", S.find_dim(d)))
-        meta = PortMeta(len(self.metas), tuple(dims), S.elem(t), tuple(keys))
+        meta = PortMeta(len(self.metas), tuple(d.size for d in t.dims), t.elem,
+                        tuple(None if d.size is not None else ("len", d.root) for d in t.dims))
         self.metas.append(meta)
         return meta.slot
 
-    def add_step(self, layer: Layer, path: tuple, in_slots: dict[str, int], S: Solver) -> dict:
+    def add_step(self, layer: Layer, path: tuple, in_slots: dict[str, int],
+                 sol: Solution) -> dict:
         outs = {}
         for p in layer.output_ports + layer.hidden_outputs:
-            outs[p] = self.new_slot(S, S.port(path, layer._out_key(p)), where(path, p))
+            outs[p] = self.new_slot(sol.port(path, layer._out_key(p)), where(path, p))
         full = self.prefix + path
         step = Step(layer=layer, path=full,
                     ins={p: self.metas[s] for p, s in in_slots.items()},
                     outs={p: self.metas[s] for p, s in outs.items()},
                     arrays={n: full + (n,) for n in layer._arrays()},
-                    subplans={k: compile_net(c._pinned(), full + (k,)) for k, c in
-                              layer._children().items()})
+                    subplans={k: _compile(c, sol.below(path + (k,)), full + (k,))
+                              for k, c in layer._children().items()})
         self.steps.append(step)
         return outs
 
@@ -98,20 +95,23 @@ class Plan:
 
 
 def compile_net(net: Net, prefix: tuple = ()) -> Plan:
-    """The plan of ``net`` (cached on the net: nets are immutable)."""
+    """The plan of ``net`` (cached on the net: nets are immutable), from its one solution."""
     cached = net._cache.get(("plan", prefix))
     if cached is not None:
         return cached
-    S = Solver()
-    ports = net._constrain(S, ())
-    S.solve()
-    plan = Plan(prefix=prefix, solver=S)
-    in_slots = {p: plan.new_slot(S, ports[p], where((), p)) for p in net.input_ports}
-    out_slots = net._emit(plan, S, (), in_slots)
+    plan = net._cache[("plan", prefix)] = _compile(net, net._solution(), prefix)
+    return plan
+
+
+def _compile(net: Net, sol: Solution, prefix: tuple) -> Plan:
+    """The plan of ``net`` whose solved shapes are ``sol`` (paths relative to ``net``); sub-nets
+    of layers (attention's scoring net, operators) get sub-plans from the same solution."""
+    plan = Plan(prefix=prefix)
+    in_slots = {p: plan.new_slot(sol.port((), p), where((), p)) for p in net.input_ports}
+    out_slots = net._emit(plan, sol, (), in_slots)
     plan.inputs = {p: plan.metas[s] for p, s in in_slots.items()}
     plan.outputs = {p: plan.metas[out_slots[p]] for p in net.output_ports}
     if isinstance(net, Layer):
         for p, m in {**plan.inputs, **plan.steps[0].outs}.items():
             plan.note_interior((), p, m.slot)
-    net._cache[("plan", prefix)] = plan
     return plan

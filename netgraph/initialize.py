@@ -8,11 +8,9 @@ from typing import Any
 import numpy as np
 
 from .allocation import check_request, memory_errors, show_bytes
-from .apply import walk
 from .errors import NetError, SpecificationError
-from .extract import update_at
 from .net import Net
-from .solver import Solver
+from .tree import at, update_at, walk
 
 __all__ = ["NetInitialize", "xavier_uniform"]
 
@@ -68,21 +66,18 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
     except (TypeError, ValueError):
         raise NetError(f"NetInitialize: seed must be None or a non-negative int, got {seed!r}") \
             from None
-    S = Solver()
-    net._constrain(S, ())
-    S.solve()
+    solved = net._solution().arrays
     todo: dict[tuple, dict[str, tuple[int, ...]]] = {}
     for path, sub in walk(net):
         for name, value in sub._arrays().items():
             if value is not None and not reinitialize:
                 continue
-            dims = S.arrays[(path, name)]
-            shape = tuple(S.size(d) for d in dims)
+            shape = solved[(path, name)]
             if any(n is None for n in shape):
                 shown = tuple("?" if n is None else n for n in shape)
                 raise SpecificationError(
                     f"cannot initialize net: array {name!r} of {type(sub).__name__} at "
-                    f"{_at(path)} has unknown shape {shown}; give the sizes of its ports")
+                    f"{at(path)} has unknown shape {shown}; give the sizes of its ports")
             todo.setdefault(path, {})[name] = shape
     _check_memory(net, todo)
     new, subs = net, dict(walk(net))
@@ -91,11 +86,7 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
         fills = {name: _initial(init.get(name, "weights"), shape, method, rng)
                  for name, shape in shapes.items()}
         new = update_at(new, path, lambda layer, f=fills: layer._with_arrays(f))
-    return new
-
-
-def _at(path: tuple) -> str:
-    return "node " + "/".join(map(repr, path)) if path else "the net"
+    return new._same_shapes_as(net)  # the arrays have their inferred shapes
 
 
 def _check_memory(net: Net, todo: dict[tuple, dict[str, tuple[int, ...]]]) -> None:
@@ -109,5 +100,5 @@ def _check_memory(net: Net, todo: dict[tuple, dict[str, tuple[int, ...]]]) -> No
     kinds = dict(walk(net))
     nbytes = 4 * sum(s[0] for s in sizes) + 8 * n
     check_request(nbytes, f"NetInitialize: the {len(sizes)} array(s) to initialize (the "
-                          f"largest, {name!r} of {type(kinds[path]).__name__} at {_at(path)}, "
+                          f"largest, {name!r} of {type(kinds[path]).__name__} at {at(path)}, "
                           f"has shape {shape}: {show_bytes(4 * n)} as float32)")

@@ -11,7 +11,7 @@ One zip archive, written at exactly ``path`` (no suffix is added), holding:
 
   where a NODE is a layer or a graph::
 
-      {"kind": "layer", "type": "LinearLayer",          # a class in layers.__all__
+      {"kind": "layer", "type": "LinearLayer",          # a class in netgraph.layers.__all__
        "params": {...},                                 # params.model_dump(mode="json")
        "ports": {"Input": SPEC, ...},                   # the port shapes the user gave
        "enabled_inputs": [...], "enabled_outputs": [...],  # optional ports switched on
@@ -78,10 +78,10 @@ from ._iotree import (
     encode,
     validation_summary,
 )
-from .apply import walk
 from .arrays import validated_array
 from .errors import NetError
 from .net import Net
+from .tree import walk
 
 __all__ = ["save", "load", "FORMAT", "FORMAT_VERSION", "MAX_JSON_DEPTH"]
 

@@ -16,7 +16,8 @@ Arrays of a batch carry *leading axes*: a port of example shape ``(3, 5)`` sees 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,7 +28,8 @@ from .net import Net
 from .shapes import Automatic, is_automatic, parse_spec
 from .solver import Conflict, Solver, place
 
-__all__ = ["Layer", "Params", "Backward"]
+__all__ = ["Layer", "Params", "Backward", "layer_classes", "register_default_loss", "default_loss",
+           "register_backward_pass", "backward_passes"]
 
 Backward = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[Any, Any]]]
 
@@ -39,7 +41,7 @@ class Params(BaseModel):
     ``(True)`` are errors, not a layer of size 4 or 1; an ``int`` field takes ints only, a
     ``float`` field ints and floats (never a bool), a ``bool`` field ``True``/``False``, a
     ``str`` field strings. NumPy scalars are numbers: use the ``Int``/``Real`` field types of
-    ``layers._ops`` (or a before-validator) to take them.
+    ``netgraph.layers._ops`` (or a before-validator) to take them.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True,
@@ -58,7 +60,10 @@ def _validation_message(cls: type, err: ValidationError) -> str:
 
 
 class Layer(Net):
-    """Base class of primitive layers (see the module docstring)."""
+    """Base class of primitive layers (see the module docstring).
+
+    Defining a subclass registers it (see :func:`layer_classes`): that is how files name
+    layers, without the core importing any."""
 
     Params: ClassVar[type[Params]] = Params
     inputs: ClassVar[tuple[str, ...]] = ("Input",)
@@ -75,6 +80,14 @@ class Layer(Net):
     #: outputs that hold real numbers whatever their inputs hold, so they never carry indices
     #: (a layer that passes its input through, e.g. SequenceLastLayer, leaves its out)
     real_outputs: ClassVar[tuple[str, ...]] = ()
+    #: True for loss layers (ports ``Input``, ``Target`` -> ``Loss``): NetTrain uses an output
+    #: such a layer produces as a loss as it is
+    is_loss: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_") and "<locals>" not in cls.__qualname__:
+            _CLASSES.setdefault(cls.__name__, cls)
 
     def __init__(self, params: dict[str, Any] | None = None, ports: dict[str, Any] | None = None):
         params = {k: (None if is_automatic(v) else v) for k, v in (params or {}).items()}
@@ -105,7 +118,7 @@ class Layer(Net):
         """Run inference once on the bare layer so inconsistent port specs fail early."""
         inferred = self._infer()
         self.__dict__.update(inferred.__dict__)
-        self._set(_cache={})
+        self._set(_cache=dict(inferred._cache))  # the solution, solved once
 
     @classmethod
     def _from_parts(cls, params: Params, user_specs: dict[str, Any], enabled_in: Any,
@@ -234,14 +247,27 @@ class Layer(Net):
             new._set(_specs=specs)
         return new
 
+    # ------------------------------------------------------------ training
+    def default_loss(self, port: str) -> Net | None:
+        """The loss NetTrain attaches to output ``port`` when this layer produces it (e.g. a
+        softmax over the last axis asks for ``CrossEntropyLossLayer("Index")``); ``None``: no
+        preference (the registered :func:`default_loss`)."""
+        return None
+
+    def output_source(self, port: str) -> tuple[Net, str] | None:
+        """``(sub-net, its port)`` when output ``port`` is that sub-net's output applied
+        position by position (NetMapOperator); NetTrain then picks the loss the sub-net's
+        producer asks for. ``None``: this layer computes ``port`` itself."""
+        return None
+
     def index_data_hint(self, port: str) -> str:
         """Advice for a user who gave one-hot (or probability) vectors to index port ``port``,
         e.g. a layer that also takes such vectors; ``""`` for none."""
         return ""
 
     # ----------------------------------------------------------- compiling
-    def _emit(self, plan: Any, S: Solver, path: tuple, in_slots: dict[str, Any]) -> dict:
-        return plan.add_step(self, path, in_slots, S)
+    def _emit(self, plan: Any, sol: Any, path: tuple, in_slots: dict[str, Any]) -> dict:
+        return plan.add_step(self, path, in_slots, sol)
 
     def forward(self, ins: dict[str, np.ndarray], arrays: dict[str, np.ndarray],
                 ctx: Any) -> tuple[dict[str, np.ndarray], Backward]:
@@ -265,3 +291,44 @@ class Layer(Net):
         params = self._param_text()
         return (f"{type(self).__name__}({params}{'; ' if params else ''}"
                 f"{self._describe_ports()}{state})")
+
+
+# ------------------------------------------------------------------------ registry
+#: every public layer class defined at module level, by class name (the first of a name wins:
+#: a later class of the same name is not one a file can name)
+_CLASSES: dict[str, type[Layer]] = {}
+_DEFAULT_LOSS: list[Callable[[], Net]] = []
+_BACKWARD_PASSES: list[Callable[[Any, Any], int]] = []
+
+
+def layer_classes() -> Mapping[str, type[Layer]]:
+    """Class name -> class of every public ``Layer`` subclass defined at module level so far
+    (the layer library's, and a user's once their module is imported): the classes a saved
+    file may name. Classes defined inside a function or named ``_...`` are not listed."""
+    return MappingProxyType(_CLASSES)
+
+
+def register_default_loss(factory: Callable[[], Net]) -> None:
+    """Make ``factory()`` the loss NetTrain attaches to an output whose producer has no
+    preference (:meth:`Layer.default_loss` gives None); the layer library registers
+    ``MeanSquaredLossLayer``."""
+    _DEFAULT_LOSS[:] = [factory]
+
+
+def default_loss() -> Net:
+    """A fresh instance of the registered default loss."""
+    if not _DEFAULT_LOSS:
+        raise NetError("NetTrain: no default loss is registered (import netgraph.layers, or "
+                       "give loss=...)")
+    return _DEFAULT_LOSS[0]()
+
+
+def register_backward_pass(fn: Callable[[Any, Any], int]) -> None:
+    """Register ``fn(plan, tape) -> number of changes``, run by NetTrain on every forward
+    tape before its backward pass (the layer library's softmax/cross-entropy fusion)."""
+    if fn not in _BACKWARD_PASSES:
+        _BACKWARD_PASSES.append(fn)
+
+
+def backward_passes() -> tuple[Callable[[Any, Any], int], ...]:
+    return tuple(_BACKWARD_PASSES)

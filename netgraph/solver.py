@@ -86,9 +86,6 @@ class Solver:
         r = self.find_dim(d)
         return self._dvalue[r] is None and self._dvarying[r]
 
-    def dim_origin(self, d: int) -> str:
-        return self._dorigin[self.find_dim(d)]
-
     def set_size(self, d: int, value: int, origin: str = "") -> None:
         """Bind dim ``d`` to ``value``; raises ``Conflict`` if it already holds another size."""
         r = self.find_dim(d)

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from helpers import positive_reals, smooth_reals
 
-from layers import (
+from netgraph import Automatic, Index, NetChain
+from netgraph.layers import (
     ELEMENTWISE_FUNCTIONS,
     CatenateLayer,
     DotLayer,
@@ -36,7 +37,6 @@ from layers import (
     ThreadingLayer,
     TotalLayer,
 )
-from netgraph import Automatic, Index, NetChain
 
 SEQ_LENGTHS = (3, 1, 5)
 SEQ_LENGTHS_2 = (3, 2, 5)  # SequenceMost/Rest need length >= 2

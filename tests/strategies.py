@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-import layers
-from layers import ELEMENTWISE_FUNCTIONS
+import netgraph.layers as layers
 from netgraph import Automatic, Index, NetChain, NetGraph, NetPort
+from netgraph.layers import ELEMENTWISE_FUNCTIONS
 
 
 class Call:

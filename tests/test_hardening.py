@@ -17,7 +17,7 @@ import pytest
 from helpers import array_paths, randomized
 from layer_cases import CASES, FIXED_BATCH, SINGLE_LENGTH
 
-import layers
+import netgraph.layers as layers
 from netgraph import (
     All,
     AttentionLayer,

@@ -15,7 +15,7 @@ from layer_cases import CASES, FIXED_BATCH, FUNCTIONS, SINGLE_LENGTH, Case
 from pydantic import ValidationError
 from tolerance import assert_close
 
-import layers
+import netgraph.layers as layers
 from netgraph import (
     All,
     Automatic,

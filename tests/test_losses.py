@@ -8,7 +8,6 @@ import pytest
 from _fd import fd_check
 from tolerance import assert_close
 
-from layers.loss import EPS, fuse_softmax_cross_entropy
 from netgraph import (
     CrossEntropyLossLayer,
     ElementwiseLayer,
@@ -28,6 +27,7 @@ from netgraph import (
 )
 from netgraph.apply import run_net
 from netgraph.execute import backward
+from netgraph.layers.loss import EPS, fuse_softmax_cross_entropy
 
 LENS = [4, 1, 6]
 rng = np.random.default_rng(7)

@@ -23,7 +23,6 @@ import pytest
 from helpers import array_paths, arrays64, randomized
 from tolerance import assert_close, tolerance
 
-from layers import ELEMENTWISE_FUNCTIONS
 from netgraph import (
     AttentionLayer,
     BasicRecurrentLayer,
@@ -60,7 +59,8 @@ from netgraph import (
     TotalLayer,
     gradcheck,
 )
-from netgraph.apply import walk
+from netgraph.layers import ELEMENTWISE_FUNCTIONS
+from netgraph.tree import walk
 
 EPS = 2.220446049250313e-16
 BIG = 1e4

@@ -178,7 +178,7 @@ def test_importing_netgraph_does_not_import_onnx():
 def test_every_layer_of_the_library_has_a_lowering():
     """A layer added to the library without an ONNX lowering fails here (and export_onnx
     would refuse nets holding it)."""
-    import layers
+    from netgraph import layers
     from netgraph.onnx.table import TABLE
 
     classes = {getattr(layers, name) for name in layers.__all__

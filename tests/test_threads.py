@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-import layers.scoring as scoring
+import netgraph.layers.scoring as scoring
 from netgraph import (
     LinearLayer,
     NetArrayGradient,
@@ -129,7 +129,7 @@ def run_in_fork(fn):
 
 def test_scoring_chunks_are_several():
     """The nets below take the chunked general path with more than one chunk."""
-    from layers.scoring import CHUNK_ELEMENTS
+    from netgraph.layers.scoring import CHUNK_ELEMENTS
 
     assert B > CHUNK_ELEMENTS // (M * N * D) > 1
 

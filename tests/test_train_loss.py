@@ -179,7 +179,7 @@ def test_one_sgd_step_matches_the_hand_gradient():
 
 
 def test_fused_softmax_cross_entropy_is_used(monkeypatch):
-    import layers.loss as loss_module
+    import netgraph.layers.loss as loss_module
 
     calls = []
     original = loss_module.fuse_softmax_cross_entropy

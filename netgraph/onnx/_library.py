@@ -1,7 +1,7 @@
 """The layer library as the exporter sees it: the one place that imports it (the exporter
 is a consumer of netgraph.layers, as the tests are)."""
 
-from layers import (  # noqa: F401 - re-exported for netgraph.onnx.table and ops
+from netgraph.layers import (  # noqa: F401 - re-exported for netgraph.onnx.table and ops
     AttentionLayer,
     BasicRecurrentLayer,
     CatenateLayer,
@@ -28,5 +28,5 @@ from layers import (  # noqa: F401 - re-exported for netgraph.onnx.table and ops
     ThreadingLayer,
     TotalLayer,
 )
-from layers.loss import EPS  # noqa: F401
-from layers.scoring import fast_kind  # noqa: F401
+from netgraph.layers.loss import EPS  # noqa: F401
+from netgraph.layers.scoring import fast_kind  # noqa: F401

@@ -11,12 +11,13 @@ import numpy as np
 from ..allocation import memory_errors
 from ..apply import _fill_shapes_from_data, collect_arrays, data_hints
 from ..compile import Plan, compile_net
-from ..errors import NetError, SpecificationError
+from ..errors import NetError
 from ..execute import RunContext, backward, forward
-from ..extract import update_at
 from ..initialize import NetInitialize
+from ..layer import backward_passes
 from ..net import Net
 from ..shapes import Automatic
+from ..tree import update_at
 from .data import TrainData, as_port_dict, fixed_batches, round_batches
 from .loss import NODE, TrainingNet, attach_loss, plan_losses, target_ports
 from .optimizers import Optimizer, make_optimizer
@@ -31,11 +32,6 @@ __all__ = ["NetTrain"]
 def _fill_shapes(net: Net, raw: dict[str, Any]) -> Net:
     """Input ports whose shapes are unknown take the shape of the first example."""
     try:
-        compile_net(net)
-        return net
-    except SpecificationError:
-        pass
-    try:
         first = {p: raw[p][0] for p in net.input_ports}
         return _fill_shapes_from_data(net, first)
     except (NetError, TypeError, IndexError, KeyError, ValueError):
@@ -48,9 +44,10 @@ def _with_arrays(net: Net, arrays: dict[tuple, np.ndarray]) -> Net:
     for path, a in arrays.items():
         if path[0] == NODE:
             by_layer.setdefault(path[1:-1], {})[path[-1]] = a
+    new = net
     for layer_path, fills in by_layer.items():
-        net = update_at(net, layer_path, lambda layer, f=fills: layer._with_arrays(f))
-    return net
+        new = update_at(new, layer_path, lambda layer, f=fills: layer._with_arrays(f))
+    return new._same_shapes_as(net)  # trained arrays keep their shapes
 
 
 class _Trainer:
@@ -86,9 +83,7 @@ class _Trainer:
             v = tape.values[m.slot]
             seeds[name] = tape.run.zero_padding(np.full(v.shape, 1.0 / B, np.float32), m)
         if self.fuse is not False:
-            from layers.loss import fuse_softmax_cross_entropy
-
-            self.fuse = fuse_softmax_cross_entropy(self.plan, tape) > 0
+            self.fuse = sum(rewrite(self.plan, tape) for rewrite in backward_passes()) > 0
         _, array_grads = backward(self.plan, tape, seeds)
         g = self.params.load_grads(array_grads)
         clip_and_regularize(g, self.params.flat, self.opts.clip, self.opts.l2, self.tmp)

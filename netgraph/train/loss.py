@@ -3,9 +3,10 @@
 * an output port named ``"Loss"`` is the loss (other outputs are ignored);
 * else each output port is followed back, through nested containers (and through
   ``NetMapOperator``), to the layer that produces it: an existing loss layer is used as it is,
-  a ``SoftmaxLayer`` over the last axis gets ``CrossEntropyLossLayer("Index")``, an
-  ``ElementwiseLayer("LogisticSigmoid")`` gets ``CrossEntropyLossLayer("Binary")``, anything
-  else ``MeanSquaredLossLayer()``;
+  else the layer names its loss (``Layer.default_loss``: a ``SoftmaxLayer`` over the last axis
+  asks for ``CrossEntropyLossLayer("Index")``, an ``ElementwiseLayer("LogisticSigmoid")`` for
+  ``CrossEntropyLossLayer("Binary")``), and anything else gets the registered default loss,
+  ``MeanSquaredLossLayer()``. This module imports no layer class;
 * ``loss=`` overrides: a loss layer (single-output nets), a port name (that output *is* a
   loss), or a dict ``port -> loss layer`` (only those ports are trained).
 
@@ -22,7 +23,7 @@ from typing import Any
 from ..compile import compile_net
 from ..errors import NetError
 from ..graph import GRAPH_IN, GRAPH_OUT, NetGraph
-from ..layer import Layer
+from ..layer import Layer, default_loss
 from ..net import Net
 from ..ports import NetPort
 from ..shapes import Automatic
@@ -49,15 +50,15 @@ class TrainingNet:
 
 def producer(net: Net, port: str) -> Layer | None:
     """The layer that produces output ``port`` of ``net`` (following nested containers and
-    ``NetMapOperator``), or None when the port is fed straight from a graph input."""
-    from layers.operators import NetMapOperator
-
+    layers that apply a sub-net position by position, :meth:`Layer.output_source`), or None
+    when the port is fed straight from a graph input."""
     while True:
-        if isinstance(net, NetMapOperator):
-            net = net._children()["Net"]
-            continue
         if isinstance(net, Layer):
-            return net
+            source = net.output_source(port)
+            if source is None:
+                return net
+            net, port = source
+            continue
         if not isinstance(net, NetGraph):
             return None
         src = next(s for s, d in net._edges if d == (GRAPH_OUT, port))
@@ -66,30 +67,15 @@ def producer(net: Net, port: str) -> Layer | None:
         net, port = net._nodes[src[0]], src[1]
 
 
-def _is_loss_layer(layer: Any) -> bool:
-    from layers.loss import CrossEntropyLossLayer, MeanAbsoluteLossLayer, MeanSquaredLossLayer
-
-    return isinstance(layer, (CrossEntropyLossLayer, MeanSquaredLossLayer,
-                              MeanAbsoluteLossLayer))
-
-
 def automatic_loss(net: Net, port: str) -> Net | None:
-    """Wolfram's automatic loss for output ``port``; None when the port already is a loss."""
-    from layers.elementwise import ElementwiseLayer
-    from layers.loss import CrossEntropyLossLayer, MeanSquaredLossLayer
-    from layers.structure import SoftmaxLayer
-
+    """Wolfram's automatic loss for output ``port``; None when the port already is a loss.
+    The layer producing the port decides (:meth:`Layer.default_loss`, :attr:`Layer.is_loss`);
+    without a preference, the registered default loss (MeanSquaredLossLayer)."""
     layer = producer(net, port)
-    if _is_loss_layer(layer):
+    if layer is not None and layer.is_loss:
         return None
-    if isinstance(layer, SoftmaxLayer):
-        shape = net.port_shape(port)
-        rank = len(shape) if isinstance(shape, tuple) else None
-        if layer.params.level == -1 or rank is not None and layer.params.level == rank - 1:
-            return CrossEntropyLossLayer("Index")
-    if isinstance(layer, ElementwiseLayer) and layer.function == "LogisticSigmoid":
-        return CrossEntropyLossLayer("Binary")
-    return MeanSquaredLossLayer()
+    loss = None if layer is None else layer.default_loss(port)
+    return default_loss() if loss is None else loss
 
 
 def _check_loss_net(loss: Any, port: str) -> Net:
