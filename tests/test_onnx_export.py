@@ -189,3 +189,28 @@ def test_every_layer_of_the_library_has_a_lowering():
                if isinstance(getattr(layers, name), type) and issubclass(getattr(layers, name),
                                                                         Layer)}
     assert classes and not classes - set(TABLE), sorted(c.__name__ for c in classes - set(TABLE))
+
+
+def test_a_lowering_that_needs_a_newer_opset_raises_the_automatic_one(tmp_path, monkeypatch):
+    """Automatic is the highest opset any lowering of the net asks for; an explicit lower one
+    is refused naming the node that needs more."""
+    from netgraph.layers import ElementwiseLayer as Elementwise
+    from netgraph.onnx.lower import Lowering
+    from netgraph.onnx.table import TABLE
+
+    plain = TABLE[Elementwise]
+
+    def needs_17(c):
+        c.require(17, "an operator of opset 17")
+        return plain.fn(c)
+
+    monkeypatch.setitem(TABLE, Elementwise, Lowering(needs_17, plain.clean))
+    net = randomized(NetChain({"lin": LinearLayer(3), "act": ElementwiseLayer("Tanh")}, Input=2))
+    export_onnx(net, tmp_path / "a.onnx")
+    assert [o.version for o in onnx.load(str(tmp_path / "a.onnx")).opset_import] == [17]
+    with pytest.raises(NetError, match=r"opset 16 is too low; the net needs opset 17 for an "
+                                       r"operator of opset 17 \(ElementwiseLayer at node 'act'\)"):
+        export_onnx(net, tmp_path / "b.onnx", opset=16)
+    without = randomized(LinearLayer(3, Input=2))
+    export_onnx(without, tmp_path / "c.onnx")
+    assert [o.version for o in onnx.load(str(tmp_path / "c.onnx")).opset_import] == [13]

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..compile import Plan, PortMeta, Step
 from ..errors import NetError, where
-from .builder import FLOAT, Graph, elem_type
+from .builder import FLOAT, Graph
 
 __all__ = ["Lowering", "Lowerer", "StepLowering", "OPSET_FLOOR"]
 
@@ -185,9 +185,6 @@ class StepLowering:
             return self.g.cast(value, FLOAT)
         return value
 
-    def out_type(self, port: str) -> int:
-        return elem_type(self.meta(port).integer)
-
     # ------------------------------------------------------------------ lengths
     def lengths(self, port: str, axis: int = 0) -> str | None:
         """The ``(batch,)`` int64 lengths of varying dim ``axis`` of ``port``, or None."""
@@ -214,9 +211,6 @@ class StepLowering:
         """The value of this layer's array ``name`` (float32)."""
         return self.lowerer.arrays[self.step.arrays[name]]
 
-    def array_at(self, path: tuple) -> np.ndarray:
-        return self.lowerer.arrays[path]
-
     def initializer(self, name: str, transform: str = "",
                     fn: Callable[[], np.ndarray] | None = None) -> str:
         """The initializer holding array ``name`` (a full path tuple or this layer's array
@@ -238,9 +232,6 @@ class StepLowering:
         """Lower the sub-net ``name`` (e.g. ``"ScoringNet"``, ``"Net"``) on ``inputs`` with
         ``lead`` leading axes into ``g`` (default: this step's graph)."""
         return self.lowerer.lower_plan(g or self.g, self.step.subplans[name], inputs, lead)
-
-    def subplan(self, name: str) -> Plan:
-        return self.step.subplans[name]
 
     # ------------------------------------------------------------------ leading axes
     def broadcast_lead(self, values: list[str], ranks: list[int]) -> list[str]:
