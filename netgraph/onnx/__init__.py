@@ -49,6 +49,9 @@ def export_onnx(net: Any, path: str | os.PathLike, *, opset: Any = Automatic) ->
     version = resolve_opset(opset, needed, reason)
     model.opset_import[0].version = version
     model.ir_version = onnx.helper.find_min_ir_version_for(list(model.opset_import))
-    onnx.checker.check_model(model)
-    data = model.SerializeToString()
+    try:
+        onnx.checker.check_model(model)
+        data = model.SerializeToString()
+    except ValueError as e:  # protobuf's limit: one ONNX file holds at most 2 GB
+        raise NetError(f"export_onnx: the model does not fit in one ONNX file ({e})") from None
     _atomic_write(name, lambda f: f.write(data))

@@ -22,7 +22,7 @@ from ..apply import collect_arrays, uninitialized
 from ..compile import PortMeta, compile_net
 from ..errors import NetError
 from ..net import Net
-from ..shapes import Automatic, is_automatic
+from ..shapes import is_automatic
 from .builder import Graph, elem_type
 from .lower import OPSET_FLOOR, Lowerer, lengths_of, set_lengths, zero_padding
 from .table import TABLE
@@ -149,7 +149,7 @@ def _version() -> str:
 def resolve_opset(opset, needed: int, reason: str) -> int:
     """The opset to write: ``needed`` for Automatic, else ``opset`` checked against it and
     against the newest opset the installed onnx knows."""
-    if is_automatic(opset) or opset is Automatic:
+    if is_automatic(opset):
         return needed
     if not isinstance(opset, (int, np.integer)) or isinstance(opset, (bool, np.bool_)):
         raise NetError(f"export_onnx: opset must be Automatic or an int, got {opset!r}")
