@@ -133,12 +133,26 @@ def cpu_model() -> str:
 
 
 def measure(dates: Any, net: Any, test_pairs: list, directory: Path, repeat: int = 5,
-            batch: int = 64) -> dict:
-    """Parity and throughput (dates per second, best of ``repeat``) of both sides."""
+            batch: int = 64, threads: int | None = None) -> dict:
+    """Parity and throughput (dates per second, best of ``repeat``) of both sides; with
+    ``threads``, onnxruntime's intra-op threads and (through threadpoolctl, for this call
+    only) netgraph's BLAS threads are set to it."""
+    import contextlib
+
     import onnxruntime as ort
 
+    limit = contextlib.nullcontext()
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(threads)
+    with limit:
+        return _measure(dates, net, test_pairs, directory, repeat, batch, threads, ort)
+
+
+def _measure(dates, net, test_pairs, directory, repeat, batch, threads, ort) -> dict:
     texts = [t for t, _ in test_pairs]
-    encoder, step = sessions(*export_dates(dates, net, directory))
+    encoder, step = sessions(*export_dates(dates, net, directory), threads=threads)
     ours = dates.translate(net, texts)
     theirs = translate_onnx(dates, encoder, step, texts)
     score = float(np.mean([p == iso for p, (_, iso) in zip(ours, test_pairs)]))
@@ -146,7 +160,7 @@ def measure(dates: Any, net: Any, test_pairs: list, directory: Path, repeat: int
     result = {"dates": len(texts), "same_translations": ours == theirs,
               "differing": sum(a != b for a, b in zip(ours, theirs)),
               "exact_match_netgraph": score, "exact_match_onnxruntime": onnx_score,
-              "cpu": cpu_model(), "cores": os.cpu_count(),
+              "cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads or "default",
               "onnxruntime": ort.__version__, "throughput": {}}
     for size in (None, batch):
         best = {"netgraph": np.inf, "onnxruntime": np.inf}
@@ -172,15 +186,19 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads of both sides (default: each library's own default)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     dates = load_dates()
     train_pairs, test_pairs = split(dates, args.train, args.test)
     net = trained_model(dates, args.model, train_pairs)
     with tempfile.TemporaryDirectory() as tmp:
-        result = measure(dates, net, test_pairs, Path(tmp), args.repeat, args.batch)
+        result = measure(dates, net, test_pairs, Path(tmp), args.repeat, args.batch,
+                         args.threads)
     print(json.dumps(result, indent=1))
-    print(f"CPU: {result['cpu']} ({result['cores']} cores), onnxruntime {result['onnxruntime']}")
+    print(f"CPU: {result['cpu']} ({result['cores']} cores, threads: {result['threads']}), "
+          f"onnxruntime {result['onnxruntime']}")
     print(f"{result['dates']} held-out dates: identical translations: "
           f"{result['same_translations']}; exact match netgraph "
           f"{100 * result['exact_match_netgraph']:.2f} %, onnxruntime "

@@ -10,14 +10,17 @@ from ..lower import StepLowering
 
 def lower_linear(c: StepLowering) -> dict[str, str]:
     """``y = W x + b`` = ``MatMul(x, Wᵀ) + b`` (a rank > 1 input flattened first; a tuple of
-    output dims reshaped after; ``n = ()``: ``MatMul(x, w)`` with ``w`` of shape ``(in,)``)."""
+    output dims reshaped after; ``n = ()``: ``MatMul(x, w)`` with ``w`` as an ``(in, 1)``
+    matrix, then ``Squeeze``: onnxruntime runs a matrix product with a vector as one small
+    product per row, several times slower)."""
     g, lead = c.g, c.lead
     x = c.real("Input")
     if c.rank("Input") != 1:
         x = g.reshape(x, [0] * lead + [-1])
     W = c.array("Weights")
     if W.ndim == 1:
-        y = g.op("MatMul", [x, c.initializer("Weights")])
+        y = g.squeeze(g.op("MatMul", [x, c.initializer("Weights", ":col", lambda: W[:, None])]),
+                      [-1])
     else:
         y = g.op("MatMul", [x, c.initializer("Weights", ":T", lambda: W.T)])
     if "Biases" in c.step.arrays:
