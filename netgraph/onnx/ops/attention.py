@@ -28,6 +28,12 @@ from ..builder import FLOAT
 from ..lower import StepLowering
 
 
+def _ports(c: StepLowering) -> tuple[str, str]:
+    """The key and value ports: (Key, Value), or (Input, Input) for SequenceAttentionLayer."""
+    names = c.layer.inputs
+    return names[0], names[1] if len(names) == 3 else names[0]
+
+
 def _to_heads(c: StepLowering, x: str, seq: bool) -> str:
     """User layout ``(lead, [len], [heads], dim)`` -> ``(lead, heads, len, dim)``."""
     g, L = c.g, c.lead
@@ -51,7 +57,7 @@ def _scores(c: StepLowering, K: str, Q: str) -> str:
     kind = fast_kind(scoring)
     if kind is not None:  # numbers (index keys go only to a custom scoring net)
         K, Q = (x if not c.meta(p).integer else g.cast(x, FLOAT)
-                for x, p in ((K, c.layer._key_port), (Q, "Query")))
+                for x, p in ((K, _ports(c)[0]), (Q, "Query")))
         kt = g.transpose(K, [*range(L + 1), L + 2, L + 1])
     if kind is not None and kind[0] == "dot":
         return g.op("MatMul", [Q, kt])
@@ -67,7 +73,7 @@ def _scores(c: StepLowering, K: str, Q: str) -> str:
 def _allowed(c: StepLowering, K: str, Q: str) -> str | None:
     """Bool ``(batch|1, ..., 1, m|1, n)``: the (query, key) pairs that may attend."""
     g, L = c.g, c.lead
-    kp = c.layer._key_port
+    kp = _ports(c)[0]
     valid = c.valid(kp, c.x(kp), axes=(0,))
     if valid is not None:  # (batch, 1.., n, 1[, 1]) -> (batch, 1.., 1, 1, n)
         r = c.rank(kp)
@@ -87,8 +93,8 @@ def _allowed(c: StepLowering, K: str, Q: str) -> str | None:
 
 
 def lower_attention(c: StepLowering) -> dict[str, str]:
-    g, L, layer = c.g, c.lead, c.layer
-    kp, vp = layer._key_port, layer._value_port
+    g, L = c.g, c.lead
+    kp, vp = _ports(c)
     heads = 1 if c.params.multi_head else 0
     seq = c.rank("Query") == heads + 2
     ports = list(dict.fromkeys((kp, vp, "Query")))
