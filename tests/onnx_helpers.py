@@ -5,8 +5,12 @@ The bound is the SPEC's, per output port::
 
     |onnx - net| <= 1e-5 |net| + 1e-6 max(1, max |net|)
 
-checked against netgraph in float64 (the exact value to float64 rounding) *and* in float32
-(what the SPEC states literally).
+checked against netgraph in float64 (the exact value, to float64 rounding, of the float32
+inputs the model gets) *and* in float32 (what the SPEC states literally). For random nets,
+whose outputs may be ill-conditioned (``Sin`` of a sum of products of size 30: float32
+rounding of the argument alone moves the result by more than the bound, in netgraph's own
+float32 run too), ``slack=True`` adds 8 times netgraph's own float32 error on that port
+(``max |net32 - net64|``): the model must then be about as accurate as netgraph in float32.
 """
 
 from __future__ import annotations
@@ -69,20 +73,28 @@ def spec_bound(want: np.ndarray, scale: float) -> np.ndarray:
     return 1e-5 * np.abs(want) + 1e-6 * max(1.0, scale)
 
 
-def assert_spec_close(got: np.ndarray, want: list | np.ndarray, what: str) -> None:
-    """``got`` (one example, unpadded) within the SPEC's bound of ``want``."""
+def assert_spec_close(got: np.ndarray, want: list | np.ndarray, what: str,
+                      slack: float = 0.0) -> None:
+    """``got`` (one example, unpadded) within the SPEC's bound of ``want`` (plus ``slack``)."""
     got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
     assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
     assert np.isfinite(got).all(), f"{what}: not finite: {got}"
     scale = float(np.abs(want).max(initial=0.0))
     err = np.abs(got - want)
-    bound = spec_bound(want, scale)
+    bound = spec_bound(want, scale) + slack
     assert (err <= bound).all(), (f"{what}: max error {err.max():.3g}, worst ratio "
                                   f"{(err / bound).max():.3g} of the bound")
 
 
+def _float32_error(want32: Any, want64: Any) -> float:
+    """``max |net32 - net64|`` over one port's values (all examples)."""
+    pairs = zip(want32, want64) if isinstance(want64, list) else [(want32, want64)]
+    return max(float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max(
+        initial=0.0)) for a, b in pairs)
+
+
 def compare(net: Any, session: ort.InferenceSession, examples: dict[str, list[np.ndarray]],
-            rng: np.random.Generator, extra: int = 0) -> dict[str, np.ndarray]:
+            rng: np.random.Generator, extra: int = 0, slack: bool = False) -> dict:
     """Run ``session`` on the padded batch ``examples`` and compare every output port with
     ``net`` (float64 and float32) at the valid positions; padding exactly 0, padded length
     the longest example's, ``<port>_lengths`` the true lengths. Returns onnxruntime's
@@ -91,12 +103,16 @@ def compare(net: Any, session: ort.InferenceSession, examples: dict[str, list[np
     shapes = {o.name: o.shape for o in session.get_outputs()}
     got = dict(zip(names, session.run(None, feeds(session, examples, rng, extra))))
     ports = list(net.output_ports)
-    data = {p: list(xs) for p, xs in examples.items()}
+    # the reference computes on exactly the inputs the model gets: reals rounded to float32
+    data = {p: [x if np.asarray(x).dtype.kind in "iu" else np.float32(x) for x in xs]
+            for p, xs in examples.items()}
     wants = {dt: dict(zip(ports, net(data, ports, dtype=dt))) for dt in (np.float64, np.float32)}
     for port in ports:
         name = port + "_out" if port in net.input_ports else port
         value = got[name]
         exact = value.dtype == np.int64
+        margin = 0.0 if exact or not slack else \
+            8 * _float32_error(wants[np.float32][port], wants[np.float64][port])
         for dt, want in wants.items():
             want = want[port]
             if isinstance(want, list):  # a varying port: per-example arrays
@@ -116,20 +132,22 @@ def compare(net: Any, session: ort.InferenceSession, examples: dict[str, list[np
                     if exact:
                         assert np.array_equal(cut, w), f"{name} example {b}"
                     else:
-                        assert_spec_close(cut, w, f"{name} example {b} vs {np.dtype(dt).name}")
+                        assert_spec_close(cut, w, f"{name} example {b} vs {np.dtype(dt).name}",
+                                          margin)
             elif exact:
                 assert np.array_equal(value, want), name
             else:
-                assert_spec_close(value, want, f"{name} vs {np.dtype(dt).name}")
+                assert_spec_close(value, want, f"{name} vs {np.dtype(dt).name}", margin)
     return got
 
 
 def check_two_batches(net: Any, path: Path, batches: list[dict[str, list[np.ndarray]]],
-                      seed: int = 0, **kwargs: Any) -> ort.InferenceSession:
+                      seed: int = 0, slack: bool = False,
+                      **kwargs: Any) -> ort.InferenceSession:
     """Export ``net`` once; compare it on each batch (the second padded 2 beyond its longest
     example, so the same file sees other batch sizes and padded lengths)."""
     _, session = export(net, path, **kwargs)
     rng = np.random.default_rng(seed)
     for k, examples in enumerate(batches):
-        compare(net, session, examples, rng, extra=2 * k)
+        compare(net, session, examples, rng, extra=2 * k, slack=slack)
     return session
