@@ -281,3 +281,23 @@ def test_layers_on_attention_weights_with_two_varying_axes(tmp_path):
                     (NetPort("att", "AttentionWeights"), "rev", NetPort("Reversed"))])
     run(net, tmp_path, lambda rng, T: {"Input": reals(rng, T, 3),
                                        "Query": reals(rng, (T * 2) % 5 + 1, 3)})
+
+
+@pytest.mark.parametrize("form", ["Index", "Probabilities", "Binary"])
+def test_probabilities_feeding_a_cross_entropy_loss(form, tmp_path):
+    """A softmax (a logistic sigmoid for "Binary") feeding a cross-entropy loss — a pair the
+    compiler may fuse into one log-softmax step — with large logits, the probabilities read
+    by a graph output too."""
+    act = ElementwiseLayer("LogisticSigmoid") if form == "Binary" else SoftmaxLayer()
+    shape = ("Varying",) if form == "Binary" else ("Varying", 4)
+    net = NetGraph({"lin": NetMapOperator(LinearLayer(shape[1:] or ())), "act": act,
+                    "loss": CrossEntropyLossLayer(form)},
+                   [(NetPort("X"), "lin", "act", NetPort("loss", "Input")),
+                    ("act", NetPort("P"))], X=("Varying", 3))
+
+    def target(rng, T):
+        if form == "Index":
+            return rng.integers(0, 4, T)
+        return rng.uniform(0, 1, T) if form == "Binary" else _probabilities(rng, T, 4)
+
+    run(net, tmp_path, lambda rng, T: {"X": 4 * reals(rng, T, 3), "Target": target(rng, T)})
