@@ -19,7 +19,7 @@ import onnx
 from onnx import helper
 
 from ..apply import collect_arrays, uninitialized
-from ..compile import PortMeta, compile_net
+from ..compile import PortMeta, compile_net, fusion
 from ..errors import NetError
 from ..net import Net
 from ..shapes import is_automatic
@@ -82,7 +82,8 @@ def build_model(net: Net) -> tuple[onnx.ModelProto, int, str]:
     """The ONNX model of ``net`` (opset not yet set), the lowest opset it needs and why."""
     if not isinstance(net, Net):
         raise NetError(f"export_onnx needs a net, got {type(net).__name__}")
-    plan = compile_net(net)
+    with fusion(False):  # a fused softmax + cross-entropy step is lowered as its two layers
+        plan = compile_net(net)
     if uninitialized(net):
         raise NetError(_uninitialized_message(net))
     out_names, reserved = _port_names(plan)

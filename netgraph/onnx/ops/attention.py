@@ -53,7 +53,7 @@ def _from_heads(c: StepLowering, x: str, seq: bool) -> str:
 
 def _scores(c: StepLowering, K: str, Q: str) -> str:
     g, L = c.g, c.lead
-    scoring = c.layer._children()["ScoringNet"]
+    scoring = c.layer.child("ScoringNet")
     kind = fast_kind(scoring)
     if kind is not None:  # numbers (index keys go only to a custom scoring net)
         K, Q = (x if not c.meta(p).integer else g.cast(x, FLOAT)
