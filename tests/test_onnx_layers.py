@@ -10,6 +10,8 @@ import pytest
 from helpers import randomized
 from layer_cases import CASES, FIXED_BATCH, SINGLE_LENGTH
 
+from netgraph import NetError, export_onnx
+
 pytest.importorskip("onnxruntime")
 from onnx_helpers import check_two_batches  # noqa: E402
 
@@ -19,7 +21,11 @@ def _batch(case, rng, lengths):
     return {p: [e[p] for e in examples] for p in examples[0]}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+LIBRARY_CASES = [c for c in CASES if type(c.make()).__module__.startswith("netgraph.layers")]
+USER_CASES = [c for c in CASES if c not in LIBRARY_CASES]
+
+
+@pytest.mark.parametrize("case", LIBRARY_CASES, ids=[c.id for c in LIBRARY_CASES])
 def test_layer_case_exports_and_matches(case, tmp_path):
     rng = np.random.default_rng(7)
     net = randomized(case.make(), seed=3)
@@ -29,3 +35,13 @@ def test_layer_case_exports_and_matches(case, tmp_path):
         first, second = case.lengths, tuple(reversed(case.lengths)) + (max(case.lengths),) * 2
     check_two_batches(net, tmp_path / "net.onnx", [_batch(case, rng, first),
                                                     _batch(case, rng, second)])
+
+
+@pytest.mark.parametrize("case", USER_CASES, ids=[c.id for c in USER_CASES])
+def test_user_layer_case_has_no_translation(case, tmp_path):
+    """A layer from outside netgraph.layers (the docs' worked example) has no ONNX lowering:
+    a NetError naming its class, and no file written."""
+    net = randomized(case.make(), seed=3)
+    with pytest.raises(NetError, match=type(net).__name__):
+        export_onnx(net, tmp_path / "net.onnx")
+    assert not (tmp_path / "net.onnx").exists()
