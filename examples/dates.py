@@ -198,7 +198,7 @@ def main(train: int = 10000, test: int = 1000, rounds: int = 10, out: str = "ali
     net = result.trained_net
     predicted = translate(net, [t for t, _ in test_pairs])
     accuracy = float(np.mean([p == iso for p, (_, iso) in zip(predicted, test_pairs)]))
-    print(f"trained {rounds} rounds on {train} dates in {seconds:.0f} s "
+    print(f"trained {result.total_rounds} rounds on {train} dates in {seconds:.0f} s "
           f"({result.mean_examples_per_second:.0f} examples/s); final loss "
           f"{result.round_loss_list[-1]:.4f}")
     print(f"exact match on {test} held-out dates: {100 * accuracy:.2f}%")
