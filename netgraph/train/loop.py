@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,6 +29,7 @@ from ..net import Net
 from ..shapes import Automatic
 from ..tree import update_at
 from .data import TrainData, as_port_dict, fixed_batches, round_batches
+from .distributed import data_parallel
 from .loss import NODE, TrainingNet, attach_loss, plan_losses, target_ports
 from .optimizers import Optimizer, make_optimizer
 from .options import Options, check_options
@@ -67,6 +71,8 @@ class _Trainer:
         self.loss_names = list(tn.losses)
         self.loss_metas = [plan.outputs[name] for name in tn.losses]
         self.tmp = np.empty_like(params.flat)
+        #: the batch gradient: :meth:`gradient` here, or on Ray workers (``_gradient_source``)
+        self.batch_gradient = self.gradient
 
     def forward(self, data: TrainData, idx: np.ndarray, training: bool,
                 rng: np.random.Generator | None) -> tuple[Any, float]:
@@ -81,16 +87,24 @@ class _Trainer:
             raise Diverged("loss")
         return tape, total
 
-    def train_batch(self, data: TrainData, idx: np.ndarray, rng: np.random.Generator) -> float:
-        """One optimization step on examples ``idx``; returns the batch's mean loss."""
+    def gradient(self, data: TrainData, idx: np.ndarray, rng: np.random.Generator | None,
+                 batch_size: int) -> tuple[np.ndarray, float]:
+        """``(∇ L / batch_size, L)`` for the summed loss ``L`` of examples ``idx`` (the
+        gradient in ``params.grad``): one process's batch gradient, and each Ray worker's on
+        its share of a batch (netgraph.train.distributed)."""
         tape, total = self.forward(data, idx, True, rng)
-        B = len(idx)
         seeds = {}
         for name, m in zip(self.loss_names, self.loss_metas, strict=True):
             v = tape.values[m.slot]
-            seeds[name] = tape.run.zero_padding(np.full(v.shape, 1.0 / B, np.float32), m)
+            seeds[name] = tape.run.zero_padding(
+                np.full(v.shape, 1.0 / batch_size, np.float32), m)
         _, array_grads = backward(self.plan, tape, seeds)
-        g = self.params.load_grads(array_grads)
+        return self.params.load_grads(array_grads), total
+
+    def train_batch(self, data: TrainData, idx: np.ndarray, rng: np.random.Generator) -> float:
+        """One optimization step on examples ``idx``; returns the batch's mean loss."""
+        B = len(idx)
+        g, total = self.batch_gradient(data, idx, rng, B)
         clip_and_regularize(g, self.params.flat, self.opts.clip, self.opts.l2, self.tmp)
         self.opt.step(self.params.flat, g)
         return total / B
@@ -115,7 +129,7 @@ def NetTrain(net: Net, data: Any, loss: Any = Automatic, prop: str = "TrainedNet
              validation_set: Any = None, batch_size: Any = Automatic,
              max_training_rounds: Any = Automatic, method: Any = "ADAM",
              learning_rate: Any = Automatic, seed: int | None = None, progress: bool = True,
-             time_goal: float | None = None, target_device: str = "CPU",
+             time_goal: float | None = None, target_device: Any = "CPU",
              gradient_clipping: float | None = None, l2_regularization: float = 0.0) -> Any:
     """Train ``net`` on ``data`` with Wolfram's NetTrain semantics (docs/training.md).
 
@@ -159,7 +173,8 @@ def NetTrain(net: Net, data: Any, loss: Any = Automatic, prop: str = "TrainedNet
     time_goal
         Seconds; training stops after the round during which it is reached.
     target_device
-        Only "CPU".
+        "CPU" (this process), or ``("CPU", k)``: data-parallel on ``k`` worker processes run
+        by Ray (the optional extra ``netgraph[distributed]``; docs/training.md).
     gradient_clipping
         None, or the largest global L2 norm of the gradient (larger ones are scaled down).
     l2_regularization
@@ -188,7 +203,8 @@ def NetTrain(net: Net, data: Any, loss: Any = Automatic, prop: str = "TrainedNet
     losses, raw, raw_val = _prepare_data(net, data, loss, validation_set, opts)
     net0, tn = _attach_loss(net, raw, losses, opts)
     run, state = _training_plan(tn, raw, raw_val, opts, method, learning_rate)
-    _train(run, state, opts, progress)
+    with _gradient_source(run, tn, state, opts):
+        _train(run, state, opts, progress)
     return select_property(_results(net0, tn, run, state), prop)
 
 
@@ -255,6 +271,30 @@ def _training_plan(tn: TrainingNet, raw: dict, raw_val: dict | None, opts: Optio
         sizes = None if val.sizes is None else val.sizes[val_idx]
         run.val_batches = [val_idx[b] for b in fixed_batches(len(val_idx), max(B, 256), sizes)]
     return run, TrainState(params, opt, shuffle_rng, dropout_rng)
+
+
+def _worker_trainer(tn: TrainingNet) -> _Trainer:
+    """A Ray worker's trainer: the training net compiled in the worker, its arrays set at
+    every step (no optimizer: the calling process steps)."""
+    return _Trainer(compile_net(tn.net), tn, ParamSet(collect_arrays(tn.net, np.float32)),
+                    None, None)
+
+
+@contextmanager
+def _gradient_source(run: _Run, tn: TrainingNet, state: TrainState,
+                     opts: Options) -> Iterator[None]:
+    """Batch gradients computed in this process, or (``target_device=("CPU", k)``) on ``k``
+    Ray workers for the duration of the ``with`` block."""
+    if opts.workers is None:
+        yield
+        return
+    where = lambda: f"round {state.round}, batch {state.batch}"  # noqa: E731
+    with data_parallel(opts.workers, partial(_worker_trainer, tn), state.params, where) as pool:
+        run.trainer.batch_gradient = pool
+        try:
+            yield
+        finally:
+            run.trainer.batch_gradient = run.trainer.gradient
 
 
 def _hold_out(n: int, fraction: float,
