@@ -202,10 +202,12 @@ def test_local_ray_is_shut_down_after_ctrl_c(monkeypatch):
     monkeypatch.setattr(distributed.DataParallel, "__call__", marked)
     threading.Thread(target=ctrl_c, daemon=True).start()
     x, y = mlp_data(2000)
-    with pytest.raises(KeyboardInterrupt):
-        NetTrain(mlp(), (x, y), batch_size=4, max_training_rounds=50, seed=1, progress=False,
-                 target_device=("CPU", 2))
+    with pytest.warns(UserWarning, match="interrupted"):
+        result = NetTrain(mlp(), (x, y), batch_size=4, max_training_rounds=50, seed=1,
+                          progress=False, prop="All", target_device=("CPU", 2))
     assert training.is_set()
+    assert result.reason_training_stopped == "ManualStop"
+    assert 0 < result.total_batches < 50 * 500
     assert not ray.is_initialized()
     assert_no_new_processes(before)
 

@@ -13,12 +13,16 @@ worker actors, each holding the training net compiled once (its training plan):
   one-process batch gradient code with its seeds ``1/B``, on the share);
 * the batch gradient is ``g = g_1 + … + g_m`` (summed in worker order, in float32) — the
   gradient of the batch's mean loss, equal to one process's up to float32 rounding of this
-  sum — and the batch loss ``(L_1 + … + L_m) / B``.
+  sum — and the batch loss ``(L_1 + … + L_m) / B``;
+* when something beyond the loss is measured, each worker also returns its share's padded
+  outputs and targets, joined into the batch's (:func:`merge_outputs`) for the measurements,
+  which run in the calling process (user functions need not be picklable).
 
 Transfers: per step one ``ray.put`` of the arrays (the flat float32 buffer of
 :class:`~netgraph.train.params.ParamSet`, read zero-copy by the workers on one machine), the
 share indices, and one flat float32 gradient buffer back from each busy worker. The training
-data goes to the object store once (``ray.put``) and each worker reads it once.
+data goes to the object store once (``ray.put``) and each worker reads it once; a batch made
+by a data function is put once per batch.
 
 Randomness (dropout): every step draws one key from the run's dropout generator; worker ``i``
 uses ``np.random.default_rng([key, i])``, so a run is reproducible for the same seed and ``k``.
@@ -46,9 +50,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import NetError
-from .params import Diverged, ParamSet
+from .measure import BatchOutputs
+from .params import Diverged
 
-__all__ = ["DataParallel", "data_parallel", "import_ray", "WORKER_THREADS", "START_TIMEOUT"]
+__all__ = ["DataParallel", "data_parallel", "import_ray", "merge_outputs", "WORKER_THREADS",
+           "START_TIMEOUT"]
 
 #: BLAS / OpenMP threads of each worker process (it holds one of Ray's CPUs)
 WORKER_THREADS = 1
@@ -97,10 +103,11 @@ def _runtime_env() -> dict:
 
 
 class _Worker:
-    """A Ray actor's state: the training net compiled once, its arrays, the training data."""
+    """A Ray actor's state: the run made by ``make_run()`` (the training net compiled once,
+    its arrays) and the training data it last read."""
 
-    def __init__(self, make_trainer: Callable[[], Any], index: int):
-        self.trainer = make_trainer()
+    def __init__(self, make_run: Callable[[], Any], index: int):
+        self.run = make_run()
         self.index = index
         self.data_key: int | None = None
         self.data: Any = None
@@ -108,38 +115,55 @@ class _Worker:
     def pid(self) -> int:
         return os.getpid()
 
-    def _use_data(self, key: int, ref: list) -> Any:
-        """The data the step refers to (fetched from the object store once per data set), its
-        ports bound to this worker's own plan."""
-        if key != self.data_key:
+    def gradient(self, flat: np.ndarray, key: int, ref: list, idx: np.ndarray, batch_size: int,
+                 rng_key: int) -> tuple[float, np.ndarray | None, Any]:
+        """``(L, ∇ L / batch_size, outputs)`` for the summed loss ``L`` of examples ``idx``
+        at the arrays ``flat``; ``(nan, None, None)`` when the loss is not finite."""
+        np.copyto(self.run.params.flat, flat)
+        if key != self.data_key:  # a new data set: read it from the object store once
             import ray
 
-            data = ray.get(ref[0])
-            for port, d in data.ports.items():
-                d.meta = self.trainer.plan.inputs[port]
-            self.data, self.data_key = data, key
-        return self.data
-
-    def gradient(self, flat: np.ndarray, key: int, ref: list, idx: np.ndarray, batch_size: int,
-                 rng_key: int) -> tuple[np.ndarray | None, float]:
-        """``(∇ L / batch_size, L)`` for the summed loss ``L`` of examples ``idx`` at the arrays
-        ``flat``; ``(None, nan)`` when the loss is not finite."""
-        np.copyto(self.trainer.params.flat, flat)
-        data = self._use_data(key, ref)
+            self.data, self.data_key = ray.get(ref[0]), key
         rng = np.random.default_rng([rng_key, self.index])
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             try:
-                return self.trainer.gradient(data, idx, rng, batch_size)
+                return self.run.gradient(self.data, idx, rng, batch_size)
             except Diverged:
-                return None, math.nan
+                return math.nan, None, None
+
+
+def merge_outputs(parts: list[BatchOutputs | None]) -> BatchOutputs | None:
+    """One batch's outputs from its shares' (in order): every value padded with zeros to the
+    largest share's shape (padded positions hold exactly 0 anyway) and stacked along the
+    batch axis; lengths joined."""
+    if parts[0] is None:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+
+    def joined(arrays: list[np.ndarray]) -> np.ndarray:
+        shape = np.max([a.shape for a in arrays], axis=0)
+        out = np.zeros((sum(len(a) for a in arrays), *shape[1:]), arrays[0].dtype)
+        row = 0
+        for a in arrays:
+            out[(slice(row, row + len(a)), *(slice(0, n) for n in a.shape[1:]))] = a
+            row += len(a)
+        return out
+
+    first = parts[0]
+    return BatchOutputs(
+        outputs={p: joined([q.outputs[p] for q in parts]) for p in first.outputs},
+        targets={p: joined([q.targets[p] for q in parts]) for p in first.targets},
+        lengths={k: np.concatenate([q.lengths[k] for q in parts]) for k in first.lengths},
+        size=sum(q.size for q in parts))
 
 
 class DataParallel:
-    """The batch gradient on ``k`` Ray workers (see the module docstring); call as the
-    one-process ``gradient(data, idx, rng, batch_size) -> (flat gradient, summed loss)``."""
+    """The batch gradient on ``k`` Ray workers (see the module docstring), called as NetTrain's
+    ``run.batch_gradient(run, state, batch) -> (mean loss, flat gradient, outputs)``."""
 
-    def __init__(self, ray: Any, k: int, params: ParamSet, where: Callable[[], str]):
-        self.ray, self.k, self.params, self.where = ray, k, params, where
+    def __init__(self, ray: Any, k: int):
+        self.ray, self.k = ray, k
         self.actors: list[Any] = []
         self.pids: list[int | None] = [None] * k
         self._data: Any = None
@@ -147,20 +171,19 @@ class DataParallel:
         self._data_key = 0
 
     # ------------------------------------------------------------------ start and stop
-    def start(self, make_trainer: Callable[[], Any]) -> None:
-        """Start the ``k`` actors, each building its trainer with ``make_trainer()``, and wait
-        until all are ready."""
+    def start(self, make_run: Callable[[], Any]) -> None:
+        """Start the ``k`` actors, each making its run with ``make_run()``, and wait until all
+        are ready."""
         ray = self.ray
         cpus = ray.cluster_resources().get("CPU", 0)
         if cpus < self.k:
             raise NetError(f"NetTrain: target_device=('CPU', {self.k}) needs {self.k} CPUs, but "
                            f"the Ray cluster connected to has {cpus:g}")
         actor = ray.remote(num_cpus=1, max_restarts=0, runtime_env=_runtime_env())(_Worker)
-        make_ref = ray.put(make_trainer)
+        make_ref = ray.put(make_run)
         for i in range(self.k):
             self.actors.append(actor.remote(make_ref, i))
-        refs = [a.pid.remote() for a in self.actors]
-        self._gather(refs, "starting", timeout=START_TIMEOUT)
+        self._gather([a.pid.remote() for a in self.actors], None, timeout=START_TIMEOUT)
 
     def close(self) -> None:
         """Kill the workers (their CPUs go back to the cluster)."""
@@ -177,30 +200,33 @@ class DataParallel:
             self._data_key += 1
         return self._data_key, self._data_ref
 
-    def __call__(self, data: Any, idx: np.ndarray, rng: np.random.Generator,
-                 batch_size: int) -> tuple[np.ndarray, float]:
-        """The gradient of the batch ``idx``'s summed loss divided by ``batch_size`` (in
-        ``params.grad``) and the summed loss, computed share by share on the workers."""
-        flat = self.ray.put(self.params.flat)
-        rng_key = int(rng.integers(2 ** 63))
+    def __call__(self, run: Any, state: Any,
+                 batch: tuple[Any, np.ndarray]) -> tuple[float, np.ndarray, BatchOutputs | None]:
+        """The batch's mean loss, the gradient of its mean loss (in ``state.params.grad``)
+        and its outputs for the measurements, computed share by share on the workers."""
+        data, idx = batch
+        params = state.params
+        flat = self.ray.put(params.flat)
+        rng_key = int(state.dropout_rng.integers(2 ** 63))
         key, ref = self._data_reference(data)
         shares = np.array_split(np.asarray(idx), min(self.k, len(idx)))
-        refs = [a.gradient.remote(flat, key, [ref], share, batch_size, rng_key)
+        refs = [a.gradient.remote(flat, key, [ref], share, len(idx), rng_key)
                 for a, share in zip(self.actors, shares)]
-        results = self._gather(refs, "training")
-        total = math.fsum(loss for _, loss in results)
+        results = self._gather(refs, f"round {state.round}, batch {state.batch}")
+        total = math.fsum(loss for loss, _, _ in results)
         if not math.isfinite(total):
             raise Diverged("loss")
-        g = self.params.grad
-        np.copyto(g, results[0][0])
-        for part, _ in results[1:]:
+        g = params.grad
+        np.copyto(g, results[0][1])
+        for _, part, _ in results[1:]:
             g += part
-        return g, total
+        return total / len(idx), g, merge_outputs([out for _, _, out in results])
 
     # ------------------------------------------------------------------ failures
-    def _gather(self, refs: list, doing: str, timeout: float | None = None) -> list:
+    def _gather(self, refs: list, at: str | None, timeout: float | None = None) -> list:
         """The results of ``refs`` (one per worker, in worker order), the first failure as
-        soon as it happens turned into a ``NetError`` naming the worker."""
+        soon as it happens turned into a ``NetError`` naming the worker and ``at`` (where
+        training was; None while starting)."""
         ray = self.ray
         slot = {ref: i for i, ref in enumerate(refs)}
         results: list[Any] = [None] * len(refs)
@@ -215,18 +241,18 @@ class DataParallel:
                 try:
                     results[i] = ray.get(ref)
                 except ray.exceptions.RayError as e:
-                    raise self._failure(i, e, doing) from None
-                if doing == "starting":
+                    raise self._failure(i, e, at) from None
+                if at is None:
                     self.pids[i] = results[i]
         return results
 
-    def _failure(self, i: int, e: Exception, doing: str) -> NetError:
+    def _failure(self, i: int, e: Exception, at: str | None) -> NetError:
         """The ``NetError`` for worker ``i``'s failure ``e`` (of the class of the worker's
         error when that is a ``NetError``)."""
         text = str(e)
         pid = self.pids[i] or next(iter(re.findall(r"\bpid[=:] ?(\d+)", text)), "unknown")
         who = f"worker {i + 1} of {self.k} (pid {pid})"
-        at = "while starting" if doing == "starting" else f"at {self.where()}"
+        at = "while starting" if at is None else f"at {at}"
         end = "Training stopped (no retries); the given net was not changed."
         cause = getattr(e, "cause", None)
         if isinstance(cause, BaseException):  # the worker raised
@@ -244,16 +270,15 @@ class DataParallel:
 
 
 @contextlib.contextmanager
-def data_parallel(k: int, make_trainer: Callable[[], Any], params: ParamSet,
-                  where: Callable[[], str]) -> Iterator[DataParallel]:
+def data_parallel(k: int, make_run: Callable[[], Any]) -> Iterator[DataParallel]:
     """``k`` Ray workers computing batch gradients for the duration of the ``with`` block:
     Ray connected (or started) first, the workers killed and a Ray NetTrain started shut
     down on leaving, also after an error or Ctrl-C."""
     ray = import_ray()
     with ray_connection(ray, k):
-        pool = DataParallel(ray, k, params, where)
+        pool = DataParallel(ray, k)
         try:
-            pool.start(make_trainer)
+            pool.start(make_run)
             yield pool
         finally:
             pool.close()
