@@ -27,6 +27,7 @@ import time
 import numpy as np
 import pytest
 from tolerance import assert_close
+from train_cases import tagger, tagging
 
 from netgraph import (
     DropoutLayer,
@@ -42,6 +43,8 @@ from netgraph import (
 )
 from netgraph.apply import collect_arrays
 from netgraph.extend import Layer, where
+from netgraph.train.distributed import merge_outputs
+from netgraph.train.measure import BatchOutputs
 
 CLEANUP_SECONDS = 10  # "no Ray process it started outlives it by more than a few seconds"
 
@@ -229,17 +232,23 @@ def assert_cpus_released(ray):
     assert ray.available_resources().get("CPU", 0) == 3
 
 
-@pytest.mark.parametrize("k", [1, 3])
-def test_mlp_equals_one_process(cluster, k):
+def test_mlp_equals_one_process(cluster):
     """23 examples in batches of 11: shares 4/4/3 (6/5 in the local Ray test), and a last
-    batch of one example (workers idle); clipping and L2 act on the summed gradient (per worker they would not
-    give one process's arrays)."""
+    batch of one example (workers idle); clipping, L2, a schedule and multipliers act on the
+    summed gradient (per worker, clipping would not give one process's arrays); a frozen
+    layer comes back bit-identical."""
     x, y = mlp_data()
     opts = dict(batch_size=11, max_training_rounds=4, seed=1, progress=False, prop="All",
-                gradient_clipping=0.05, l2_regularization=0.1)
+                gradient_clipping=0.05, l2_regularization=0.1,
+                method=("ADAM", {"learning_rate_schedule": "Cosine", "warmup_batches": 3}),
+                learning_rate_multipliers={0: 0, 2: 0.5})
     one = NetTrain(mlp(), (x, y), **opts)
-    many = NetTrain(mlp(), (x, y), target_device=("CPU", k), **opts)
+    many = NetTrain(mlp(), (x, y), target_device=("CPU", 3), **opts)
     assert_trained_alike(one, many, mlp())
+    assert many.learning_rate_list == one.learning_rate_list
+    frozen = {p: a for p, a in arrays_of(mlp()).items() if p[0] == 0}
+    assert frozen and all(np.array_equal(arrays_of(many.trained_net)[p], a)
+                          for p, a in frozen.items())
     assert cluster.is_initialized()  # a connected Ray stays connected
     assert_cpus_released(cluster)
 
@@ -292,3 +301,111 @@ def test_failing_worker_is_a_net_error_naming_it(cluster, how, what):
         np.testing.assert_array_equal(after[p], before[p])
     assert cluster.is_initialized()
     assert_cpus_released(cluster)
+
+
+def test_measurements_callbacks_and_stopping_as_in_one_process(cluster, tmp_path):
+    """Per-position tagging (varying lengths: the shares' outputs are padded to different
+    lengths and joined): ErrorRate, SequenceAccuracy and a custom measurement, early
+    stopping on the validation ErrorRate, a callback and checkpoints. The user functions
+    close over a lock, so they cannot be pickled: they run in this process."""
+    lock = threading.Lock()
+    calls = {}
+
+    def first_right(outputs, targets):
+        with lock:
+            return float(np.mean([np.argmax(o[0]) == t[0] for o, t in zip(outputs, targets)]))
+
+    def results(device):
+        seen = calls.setdefault(device, [])
+
+        def callback(info):
+            with lock:
+                seen.append((info["Round"], info["Batch"], info["RoundLoss"],
+                             info["Measurements"].get("ValidationErrorRate")))
+
+        return NetTrain(tagger(), tagging(45, seed=1), batch_size=8, max_training_rounds=8,
+                        seed=3, progress=False, prop="All", validation_set=tagging(13, seed=2),
+                        training_progress_measurements=["ErrorRate", "SequenceAccuracy",
+                                                        ("FirstRight", first_right)],
+                        training_stopping_criterion={"criterion": "ErrorRate", "patience": 1,
+                                                     "improvement": 0.02},
+                        training_progress_function=callback,
+                        training_progress_checkpointing=("Directory", tmp_path / str(device)),
+                        learning_rate=0.05, target_device=device)
+
+    one, many = results("CPU"), results(("CPU", 2))
+    assert many.reason_training_stopped == one.reason_training_stopped
+    assert many.total_rounds == one.total_rounds < 8  # stopped early
+    for got, want in [(many.round_measurements_list, one.round_measurements_list),
+                      (many.validation_measurements_list, one.validation_measurements_list)]:
+        assert [list(g) for g in got] == [list(w) for w in want]
+        for g, w in zip(got, want):
+            assert_close(np.array(list(g.values())), np.array(list(w.values())),
+                         dtype=np.float32, what="measurements")
+    assert len(calls[("CPU", 2)]) == len(calls["CPU"]) == one.total_rounds
+    for g, w in zip(calls[("CPU", 2)], calls["CPU"]):
+        assert g[:2] == w[:2]
+        assert_close(np.array(g[2:], float), np.array(w[2:], float), dtype=np.float32)
+    names = sorted(os.listdir(tmp_path / "CPU"))
+    assert sorted(os.listdir(tmp_path / str(("CPU", 2)))) == names and len(names) == \
+        one.total_rounds
+
+
+def test_checkpoints_resume_across_devices(cluster, tmp_path):
+    """A k-worker checkpoint resumes in one process and vice versa, and gives the arrays of
+    an uninterrupted one-process run (up to the float32 rounding of the gradient sums)."""
+    data = tagging(40, seed=4)
+    opts = dict(batch_size=8, seed=5, progress=False, prop="All", learning_rate=0.02)
+    start = NetInitialize(tagger(), seed=5)
+    straight = NetTrain(tagger(), data, max_training_rounds=4, **opts)
+    for first, then in [(("CPU", 3), "CPU"), ("CPU", ("CPU", 1))]:
+        folder = tmp_path / str(first)
+        NetTrain(tagger(), data, max_training_rounds=2, target_device=first,
+                 training_progress_checkpointing=("Directory", folder), **opts)
+        resumed = NetTrain(tagger(), data, max_training_rounds=4, resume=str(folder),
+                           target_device=then, **opts)
+        assert resumed.total_rounds == 4
+        assert_trained_alike(straight, resumed, start)
+
+
+def test_data_function_as_in_one_process(cluster):
+    """Batches made by a data function (called here, once per batch; it closes over a
+    generator, which cannot be pickled) are put to the object store once each."""
+    x, y = mlp_data(30)
+
+    def make():
+        order = iter(range(10 ** 6))
+
+        def batches(info):
+            start = next(order) * 7 % 20
+            n = info["BatchSize"]
+            return x[start:start + n], y[start:start + n]
+
+        return batches
+
+    opts = dict(round_length=17, batch_size=6, max_training_rounds=3, seed=2, progress=False,
+                prop="All")
+    one = NetTrain(mlp(), make(), **opts)
+    many = NetTrain(mlp(), make(), target_device=("CPU", 2), **opts)
+    assert many.total_batches == one.total_batches == 9
+    assert_trained_alike(one, many, mlp())
+
+
+def test_merge_outputs_joins_shares_padded_differently():
+    """Shares of a batch of sequences (lengths 2, 4 | 3) padded to their own lengths join
+    into the batch padded to 4, with zeros at padded positions."""
+    rng = np.random.default_rng(0)
+    lengths = np.array([2, 4, 3])
+    whole = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    whole[np.arange(4)[None, :] >= lengths[:, None]] = 0
+    target = np.where(np.arange(4)[None, :] < lengths[:, None], 1 + np.arange(3)[:, None], 0)
+    key = ("len", 1)
+    parts = [BatchOutputs({"Output": whole[:2]}, {"Output": target[:2]}, {key: lengths[:2]}, 2),
+             BatchOutputs({"Output": whole[2:, :3]}, {"Output": target[2:, :3]},
+                          {key: lengths[2:]}, 1)]
+    joined = merge_outputs(parts)
+    np.testing.assert_array_equal(joined.outputs["Output"], whole)
+    np.testing.assert_array_equal(joined.targets["Output"], target)
+    np.testing.assert_array_equal(joined.lengths[key], lengths)
+    assert joined.size == 3
+    assert merge_outputs([None, None]) is None
