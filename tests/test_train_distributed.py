@@ -220,7 +220,7 @@ def test_local_ray_is_shut_down_after_ctrl_c(monkeypatch):
 def cluster():
     """The Ray the user connected to (3 CPUs), shared by the tests below."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

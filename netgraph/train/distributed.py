@@ -76,9 +76,10 @@ def import_ray() -> Any:
 @contextlib.contextmanager
 def ray_connection(ray: Any, k: int) -> Iterator[bool]:
     """Ray for the duration of a training run: the cluster the user connected to (left
-    connected), else the one ``RAY_ADDRESS`` names, else a local Ray with ``k`` CPUs; the
-    last two are disconnected (the local one shut down) on leaving, whatever happens.
-    Yields whether NetTrain connected itself."""
+    connected), else the one ``RAY_ADDRESS`` names, else a new local Ray with ``k`` CPUs
+    (never a cluster that ``ray start`` runs on this machine unasked); the last two are
+    disconnected (the local one shut down) on leaving, whatever happens. Yields whether
+    NetTrain connected itself."""
     if ray.is_initialized():
         yield False
         return
@@ -86,8 +87,9 @@ def ray_connection(ray: Any, k: int) -> Iterator[bool]:
         if os.environ.get("RAY_ADDRESS"):
             ray.init(log_to_driver=False, logging_level=logging.WARNING)
         else:
-            ray.init(num_cpus=k, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING)
+            # address="local": a new Ray of our own, even where `ray start` runs one
+            ray.init(address="local", num_cpus=k, include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.WARNING)
         yield True
     finally:
         ray.shutdown()  # also after a failed or interrupted start (a no-op then)
