@@ -248,9 +248,9 @@ def data_parallel(workers: list[int], rounds: int, n: int, batch: int) -> None:
             print(name, flush=True)
             base = max(speed["CPU"])
             for d in devices:
-                label = {"CPU": f"this process ({blas_threads()} BLAS threads)",
-                         "1 thread": "this process, BLAS on 1 thread"}.get(
-                    d, f"{d[1] if isinstance(d, tuple) else d} worker(s), 1 thread each")
+                label = (f"this process ({blas_threads()} BLAS threads)" if d == "CPU" else
+                         "this process, BLAS on 1 thread" if d == "1 thread" else
+                         f"{d[1]} Ray worker(s), 1 thread each")
                 print(f"  {label:34s} best {max(speed[d]):>8,.0f} ex/s  median "
                       f"{statistics.median(speed[d]):>8,.0f}  x{max(speed[d]) / base:4.2f}  "
                       f"(set-up {min(start[d]):.1f} s)", flush=True)
