@@ -143,3 +143,16 @@ def pairwise_attention_weights(attend: Any, K: np.ndarray, Q: np.ndarray) -> np.
     w = np.exp(s - s.max(-1, keepdims=True))
     w /= w.sum(-1, keepdims=True)
     return w if heads else w[:, 0]
+
+
+def contains3(n: int, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+    """Varying-length index sequences (0..5, lengths 1..9), label 1 when index 3 occurs (half
+    of them have their 3s removed): a small ragged classification task for training tests."""
+    xs, ys = [], []
+    for _ in range(n):
+        x = rng.integers(0, 6, int(rng.integers(1, 10)))
+        if rng.random() < 0.5:
+            x[x == 3] = 0
+        xs.append(x)
+        ys.append(int((x == 3).any()))
+    return xs, np.array(ys)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import assert_same_net, net_snapshot
+from helpers import assert_same_net, contains3, net_snapshot
 from tolerance import assert_close
 
 from netgraph import (
@@ -41,16 +41,6 @@ def regression(n=64, seed=0):
     return x, x @ np.array([[1.0], [-2.0], [0.5]], dtype=np.float32)
 
 
-def contains3(n, rng):
-    """Varying-length index sequences (0..5), label 1 when index 3 occurs (half of them)."""
-    xs, ys = [], []
-    for _ in range(n):
-        x = rng.integers(0, 6, int(rng.integers(1, 10)))
-        if rng.random() < 0.5:
-            x[x == 3] = 0
-        xs.append(x)
-        ys.append(int((x == 3).any()))
-    return xs, np.array(ys)
 
 
 # ---------------------------------------------------------------- learning

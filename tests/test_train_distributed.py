@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 
+import helpers
 import numpy as np
 import pytest
 from tolerance import assert_close
@@ -65,16 +66,8 @@ def mlp(*extra):
 
 
 def contains3(n, seed):
-    """Varying-length index sequences (0..5, lengths 1..9), label 1 when index 3 occurs."""
-    rng = np.random.default_rng(seed)
-    xs, ys = [], []
-    for _ in range(n):
-        x = rng.integers(0, 6, int(rng.integers(1, 10)))
-        if rng.random() < 0.5:
-            x[x == 3] = 0
-        xs.append(x)
-        ys.append(int((x == 3).any()))
-    return xs, np.array(ys)
+    """Varying-length index sequences, label 1 when index 3 occurs (helpers.contains3)."""
+    return helpers.contains3(n, np.random.default_rng(seed))
 
 
 def gru():
