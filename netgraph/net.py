@@ -8,6 +8,7 @@ import numpy as np
 
 from .errors import NetError, where
 from .shapes import Automatic
+from .shared import unify_values
 from .solver import Solver
 
 __all__ = ["Net"]
@@ -103,7 +104,7 @@ class Net:
         S = Solver()
         self._constrain(S, ())
         S.solve()
-        return self._specialize(S, ())
+        return unify_values(self._specialize(S, ()))
 
     # ---------------------------------------------------------------- applying
     def __call__(self, data: Any, what: Any = None, *, dtype: Any = np.float32) -> Any:
