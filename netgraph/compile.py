@@ -14,6 +14,7 @@ from typing import Any
 from .errors import SpecificationError, where
 from .layer import Layer
 from .net import Net
+from .shared import array_key
 from .solver import Solver
 
 __all__ = ["Plan", "Step", "PortMeta", "compile_net"]
@@ -87,7 +88,7 @@ class Plan:
         step = Step(layer=layer, path=full,
                     ins={p: self.metas[s] for p, s in in_slots.items()},
                     outs={p: self.metas[s] for p, s in outs.items()},
-                    arrays={n: full + (n,) for n in layer._arrays()},
+                    arrays={n: array_key(layer, full, n) for n in layer._arrays()},
                     subplans={k: compile_net(c._pinned(), full + (k,)) for k, c in
                               layer.children().items()})
         self.steps.append(step)

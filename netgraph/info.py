@@ -25,6 +25,7 @@ from .errors import NetError
 from .layer import Layer
 from .net import Net
 from .shapes import Automatic
+from .shared import array_key
 from .solver import Solver
 
 __all__ = ["summary", "plot", "NetInformation", "array_shapes", "port_rows", "layer_paths"]
@@ -37,10 +38,11 @@ def _check(net: Any, who: str) -> None:
                        f"{type(net).__name__}")
 
 
-def array_shapes(net: Net) -> dict[tuple, tuple[int | None, ...] | None]:
+def array_shapes(net: Net, *, by_key: bool = False) -> dict[Any, tuple[int | None, ...] | None]:
     """Every array of ``net`` by full path -> its shape: the actual shape when initialized,
     else the inferred one with ``None`` for an unknown dimension (``None`` for the whole
-    shape when even the rank is unknown)."""
+    shape when even the rank is unknown). With ``by_key``, by run-time key instead: a
+    shared array once, under its ``NetSharedArray``."""
     S: Solver | None = Solver()
     try:
         net._constrain(S, ())
@@ -50,12 +52,13 @@ def array_shapes(net: Net) -> dict[tuple, tuple[int | None, ...] | None]:
     out: dict[tuple, tuple[int | None, ...] | None] = {}
     for path, sub in walk(net):
         for name, value in sub._arrays().items():
+            key = array_key(sub, path, name) if by_key else path + (name,)
             if value is not None:
-                out[path + (name,)] = tuple(int(n) for n in value.shape)
+                out[key] = tuple(int(n) for n in value.shape)
             elif S is not None and (path, name) in S.arrays:
-                out[path + (name,)] = tuple(S.size(d) for d in S.arrays[(path, name)])
+                out[key] = tuple(S.size(d) for d in S.arrays[(path, name)])
             else:
-                out[path + (name,)] = None
+                out[key] = None
     return out
 
 
@@ -188,7 +191,7 @@ def _arrays_dimensions(net: Net) -> dict[tuple, Any]:
 
 
 def _total_elements(net: Net) -> Any:
-    sizes = [_elements(s) for s in array_shapes(net).values()]
+    sizes = [_elements(s) for s in array_shapes(net, by_key=True).values()]
     return Automatic if any(n is None for n in sizes) else int(sum(sizes))  # type: ignore
 
 
@@ -202,7 +205,7 @@ _PROPERTIES: dict[str, Any] = {
     "Layers": lambda net: {p: x._pinned() for p, x in layer_paths(net).items()},
     "LayerTypeCounts": lambda net: dict(Counter(type(x).__name__
                                                 for x in layer_paths(net).values())),
-    "ArraysCount": lambda net: len(array_shapes(net)),
+    "ArraysCount": lambda net: len(array_shapes(net, by_key=True)),
     "Arrays": _arrays,
     "ArraysDimensions": _arrays_dimensions,
     "ArraysTotalElementCount": _total_elements,
@@ -219,11 +222,11 @@ def NetInformation(net: Net, prop: str = "Properties") -> Any:
     * ``"LayersCount"`` — number of primitive layers at every nesting level (module docstring)
     * ``"Layers"`` — dict path -> layer (pinned to its inferred port shapes)
     * ``"LayerTypeCounts"`` — dict layer type name -> count
-    * ``"ArraysCount"`` — number of arrays, initialized or not
+    * ``"ArraysCount"`` — number of arrays, initialized or not (a shared array once)
     * ``"Arrays"`` — dict path -> float32 copy of the array (``None`` if uninitialized)
     * ``"ArraysDimensions"`` — dict path -> shape (``Automatic`` for an unknown dimension)
-    * ``"ArraysTotalElementCount"`` — total number of array elements (``Automatic`` while a
-      shape is unknown)
+    * ``"ArraysTotalElementCount"`` — total number of array elements, a shared array counted
+      once (``Automatic`` while a shape is unknown)
     * ``"InputPorts"`` / ``"OutputPorts"`` — dict port name -> shape (canonical form)
     * ``"Summary"`` — ``net.summary()``; ``"SummaryGraphic"`` — ``net.plot()``
 

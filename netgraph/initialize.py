@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from . import shared
 from .allocation import check_request, memory_errors, show_bytes
 from .apply import walk
+from .arrays import validated_array
 from .errors import NetError, SpecificationError
 from .extract import update_at
 from .net import Net
@@ -72,10 +74,13 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
     net._constrain(S, ())
     S.solve()
     todo: dict[tuple, dict[str, tuple[int, ...]]] = {}
+    seen: set = set()  # shared arrays: drawn once, at their first use
     for path, sub in walk(net):
         for name, value in sub._arrays().items():
-            if value is not None and not reinitialize:
+            key = shared.array_key(sub, path, name)
+            if value is not None and not reinitialize or key in seen:
                 continue
+            seen.add(key)
             dims = S.arrays[(path, name)]
             shape = tuple(S.size(d) for d in dims)
             if any(n is None for n in shape):
@@ -87,10 +92,16 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
     _check_memory(net, todo)
     new, subs = net, dict(walk(net))
     for path, shapes in todo.items():
-        init = type(subs[path]).array_init
+        layer = subs[path]
+        init = type(layer).array_init
         fills = {name: _initial(init.get(name, "weights"), shape, method, rng)
                  for name, shape in shapes.items()}
-        new = update_at(new, path, lambda layer, f=fills: layer._with_arrays(f))
+        keys = shared.shared_of(layer)
+        own = {n: v for n, v in fills.items() if n not in keys}
+        new = update_at(new, path, lambda layer, f=own: layer._with_arrays(f))
+        for name, value in fills.items():
+            if name in keys:  # drawn once, put into every use
+                new = shared.set_value(new, keys[name], validated_array(value, name))
     return new
 
 

@@ -76,6 +76,7 @@ from ._iotree import (
     FileJSON,
     decode,
     encode,
+    encode_shared,
     validation_summary,
 )
 from .apply import walk
@@ -135,6 +136,9 @@ def save(net: Net, path: str | os.PathLike) -> None:
     arrays: list[tuple[str, np.ndarray]] = []
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "netgraph_version": _version(),
            "net": encode(net, arrays)}
+    shared = encode_shared(net, arrays)
+    if shared:
+        doc["shared_arrays"] = shared
     try:
         text = json.dumps(doc, indent=1, allow_nan=False)
     except ValueError as e:
@@ -252,7 +256,7 @@ def load(path: str | os.PathLike) -> Net:
             with zipfile.ZipFile(fh) as zf:
                 doc = _read_spec(zf, size)
                 arrays = _ArrayReader(zf, size)
-                return arrays.fill(decode(doc.net, arrays.check))
+                return arrays.fill(decode(doc.net, arrays.check, doc.shared_arrays))
     except NetError as e:
         raise type(e)(f"cannot load {name!r}: {e}") from None
     except zipfile.BadZipFile as e:

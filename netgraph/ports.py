@@ -112,6 +112,11 @@ class NetArrayGradient:
     def __setattr__(self, k, v):
         raise AttributeError("NetArrayGradient is immutable")
 
+    @property
+    def key(self) -> Any:
+        """The run-time key of the array: its ``NetSharedArray``, or its path."""
+        return self.path[0] if isinstance(self.path[0], NetSharedArray) else self.path
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, NetArrayGradient) and self.path == other.path
 

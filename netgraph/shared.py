@@ -28,11 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NetError, ShapeError, where
+from .arrays import validated_array
+from .errors import NetError, PortError, ShapeError, where
 from .ports import NetSharedArray
 
 __all__ = ["NetSharedArray", "shared_of", "array_key", "uses", "constrain_use",
-           "unify_values", "set_value", "with_values", "describe_use"]
+           "unify_values", "set_value", "with_values", "describe_use", "extract", "replace",
+           "make_use", "resolve", "keys_below"]
 
 
 def shared_of(net: Any) -> dict[str, NetSharedArray]:
@@ -157,3 +159,77 @@ def with_values(net: Any, values: dict[NetSharedArray, np.ndarray]) -> Any:
     for key, value in values.items():
         net = set_value(net, key, value)
     return net
+
+
+# ----------------------------------------------------------------------- surgery
+def _first_use(net: Any, key: NetSharedArray, what: str) -> tuple[tuple, Any, str]:
+    found = uses(net).get(key)
+    if not found:
+        known = sorted(k.name for k in uses(net))
+        raise PortError(f"{what}: {key!r} is not used in the net (its shared arrays are "
+                        f"{known})")
+    return found[0]
+
+
+def extract(net: Any, key: NetSharedArray) -> np.ndarray | None:
+    """``NetExtract(net, NetSharedArray(name))``: a float32 copy of the value (None while
+    uninitialized)."""
+    _, layer, name = _first_use(net, key, "NetExtract")
+    value = layer._arrays()[name]
+    return None if value is None else np.array(value, dtype=np.float32)
+
+
+def replace(net: Any, key: NetSharedArray, value: Any) -> Any:
+    """``NetReplacePart(net, {NetSharedArray(name): value})``: every use holds ``value``
+    (checked like any array value; None uninitializes it). Shapes are checked by the
+    inference that follows."""
+    path, layer, name = _first_use(net, key, "NetReplacePart")
+    if value is None:
+        return set_value(net, key, None)
+    arr = validated_array(value, f"{key!r}")
+    old = layer._arrays()[name]
+    if old is not None and old.shape != arr.shape:
+        raise ShapeError(f"{key!r} has shape {old.shape} (the {describe_use(path, layer, name)}"
+                         f"); the replacement has shape {arr.shape}")
+    return set_value(net, key, arr)
+
+
+def make_use(layer: Any, name: str, key: NetSharedArray, net: Any) -> Any:
+    """``layer`` with its array ``name`` made a use of ``key`` (a ``NetReplacePart`` value
+    ``NetSharedArray(name)``): it takes the value ``key`` already has in ``net``, if any,
+    else keeps its own."""
+    found = uses(net).get(key)
+    value = found[0][1]._arrays()[found[0][2]] if found else layer._arrays()[name]
+    return layer.derive(_array_values={**layer._arrays(), name: value},
+                        _shared_arrays={**shared_of(layer), name: key})
+
+
+# ------------------------------------------------------------ naming run-time arrays
+def resolve(net: Any, path: tuple) -> Any:
+    """The run-time key (see :func:`array_key`) of the array that ``path`` names in ``net``:
+    ``(NetSharedArray(name),)``, or a node path (names, not positions) plus an array name;
+    a path that names no array comes back as it is, for the caller to report."""
+    if len(path) == 1 and isinstance(path[0], NetSharedArray):
+        return path[0]
+    sub = net
+    for part in path[:-1]:
+        kids = sub.children()
+        if part not in kids:
+            return path
+        sub = kids[part]
+    return array_key(sub, path[:-1], path[-1]) if path else path
+
+
+def keys_below(net: Any, path: tuple) -> list[Any]:
+    """The run-time keys of every array at or below ``path`` (a node path, names not
+    positions; or ``(NetSharedArray(name),)``), each once: what a learning-rate multiplier
+    keyed by that path applies to. A shared array is below a node when one of its uses is."""
+    if len(path) == 1 and isinstance(path[0], NetSharedArray):
+        return [path[0]] if path[0] in uses(net) else []
+    keys: dict[Any, None] = {}
+    for p, sub in _walk(net):
+        for name in sub._arrays():
+            full = p + (name,)
+            if full[:len(path)] == tuple(path):
+                keys[array_key(sub, p, name)] = None
+    return list(keys)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..allocation import memory_errors
 from ..apply import _fill_shapes_from_data, collect_arrays, data_hints
+from ..arrays import validated_array
 from ..compile import Plan, compile_net
 from ..errors import NetError, SpecificationError
 from ..execute import RunContext, backward, forward
@@ -17,7 +18,9 @@ from ..extract import update_at
 from ..initialize import NetInitialize
 from ..layer import backward_passes
 from ..net import Net
+from ..ports import NetSharedArray
 from ..shapes import Automatic
+from ..shared import with_values
 from .data import TrainData, as_port_dict, fixed_batches, round_batches
 from .loss import NODE, TrainingNet, attach_loss, plan_losses, target_ports
 from .optimizers import Optimizer, make_optimizer
@@ -46,12 +49,15 @@ def _fill_shapes(net: Net, raw: dict[str, Any]) -> Net:
 def _with_arrays(net: Net, arrays: dict[tuple, np.ndarray]) -> Net:
     """``net`` with the arrays of the training net (paths under node ``"net"``) put back."""
     by_layer: dict[tuple, dict[str, np.ndarray]] = {}
+    shared_values = {}
     for path, a in arrays.items():
-        if path[0] == NODE:
+        if isinstance(path, NetSharedArray):  # one value, put into every use
+            shared_values[path] = validated_array(a, repr(path))
+        elif path[0] == NODE:
             by_layer.setdefault(path[1:-1], {})[path[-1]] = a
     for layer_path, fills in by_layer.items():
         net = update_at(net, layer_path, lambda layer, f=fills: layer._with_arrays(f))
-    return net
+    return with_values(net, shared_values)
 
 
 class _Trainer:
