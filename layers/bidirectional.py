@@ -31,7 +31,7 @@ from netgraph.extend import (
     Params,
     ShapeError,
     Solver,
-    place,
+    where,
 )
 
 from ._ops import lead_rank, reverse_sequences
@@ -91,20 +91,20 @@ class NetBidirectionalOperator(Layer):
 
     # --------------------------------------------------------------- inference
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        me = f"NetBidirectionalOperator at {place(path)}"
+        me = f"NetBidirectionalOperator at {where(path)}"
         length = S.new_dim(varying=True, origin=me)
-        tin, pin = ports["Input"], place(path, "Input")
+        tin, pin = ports["Input"], where(path, "Input")
         S.relate(tin, S.new_type(), prefix=(length,), places=(pin, pin),
                  what=f"{me} runs over a sequence")
         outs = []
         for part, (i, o) in self._ends().items():
             sub, net = path + (part,), self.child(part)
-            S.unify(tin, S.port(sub, i), pin, place(sub, i))
-            t, p = S.port(sub, net.output_key(o)), place(sub, o)
+            S.unify(tin, S.port(sub, i), pin, where(sub, i))
+            t, p = S.port(sub, net.output_key(o)), where(sub, o)
             S.relate(t, S.new_type(), prefix=(length,), places=(p, p),
                      what=f"{me} needs the {part} to give a sequence as long as its input")
             outs.append((t, p))
-        to, pout = ports["Output"], place(path, "Output")
+        to, pout = ports["Output"], where(path, "Output")
         if self.params.aggregation == "Total":
             S.unify(outs[0][0], outs[1][0], outs[0][1], outs[1][1])
             S.unify(outs[0][0], to, outs[0][1], pout)

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.extend import Layer, NetError, Params, Solver, place, register_shorthand
+from netgraph.extend import Layer, NetError, Params, Solver, register_shorthand, where
 
 from ._ops import ArityParams, expand_scalar, fill_padding, sum_to
-from .loss import CrossEntropyLossLayer
+from .loss import CrossEntropyLossLayer, FusedCrossEntropy
 
 __all__ = ["ElementwiseLayer", "ThreadingLayer", "ELEMENTWISE_FUNCTIONS", "THREADING_FUNCTIONS"]
 
@@ -107,6 +107,7 @@ class ElementwiseLayer(Layer):
     "ReLU" = "Ramp", "Sigmoid" = "LogisticSigmoid"). Any shape, varying lengths included."""
 
     Params = ElementwiseParams
+    signature = "Input[...x] -> Output[...x]"
     real_outputs = ("Output",)
 
     def __init__(self, f: str, **ports):
@@ -124,9 +125,13 @@ class ElementwiseLayer(Layer):
         """Probabilities of a logistic sigmoid: ``CrossEntropyLossLayer("Binary")``."""
         return CrossEntropyLossLayer("Binary") if self.function == "LogisticSigmoid" else None
 
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))
-        return {}
+    def fused_with_consumer(self, port, consumer, consumer_port, meta):
+        """A logistic sigmoid read by the Input of ``CrossEntropyLossLayer("Binary")``: one
+        step whose logit gradient is ``p - t`` (see ``netgraph.layers.loss``)."""
+        if (self.function == "LogisticSigmoid" and isinstance(consumer, CrossEntropyLossLayer)
+                and consumer_port == "Input" and consumer.params.form == "Binary"):
+            return FusedCrossEntropy(self, consumer)
+        return None
 
     def forward(self, ins, arrays, ctx):
         f, df, _ = ELEMENTWISE_FUNCTIONS[self.function]
@@ -208,14 +213,14 @@ class ThreadingLayer(Layer):
         def rule() -> None:
             full = [n for n in names if S.rank(ports[n]) not in (None, 0)]
             for n in full:
-                S.unify(ports[n], to, place(path, n), place(path, "Output"))
+                S.unify(ports[n], to, where(path, n), where(path, "Output"))
             if all(S.rank(ports[n]) == 0 for n in names):
-                S.unify(ports[names[0]], to, place(path, names[0]), place(path, "Output"))
+                S.unify(ports[names[0]], to, where(path, names[0]), where(path, "Output"))
 
         def default() -> None:
             for n in names:
                 if S.dims(ports[n]) is None:
-                    S.unify(ports[n], to, place(path, n), place(path, "Output"))
+                    S.unify(ports[n], to, where(path, n), where(path, "Output"))
 
         S.rules.append(rule)
         S.defaults.append(default)

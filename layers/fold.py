@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netgraph.extend import NetError, Solver, place
+from netgraph.extend import NetError, Solver, where
 
 from ._ops import broadcast_lead, sum_to
 from .operators import _Operator
@@ -48,18 +48,18 @@ class NetFoldOperator(_Operator):
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         sub = path + ("Net",)
-        what = f"NetFoldOperator at {place(path)} folds over a sequence"
-        length = S.new_dim(varying=True, origin=f"NetFoldOperator at {place(path)}")
+        what = f"NetFoldOperator at {where(path)} folds over a sequence"
+        length = S.new_dim(varying=True, origin=f"NetFoldOperator at {where(path)}")
         state = S.port(sub, "State")
-        S.unify(S.port(sub, "Output"), state, place(sub, "Output"), place(sub, "State"))
+        S.unify(S.port(sub, "Output"), state, where(sub, "Output"), where(sub, "State"))
         for p in ("Input", "Output"):
             S.relate(ports[p], S.port(sub, p), prefix=(length,),
-                     places=(place(path, p), place(sub, p)), what=what)
+                     places=(where(path, p), where(sub, p)), what=what)
         if "State" in self.input_ports:
-            S.unify(ports["State"], state, place(path, "State"), place(sub, "State"))
+            S.unify(ports["State"], state, where(path, "State"), where(sub, "State"))
         if "State" in self.output_ports:
-            S.unify(ports[self.output_key("State")], state, place(path, "State"),
-                    place(sub, "State"))
+            S.unify(ports[self.output_key("State")], state, where(path, "State"),
+                    where(sub, "State"))
         return {}
 
     def forward(self, ins, arrays, ctx):

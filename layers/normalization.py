@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.extend import Layer, Params, Real, ShapeError, Solver, place
+from netgraph.extend import Layer, Params, Real, ShapeError, Solver, where
 
 __all__ = ["NormalizationLayer"]
 
@@ -52,9 +52,9 @@ class NormalizationLayer(Layer):
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         tin = ports["Input"]
-        pin = place(path, "Input")
-        S.unify(tin, ports["Output"], pin, place(path, "Output"))
-        size = S.new_dim(origin=f"the arrays of NormalizationLayer at {place(path)}")
+        pin = where(path, "Input")
+        S.unify(tin, ports["Output"], pin, where(path, "Output"))
+        size = S.new_dim(origin=f"the arrays of NormalizationLayer at {where(path)}")
 
         def rule() -> None:
             dims = S.dims(tin)
@@ -65,7 +65,7 @@ class NormalizationLayer(Layer):
                                  "normalizes vectors along the last axis: it needs an input of "
                                  "rank >= 1, not a scalar")
             S.equal_sizes(dims[-1], size, pin,
-                          f"the size of the arrays Scaling and Biases of {place(path)}")
+                          f"the size of the arrays Scaling and Biases of {where(path)}")
 
         def check() -> None:
             dims = S.dims(tin)

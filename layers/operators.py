@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netgraph.extend import Layer, Net, NetError, Solver, place
+from netgraph.extend import Layer, Net, NetError, Solver, where
 
 from ._ops import broadcast_lead, sum_to
 
@@ -48,13 +48,13 @@ class NetMapOperator(_Operator):
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         inner, sub = self.net, path + ("Net",)
-        length = S.new_dim(varying=True, origin=f"NetMapOperator at {place(path)}")
+        length = S.new_dim(varying=True, origin=f"NetMapOperator at {where(path)}")
         for p in inner.input_ports:
             S.relate(ports[p], S.port(sub, p), prefix=(length,),
-                     places=(place(path, p), place(sub, p)), what="NetMapOperator maps a sequence")
+                     places=(where(path, p), where(sub, p)), what="NetMapOperator maps a sequence")
         for p in inner.output_ports:
             S.relate(ports[self.output_key(p)], S.port(sub, inner.output_key(p)), prefix=(length,),
-                     places=(place(path, p), place(sub, p)), what="NetMapOperator maps a sequence")
+                     places=(where(path, p), where(sub, p)), what="NetMapOperator maps a sequence")
         return {}
 
     def forward(self, ins, arrays, ctx):

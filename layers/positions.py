@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.extend import Index, Int, Layer, Params, Solver, place
+from netgraph.extend import Index, Int, Layer, Params, Solver, where
 
 from ._ops import lead_rank
 
@@ -42,12 +42,12 @@ class SequenceIndicesLayer(Layer):
         super().__init__({"n": n}, ports)
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        me = f"SequenceIndicesLayer({self.params.n}) at {place(path)}"
+        me = f"SequenceIndicesLayer({self.params.n}) at {where(path)}"
         length = S.new_dim(varying=True, origin=me)
-        pin = place(path, "Input")
+        pin = where(path, "Input")
         S.relate(ports["Input"], S.new_type(), prefix=(length,), places=(pin, pin),
                  what=f"{me} needs a sequence", inner_may_vary=True)
-        S.constrain(ports["Output"], (length,), Index(self.params.n), place(path, "Output"),
+        S.constrain(ports["Output"], (length,), Index(self.params.n), where(path, "Output"),
                     f"{me} gives a sequence of Index({self.params.n}) positions")
 
         def default() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,22 +18,16 @@ from .batch import (
     with_hints,
 )
 from .compile import Plan, compile_net
-from .errors import InputDataError, NetError, PortError, ShapeError, SpecificationError
+from .errors import InputDataError, NetError, PortError, ShapeError, where
 from .execute import RunContext, Tape, backward, forward
 from .net import Net
 from .ports import NetArrayGradient, NetPort, NetPortGradient, NetSharedArray
 from .shapes import Automatic, Index
 from .shared import array_key, resolve
+from .tree import resolve_child, walk
 
-__all__ = ["apply_net", "walk", "collect_arrays", "uninitialized", "run_net", "data_hints",
+__all__ = ["apply_net", "collect_arrays", "uninitialized", "run_net", "data_hints",
            "underflow_ignored"]
-
-
-def walk(net: Net, path: tuple = ()) -> Iterator[tuple[tuple, Net]]:
-    """Every net in the tree below ``net`` (itself first), with its path."""
-    yield path, net
-    for name, child in net.children().items():
-        yield from walk(child, path + (name,))
 
 
 def uninitialized(net: Net) -> list[tuple]:
@@ -98,8 +92,6 @@ def _split_data(net: Net, data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 def _node_path(net: Net, path: tuple) -> tuple:
     """``path`` with int positions (negative from the end) replaced by node names, as in
     NetExtract; parts that name no sub-net are kept, so the caller's lookup reports them."""
-    from .extract import resolve_child
-
     out = []
     for part in path:
         try:
@@ -128,8 +120,7 @@ def _target(net: Net, plan: Plan, w: Any) -> tuple:
                             f"{list(plan.outputs)}")
         meta = plan.interior.get((_node_path(net, w.layer), w.port))
         if meta is None:
-            raise PortError(f"{w!r} does not exist: no port {w.port!r} on node "
-                            f"{'/'.join(map(repr, w.layer))}")
+            raise PortError(f"{w!r} does not exist: there is no {where(w.layer, w.port)}")
         return ("value", meta)
     if isinstance(w, NetPortGradient):
         if w.port not in plan.inputs:
@@ -184,37 +175,48 @@ def _example_shape(x: Any, shape: Any, port: str) -> tuple[int, ...]:
     return example
 
 
+def _open_inputs(net: Net) -> list[str]:
+    """The input ports whose shapes inference left open (the rank or a size unknown)."""
+    return [p for p in net.input_ports if (shape := net.port_shape(p)) is Automatic or
+            isinstance(shape, tuple) and Automatic in shape]
+
+
+def _filled_spec(shape: Any, x: Any, port: str) -> Any:
+    """The open ``shape`` of ``port`` completed from data ``x`` (one example or a batch)."""
+    example = _example_shape(x, shape, port)
+    if shape is Automatic:
+        return example or "Real"
+    sizes, filled = iter(example), []  # fill the Automatic dims; the rest stays
+    for d in shape:
+        if d in ("Real", "Integer") or isinstance(d, Index):
+            filled.append(d)
+        else:
+            n = next(sizes)
+            filled.append(n if d is Automatic else d)
+    return tuple(filled)
+
+
 def _fill_shapes_from_data(net: Net, data: Any) -> Net:
     """Just-in-time inference: input ports whose shapes are not fully known take the data's
-    shape (of one example; the rank decides single example versus batch as usual)."""
-    from .extract import NetReplacePart
-
-    inputs, _ = _split_data(net, data)
-    specs = {}
-    for p in net.input_ports:
-        shape = net.port_shape(p)
-        if shape is not Automatic and (not isinstance(shape, tuple) or Automatic not in shape):
-            continue  # fully known (a scalar, or every dim an int or "Varying")
-        example = _example_shape(inputs[p], shape, p)
-        if shape is Automatic:
-            specs[p] = example or "Real"
-        else:  # fill the Automatic dims; "Varying", sizes and the element type stay
-            sizes, filled = iter(example), []
-            for d in shape:
-                if d in ("Real", "Integer") or isinstance(d, Index):
-                    filled.append(d)
-                else:
-                    n = next(sizes)
-                    filled.append(n if d is Automatic else d)
-            specs[p] = tuple(filled)
-    if not specs:
+    shape (of one example; the rank decides single example versus batch as usual). The
+    filled net is solved once and kept on ``net`` for the next call with data of that shape;
+    ``net`` itself when every input shape is known."""
+    open_ports = _open_inputs(net)
+    if not open_ports:
         return net
+    inputs, _ = _split_data(net, data)
+    specs = {p: _filled_spec(net.port_shape(p), inputs[p], p) for p in open_ports}
+    last = net._cache.get("filled")
+    if last is not None and last[0] == specs:
+        return last[1]
     try:
-        return NetReplacePart(net, specs)
+        filled = net.derive(_user_specs={**net._user_specs, **specs})._infer()
     except ShapeError as e:
         raise InputDataError("the data for port(s) " + ", ".join(map(repr, specs)) +
                              f" (example shapes {list(specs.values())}) does not fit the net: "
                              f"{e}") from None
+    net._cache["filled"] = (specs, filled)
+    return filled
 
 
 def underflow_ignored(fn: Callable) -> Callable:
@@ -322,11 +324,8 @@ def _seeds(plan: Plan, batch: Any, given: dict[str, Any], dtype: Any, tape: Tape
 def apply_net(net: Net, data: Any, what: Any = None, *, dtype: Any = np.float32,
               training: bool = False, rng: Any = None, fill: float = 0.0) -> Any:
     dt = _check_dtype(dtype)
-    try:
-        plan = compile_net(net)
-    except SpecificationError:
-        net = _fill_shapes_from_data(net, data)
-        plan = compile_net(net)
+    net = _fill_shapes_from_data(net, data)
+    plan = compile_net(net)
     many = isinstance(what, list)
     wants = what if many else [what]
     if what is None:

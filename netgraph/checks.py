@@ -23,9 +23,10 @@ from .apply import (
 )
 from .batch import from_batch, split_examples
 from .compile import Plan, compile_net
-from .errors import NetError, SpecificationError
+from .errors import NetError, where
 from .execute import RunContext, backward, forward
 from .net import Net
+from .numdiff import central_differences
 from .ports import NetArrayGradient, NetPort, NetPortGradient
 
 __all__ = ["gradcheck", "check_padding", "CheckReport"]
@@ -58,11 +59,8 @@ def _check_tolerance(fn: str, name: str, value: Any, *, positive: bool = False) 
 def _prepare(net: Net, data: Any) -> tuple[Net, Plan, dict[str, Any]]:
     if not isinstance(net, Net):
         raise NetError(f"expected a net, got {type(net).__name__}")
-    try:
-        plan = compile_net(net)
-    except SpecificationError:
-        net = _fill_shapes_from_data(net, data)
-        plan = compile_net(net)
+    net = _fill_shapes_from_data(net, data)
+    plan = compile_net(net)
     inputs, _ = _split_data(net, data)
     return net, plan, inputs
 
@@ -154,20 +152,10 @@ def gradcheck(net: Net, data: Any, *, eps: float = 1e-6, rtol: float = 1e-5,
     def numeric(target: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Central differences at the ``valid`` entries of ``target`` (perturbed in place);
         NaN where nothing was checked (entries left out of the sample)."""
-        grad = np.full(target.shape, np.nan)
         idx = np.flatnonzero(valid)
         if max_entries is not None and idx.size > max_entries:
             idx = np.sort(rng.choice(idx, max_entries, replace=False))
-        flat, gflat = target.reshape(-1), grad.reshape(-1)
-        for i in idx:
-            old = flat[i]
-            flat[i] = old + eps
-            up = objective()
-            flat[i] = old - eps
-            down = objective()
-            flat[i] = old
-            gflat[i] = (up - down) / (2 * eps)
-        return grad
+        return central_differences(objective, target, h=eps, at=idx)
 
     report = CheckReport()
     for key, got in zip(keys, analytic, strict=True):
@@ -289,21 +277,18 @@ def _check_interior_padding(net: Net, plan: Plan, inputs: dict[str, Any],
              for p, m in plan.outputs.items() if not m.integer}
     grads, _ = backward(plan, tape, seeds)
 
-    def node(path: tuple, port: str) -> str:
-        return f"port {port!r} of " + ("node " + "/".join(map(repr, path)) if path else "the net")
-
-    makers = {m.slot: node(s.path, p) for s in plan.steps for p, m in s.outs.items()}
+    makers = {m.slot: where(s.path, p) for s in plan.steps for p, m in s.outs.items()}
     users: dict[int, list[str]] = {}
     for s in plan.steps:
         for p, m in s.ins.items():
-            users.setdefault(m.slot, []).append(node(s.path, p))
+            users.setdefault(m.slot, []).append(where(s.path, p))
     for meta in plan.metas:
         for kind, value in (("value", tape.values[meta.slot]), ("gradient", grads[meta.slot])):
             if not meta.varying or value is None or meta.integer and kind == "gradient":
                 continue
             if not np.array_equal(run.zero_padding(value, meta), value):
-                where = makers.get(meta.slot, "an input of the net") if kind == "value" else \
+                at = makers.get(meta.slot, "an input of the net") if kind == "value" else \
                     " and ".join(users.get(meta.slot, ["an output of the net"]))
                 raise NetError(f"check_padding: the {kind} {'at' if kind == 'value' else 'for'} "
-                               f"{where} is not exactly 0 at padded positions (a layer that "
+                               f"{at} is not exactly 0 at padded positions (a layer that "
                                "declares pad_clean = True leaves padding dirty)")

@@ -13,7 +13,9 @@ A layer is a subclass of :class:`Layer` with
 
 Hooks a layer may override: ``validate()`` (checks beyond ``Params``), ``input_names()`` /
 ``output_names()`` (ports that depend on parameters or sub-nets), ``default_loss(port)``,
-``output_source(port)``, ``index_data_hint(port)``, ``params_text()`` (display). A layer
+``output_source(port)``, ``index_data_hint(port)``, ``params_text()`` (display),
+``fused_with_consumer(port, consumer, consumer_port, meta)`` (one step computing this layer
+and the layer reading its output, for the compiler's fusion pass: softmax + cross-entropy). A layer
 holding sub-nets names them in ``sub_nets``, passes them to ``Layer.__init__`` as
 ``children=``, reads them with ``child(name)``; ``children()``/``with_children()`` need no
 override. ``derive(**attrs)`` is the copy a method returns instead of changing a net;
@@ -31,7 +33,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import InputDataError, NetError, PortError, ShapeError, SpecificationError
+from .errors import (
+    InputDataError,
+    NetError,
+    PortError,
+    ShapeError,
+    SpecificationError,
+    where,
+)
 from .graph import (
     GRAPH_IN,
     GRAPH_OUT,
@@ -48,19 +57,18 @@ from .layer import (
     Params,
     Real,
     layer_classes,
-    register_backward_pass,
     register_default_loss,
 )
 from .net import Net
 from .ports import NetPort
 from .shapes import Automatic, Index, Varying
-from .solver import Conflict, Solver, place
+from .solver import Conflict, Solver
 
 __all__ = [
     # the base classes and the field types of hyperparameters
     "Layer", "Params", "Int", "Real", "Bool", "Backward", "Net",
     # shape rules
-    "Solver", "Conflict", "place", "Automatic", "Index", "Varying",
+    "Solver", "Conflict", "where", "Automatic", "Index", "Varying",
     # the context of forward
     "StepContext",
     # nets a layer builds or inspects (a scoring net, a sub-net's structure)
@@ -69,7 +77,7 @@ __all__ = [
     "NetError", "ShapeError", "PortError", "InputDataError", "SpecificationError",
     # registration
     "register_shorthand", "register_shorthand_hint", "register_default_loss",
-    "register_backward_pass", "layer_classes",
+    "layer_classes",
 ]
 
 
@@ -96,7 +104,7 @@ class StepContext(Protocol):
 
     @property
     def path(self) -> tuple:
-        """The layer's node path in the net being run (for messages: ``place(ctx.path)``)."""
+        """The layer's node path in the net being run (for messages: ``where(ctx.path)``)."""
 
     def dims(self, port: str) -> tuple[int | None, ...]:
         """The static example dims of ``port`` (``None`` for a varying length)."""

@@ -7,7 +7,6 @@ array name (``"Weights"``), a port name (``"Input"``) or a hyperparameter name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,40 +14,18 @@ import numpy as np
 from . import shared
 from .allocation import memory_errors
 from .arrays import validated_array
-from .errors import NetError, PortError, ShapeError
+from .errors import NetError, PortError, ShapeError, where
 from .layer import Layer
 from .net import Net
 from .ports import NetSharedArray
 from .shapes import All, Automatic, parse_spec
+from .tree import resolve_child, update_at
 
-__all__ = ["NetExtract", "NetReplacePart", "resolve_child", "update_at"]
+__all__ = ["NetExtract", "NetReplacePart"]
 
 
 def _as_path(spec: Any) -> tuple:
     return tuple(spec) if isinstance(spec, (list, tuple)) else (spec,)
-
-
-def resolve_child(net: Net, step: Any, walked: tuple = ()) -> Any:
-    """The key of child ``step`` of ``net`` (resolving int positions), or None."""
-    try:
-        hash(step)
-    except TypeError:
-        raise PortError(f"invalid part {step!r} at {_at(walked)}: a part is a name, an int or "
-                       "All (a path is one list or tuple of parts)") from None
-    kids = net.children()
-    if step in kids and not isinstance(step, bool):
-        return step
-    if isinstance(step, int) and not isinstance(step, bool) and kids:
-        names = list(kids)
-        if -len(names) <= step < len(names):
-            return names[step]
-        raise PortError(f"part {step} does not exist at {_at(walked)}: it has {len(names)} parts "
-                        f"(positions {-len(names)}..{len(names) - 1}), {names}")
-    return None
-
-
-def _at(walked: tuple) -> str:
-    return "the net" if not walked else "node " + "/".join(map(repr, walked))
 
 
 def _leaf(net: Net, step: Any, walked: tuple) -> Any:
@@ -63,7 +40,7 @@ def _leaf(net: Net, step: Any, walked: tuple) -> Any:
         v = getattr(net.params, step)
         return Automatic if v is None else v
     parts = list(net.children()) + list(arrays) + list(net.input_ports) + list(net.output_ports)
-    raise PortError(f"part {step!r} does not exist at {_at(walked)}; available parts are {parts}")
+    raise PortError(f"part {step!r} does not exist at {where(walked)}; available parts are {parts}")
 
 
 def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
@@ -72,7 +49,7 @@ def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
     step, rest = path[0], path[1:]
     if step is All:
         if rest:
-            raise PortError(f"All can only be the last part of an extraction path; {_at(walked)} "
+            raise PortError(f"All can only be the last part of an extraction path; {where(walked)} "
                             f"has no part {rest[0]!r} below All")
         kids = net.children()
         if kids:
@@ -83,7 +60,7 @@ def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
         return _extract_path(net.children()[key], rest, walked + (key,))
     value = _leaf(net, step, walked)
     if rest:
-        raise PortError(f"part {step!r} at {_at(walked)} is not a net, so it has no part "
+        raise PortError(f"part {step!r} at {where(walked)} is not a net, so it has no part "
                         f"{rest[0]!r}")
     return value
 
@@ -98,22 +75,6 @@ def NetExtract(net: Net, spec: Any) -> Any:
     if isinstance(spec, list) and spec and all(isinstance(s, (list, tuple)) for s in spec):
         return [_extract_path(net, _as_path(s)) for s in spec]
     return _extract_path(net, _as_path(spec))
-
-
-def update_at(net: Net, path: tuple, fn: Callable[[Net], Net], walked: tuple = ()) -> Net:
-    """A copy of ``net`` with the sub-net at ``path`` replaced by ``fn(sub-net)``."""
-    if not path:
-        return fn(net)
-    key = resolve_child(net, path[0], walked)
-    if key is None:
-        if path[0] in net._arrays() or path[0] in net.input_ports + net.output_ports:
-            raise PortError(f"part {path[0]!r} at {_at(walked)} is not a net, so it has no part "
-                            f"{path[1]!r}" if len(path) > 1 else
-                            f"part {path[0]!r} at {_at(walked)} is not a net")
-        raise PortError(f"part {path[0]!r} does not exist at {_at(walked)}; sub-nets are "
-                        f"{list(net.children())}")
-    child = net.children()[key]
-    return net.with_children({key: update_at(child, path[1:], fn, walked + (key,))})
 
 
 def _shared_use(net: Net, head: tuple, name: Any) -> NetSharedArray | None:
@@ -161,8 +122,8 @@ def _replace_one(net: Net, path: tuple, value: Any) -> Net:
             parse_spec(value)
             port_key = last if last in sub.input_ports else sub.output_key(last)
             return sub.derive(_user_specs={**sub._user_specs, port_key: value})
-        raise PortError(f"NetReplacePart: part {last!r} does not exist at {_at(head)}; arrays are "
-                        f"{list(arrays)}, ports {list(sub.input_ports + sub.output_ports)}")
+        raise PortError(f"NetReplacePart: part {last!r} does not exist at {where(head)}; arrays "
+                        f"are {list(arrays)}, ports {list(sub.input_ports + sub.output_ports)}")
 
     return update_at(net, head, replace)
 
@@ -171,9 +132,9 @@ def _replace_array(layer: Net, head: tuple, name: str, value: Any) -> Net:
     old = layer._arrays()[name]
     if value is None:
         return layer.derive(_array_values={**layer._arrays(), name: None})
-    arr = validated_array(value, f"array {name!r} at {_at(head)}")
+    arr = validated_array(value, f"array {name!r} at {where(head)}")
     if old is not None and old.shape != arr.shape:
-        raise ShapeError(f"array {name!r} at {_at(head)} has shape {old.shape}; the "
+        raise ShapeError(f"array {name!r} at {where(head)} has shape {old.shape}; the "
                          f"replacement has shape {arr.shape}")
     return layer._with_arrays({name: arr})
 

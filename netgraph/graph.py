@@ -19,12 +19,13 @@ from .edges import (
     _is_graph_end,
     _parse_connections,
     _resolve,
-    _topological_order,
+    check_node_names,
+    check_structure,
 )
-from .errors import NetError, PortError
+from .errors import NetError, where
 from .net import Net
 from .shapes import Automatic, parse_spec
-from .solver import Solver, place
+from .solver import Solver
 
 __all__ = ["NetGraph", "NetChain", "register_shorthand", "register_shorthand_hint", "GRAPH_IN",
            "GRAPH_OUT", "_is_graph_end"]
@@ -82,30 +83,22 @@ class NetGraph(Net):
         else:
             raise NetError("NetGraph: layers must be a dict or a list, got "
                            f"{type(layers).__name__}")
-        if not names:
-            raise NetError("NetGraph: a graph needs at least one layer")
-        for n in names:
-            if not isinstance(n, (str, int)) or isinstance(n, bool):
-                raise NetError(f"NetGraph: layer names must be strings, got {n!r}")
+        check_node_names(names)
         nodes = {n: as_net(v, n) for n, v in zip(names, values)}
         if isinstance(connections, tuple) and connections and not isinstance(
                 connections[0], (tuple, list)):
             connections = [connections]
         groups = _parse_connections(connections, nodes)
         nodes, edges = _resolve(groups, nodes)
-        # cycles first: in a cycle every output is used, so _dangling would only say "no outputs"
-        order = _topological_order(nodes, edges)
         ins, outs, edges = _dangling(nodes, edges)
-        for k, v in port_shapes.items():
-            if k not in ins and k not in outs:
-                raise PortError(f"NetGraph: shape given for {k!r}, which is not a port of the "
-                                f"graph (inputs {ins}, outputs {outs})")
+        order = check_structure(nodes, edges, ins, outs, specs=port_shapes)
+        for v in port_shapes.values():
             parse_spec(v)
         self._set(_nodes=nodes, _edges=tuple(edges), _ins=tuple(ins), _outs=tuple(outs),
                   _order=tuple(order), _specs=dict(port_shapes), _user_specs=dict(port_shapes),
                   _cache={})
         inferred = self._infer()
-        self._set(_nodes=inferred._nodes, _specs=inferred._specs)
+        self._set(_nodes=inferred._nodes, _specs=inferred._specs, _cache=inferred._cache)
 
     # ----------------------------------------------------------------- ports
     @property
@@ -143,25 +136,27 @@ class NetGraph(Net):
 
     @classmethod
     def _from_parts(cls, nodes: dict, edges: list, ins: list, outs: list, order: list,
-                    port_shapes: dict, *, infer: bool = True) -> NetGraph:
+                    port_shapes: dict, *, infer: bool = True, who: str = "NetGraph") -> NetGraph:
         """Rebuild a graph from resolved parts without re-parsing connections (used by
         ``netgraph.io.load``). ``edges`` are ``(src, dst)`` pairs of ``(node, port)`` ends,
-        with ``None`` for the node of a graph port; the caller checks the structure.
+        with ``None`` for the node of a graph port. The structure passes the constructor's
+        check (``check_structure``, its errors prefixed by ``who``), ``order`` included.
         ``infer=False`` skips inference (the loader infers once, for the whole tree)."""
+        def end(e: tuple, side: Any) -> tuple:
+            return (side, e[1]) if e[0] is None else tuple(e)
+
+        edges = [(end(s, _IN), end(d, _OUT)) for s, d in edges]
+        order = check_structure(nodes, edges, ins, outs, order=order, specs=port_shapes, who=who)
         graph = object.__new__(cls)
         if issubclass(cls, NetChain):
             object.__setattr__(graph, "_chain", True)
-
-        def end(e: tuple, side: str) -> tuple:
-            return (side, e[1]) if e[0] is None else tuple(e)
-
-        graph._set(_nodes=dict(nodes), _edges=tuple((end(s, _IN), end(d, _OUT)) for s, d in edges),
+        graph._set(_nodes=dict(nodes), _edges=tuple(edges),
                    _ins=tuple(ins), _outs=tuple(outs), _order=tuple(order),
                    _specs=dict(port_shapes), _user_specs=dict(port_shapes), _cache={})
         if not infer:
             return graph
         inferred = graph._infer()
-        graph._set(_nodes=inferred._nodes, _specs=inferred._specs)
+        graph._set(_nodes=inferred._nodes, _specs=inferred._specs, _cache=inferred._cache)
         return graph
 
     # ------------------------------------------------------------- inference
@@ -172,18 +167,18 @@ class NetGraph(Net):
             gports[self.output_key(p)] = S.port(path, self.output_key(p))
         for key, spec in self._user_specs.items():
             if key in gports and spec is not Automatic:
-                origin = f"{key}={spec!r} of the graph at {place(path, None)}"
-                S.unify(gports[key], S.from_spec(parse_spec(spec), origin), place(path, key),
+                origin = f"{key}={spec!r} of the graph at {where(path, None)}"
+                S.unify(gports[key], S.from_spec(parse_spec(spec), origin), where(path, key),
                         origin)
 
         def type_of(end: tuple, source: bool) -> tuple[int, str]:
             kind, port = end
             if kind is (_IN if source else _OUT):
                 key = port if source else self.output_key(port)
-                return gports[key], place(path, port)
+                return gports[key], where(path, port)
             node = self._nodes[kind]
             key = node.output_key(port) if source else port
-            return node_ports[kind][key], place(path + (kind,), port)
+            return node_ports[kind][key], where(path + (kind,), port)
 
         for src, dst in self._edges:
             ts, ps = type_of(src, True)
@@ -199,7 +194,7 @@ class NetGraph(Net):
         return self.derive(_nodes=nodes, _specs=specs)
 
     # ------------------------------------------------------------- compiling
-    def _emit(self, plan: Any, S: Solver, path: tuple, in_slots: dict[str, Any]) -> dict:
+    def _emit(self, plan: Any, sol: Any, path: tuple, in_slots: dict[str, Any]) -> dict:
         incoming = {dst: src for src, dst in self._edges}
         produced: dict[tuple, Any] = {}
 
@@ -209,7 +204,7 @@ class NetGraph(Net):
         for name in self._order:
             node = self._nodes[name]
             node_in = {p: slot(incoming[(name, p)]) for p in node.input_ports}
-            outs = node._emit(plan, S, path + (name,), node_in)
+            outs = node._emit(plan, sol, path + (name,), node_in)
             # outputs first: where an output shares its name with an input (a recurrent
             # layer's State), NetPort(node, "State") reads the final state, not the initial one
             for p, s in outs.items():

@@ -20,45 +20,33 @@ from typing import Any
 
 import numpy as np
 
-from .apply import walk
 from .errors import NetError
+from .labels import port_spec, require_net, show_path, type_label
 from .layer import Layer
 from .net import Net
+from .plotting import plot
 from .shapes import Automatic
 from .shared import array_key
-from .solver import Solver
+from .tree import walk
 
-__all__ = ["summary", "plot", "NetInformation", "array_shapes", "port_rows", "layer_paths"]
+__all__ = ["summary", "NetInformation", "array_shapes", "port_rows", "layer_paths"]
 
 
 # ------------------------------------------------------------------ facts about a net
-def _check(net: Any, who: str) -> None:
-    if not isinstance(net, Net):
-        raise NetError(f"{who} needs a net (a layer, NetGraph or NetChain), got "
-                       f"{type(net).__name__}")
-
-
 def array_shapes(net: Net, *, by_key: bool = False) -> dict[Any, tuple[int | None, ...] | None]:
     """Every array of ``net`` by full path -> its shape: the actual shape when initialized,
     else the inferred one with ``None`` for an unknown dimension (``None`` for the whole
     shape when even the rank is unknown). With ``by_key``, by run-time key instead: a
     shared array once, under its ``NetSharedArray``."""
-    S: Solver | None = Solver()
-    try:
-        net._constrain(S, ())
-        S.solve()
-    except NetError:  # pragma: no cover - a constructed net always solves
-        S = None
+    solved = net._solution().arrays
     out: dict[tuple, tuple[int | None, ...] | None] = {}
     for path, sub in walk(net):
         for name, value in sub._arrays().items():
             key = array_key(sub, path, name) if by_key else path + (name,)
             if value is not None:
                 out[key] = tuple(int(n) for n in value.shape)
-            elif S is not None and (path, name) in S.arrays:
-                out[key] = tuple(S.size(d) for d in S.arrays[(path, name)])
             else:
-                out[key] = None
+                out[key] = solved.get((path, name))
     return out
 
 
@@ -68,17 +56,13 @@ def _elements(shape: tuple[int | None, ...] | None) -> int | None:
     return math.prod(shape)  # type: ignore[arg-type]
 
 
-def _spec(net: Net, port: str, out: bool) -> Any:
-    return net._specs.get(net.output_key(port) if out else port, Automatic)
-
-
 def port_rows(net: Net) -> list[tuple[str, str, Any]]:
     """``(kind, port, shape)`` for every port of ``net``; kind is ``"in"``, ``"out"`` or
     ``"hidden"`` (an interior value such as ``AttentionWeights``, never a graph port)."""
-    rows = [("in", p, _spec(net, p, False)) for p in net.input_ports]
-    rows += [("out", p, _spec(net, p, True)) for p in net.output_ports]
+    rows = [("in", p, port_spec(net, p, False)) for p in net.input_ports]
+    rows += [("out", p, port_spec(net, p, True)) for p in net.output_ports]
     if isinstance(net, Layer):
-        rows += [("hidden", p, _spec(net, p, True)) for p in net.hidden_outputs]
+        rows += [("hidden", p, port_spec(net, p, True)) for p in net.hidden_outputs]
     return rows
 
 
@@ -87,31 +71,12 @@ def layer_paths(net: Net) -> dict[tuple, Layer]:
     return {path: sub for path, sub in walk(net) if isinstance(sub, Layer)}
 
 
-def show_path(path: tuple) -> str:
-    """``("attend", "ScoringNet", "Linear")`` -> ``attend/ScoringNet/Linear``."""
-    return "/".join(map(str, path)) if path else "(net)"
-
-
 def show_shape(shape: tuple[int | None, ...] | None) -> str:
     """An array shape with ``?`` for unknown dimensions: ``(?, 3)``."""
     if shape is None:
         return "?"
     inner = ", ".join("?" if n is None else str(n) for n in shape)
     return f"({inner},)" if len(shape) == 1 else f"({inner})"
-
-
-def type_label(net: Net, limit: int = 34) -> str:
-    """``LinearLayer(n=4, biases=True)``, ``NetChain[3]`` (3 nodes): short and one line."""
-    name = type(net).__name__
-    if isinstance(net, Layer):
-        text = f"{name}({net.params_text()})"
-        if len(text) > limit:  # fall back to the non-default parameters
-            params = net.params.model_dump(exclude_defaults=True)
-            text = f"{name}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
-        text = text if len(text) <= limit else text[: limit - 4] + "...)"
-        return name if text == f"{name}()" else text
-    kids = net.children()
-    return f"{name}[{len(kids)}]" if kids else name
 
 
 # ------------------------------------------------------------------------ summary
@@ -141,7 +106,7 @@ def summary(net: Net) -> str:
     """A fixed-width table of every node (nested ones by path such as
     ``attend/ScoringNet/Linear``), its type, every port with its inferred shape, every array
     with its shape, element count and state, and totals. Needs no data and no arrays."""
-    _check(net, "summary")
+    require_net(net, "summary")
     shapes = array_shapes(net)
     rows: list[tuple[str, ...]] = []
     for path, sub in walk(net):
@@ -175,15 +140,6 @@ def summary(net: Net) -> str:
     return "\n".join([head, ""] + table + ["", f"Layer types: {types or 'none'}"])
 
 
-# ---------------------------------------------------------------------- plotting
-def plot(net: Net, *, expand: bool = False, **kwargs: Any) -> Any:
-    """A matplotlib Figure of the graph; see :func:`netgraph.plotting.plot_net`."""
-    _check(net, "plot")
-    from .plotting import plot_net
-
-    return plot_net(net, expand=expand, **kwargs)
-
-
 # ----------------------------------------------------------------- NetInformation
 def _arrays_dimensions(net: Net) -> dict[tuple, Any]:
     return {p: Automatic if s is None else tuple(Automatic if n is None else n for n in s)
@@ -209,8 +165,8 @@ _PROPERTIES: dict[str, Any] = {
     "Arrays": _arrays,
     "ArraysDimensions": _arrays_dimensions,
     "ArraysTotalElementCount": _total_elements,
-    "InputPorts": lambda net: {p: _spec(net, p, False) for p in net.input_ports},
-    "OutputPorts": lambda net: {p: _spec(net, p, True) for p in net.output_ports},
+    "InputPorts": lambda net: {p: port_spec(net, p, False) for p in net.input_ports},
+    "OutputPorts": lambda net: {p: port_spec(net, p, True) for p in net.output_ports},
     "Summary": summary,
     "SummaryGraphic": lambda net: plot(net),
 }
@@ -238,7 +194,7 @@ def NetInformation(net: Net, prop: str = "Properties") -> Any:
     NetError
         If ``prop`` is not a known property (the message lists them).
     """
-    _check(net, "NetInformation")
+    require_net(net, "NetInformation")
     if prop == "Properties":
         return sorted(_PROPERTIES)
     if not isinstance(prop, str) or prop not in _PROPERTIES:

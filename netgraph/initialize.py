@@ -9,12 +9,10 @@ import numpy as np
 
 from . import shared
 from .allocation import check_request, memory_errors, show_bytes
-from .apply import walk
 from .arrays import validated_array
-from .errors import NetError, SpecificationError
-from .extract import update_at
+from .errors import NetError, SpecificationError, where
 from .net import Net
-from .solver import Solver
+from .tree import update_at, walk
 
 __all__ = ["NetInitialize", "xavier_uniform"]
 
@@ -70,9 +68,7 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
     except (TypeError, ValueError):
         raise NetError(f"NetInitialize: seed must be None or a non-negative int, got {seed!r}") \
             from None
-    S = Solver()
-    net._constrain(S, ())
-    S.solve()
+    solved = net._solution().arrays
     todo: dict[tuple, dict[str, tuple[int, ...]]] = {}
     seen: set = set()  # shared arrays: drawn once, at their first use
     for path, sub in walk(net):
@@ -81,13 +77,12 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
             if value is not None and not reinitialize or key in seen:
                 continue
             seen.add(key)
-            dims = S.arrays[(path, name)]
-            shape = tuple(S.size(d) for d in dims)
+            shape = solved[(path, name)]
             if any(n is None for n in shape):
                 shown = tuple("?" if n is None else n for n in shape)
                 raise SpecificationError(
                     f"cannot initialize net: array {name!r} of {type(sub).__name__} at "
-                    f"{_at(path)} has unknown shape {shown}; give the sizes of its ports")
+                    f"{where(path)} has unknown shape {shown}; give the sizes of its ports")
             todo.setdefault(path, {})[name] = shape
     _check_memory(net, todo)
     new, subs = net, dict(walk(net))
@@ -102,11 +97,7 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
         for name, value in fills.items():
             if name in keys:  # drawn once, put into every use
                 new = shared.set_value(new, keys[name], validated_array(value, name))
-    return new
-
-
-def _at(path: tuple) -> str:
-    return "node " + "/".join(map(repr, path)) if path else "the net"
+    return new._same_shapes_as(net)  # the arrays have their inferred shapes
 
 
 def _check_memory(net: Net, todo: dict[tuple, dict[str, tuple[int, ...]]]) -> None:
@@ -120,5 +111,5 @@ def _check_memory(net: Net, todo: dict[tuple, dict[str, tuple[int, ...]]]) -> No
     kinds = dict(walk(net))
     nbytes = 4 * sum(s[0] for s in sizes) + 8 * n
     check_request(nbytes, f"NetInitialize: the {len(sizes)} array(s) to initialize (the "
-                          f"largest, {name!r} of {type(kinds[path]).__name__} at {_at(path)}, "
+                          f"largest, {name!r} of {type(kinds[path]).__name__} at {where(path)}, "
                           f"has shape {shape}: {show_bytes(4 * n)} as float32)")

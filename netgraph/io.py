@@ -79,10 +79,10 @@ from ._iotree import (
     encode_shared,
     validation_summary,
 )
-from .apply import walk
 from .arrays import validated_array
 from .errors import NetError
 from .net import Net
+from .tree import walk
 
 __all__ = ["save", "load", "FORMAT", "FORMAT_VERSION", "MAX_JSON_DEPTH"]
 

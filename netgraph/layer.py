@@ -24,15 +24,16 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from .arrays import validated_array
-from .errors import NetError, ShapeError
+from .errors import NetError, ShapeError, where
 from .net import Net
 from .ports import NetSharedArray
 from .shapes import Automatic, is_automatic, parse_spec
 from .shared import constrain_use
-from .solver import Conflict, Solver, place
+from .signature import parse_signature
+from .solver import Conflict, Solver
 
 __all__ = ["Layer", "Params", "Int", "Real", "Bool", "Backward", "layer_classes",
-           "register_default_loss", "default_loss", "register_backward_pass", "backward_passes"]
+           "register_default_loss", "default_loss"]
 
 Backward = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[Any, Any]]]
 
@@ -108,6 +109,11 @@ class Layer(Net):
     #: outputs that hold real numbers whatever their inputs hold, so they never carry indices
     #: (a layer that passes its input through, e.g. SequenceLastLayer, leaves its out)
     real_outputs: ClassVar[tuple[str, ...]] = ()
+    #: the ports and arrays as data, e.g. ``"Input[k] -> Output[n]; Weights[n, k]"`` (see
+    #: :mod:`netgraph.signature`; a property when it depends on the parameters); ``rules``
+    #: adds what a signature cannot say. A class's signature also sets ``inputs`` and
+    #: ``outputs`` (the ports it names, less the optional and hidden ones) unless it does
+    signature: ClassVar[str | None] = None
     #: names of the sub-nets the layer holds (given to ``__init__`` as ``children=``), e.g.
     #: NetMapOperator's ``"Net"``: addressable by NetExtract, replaceable by NetReplacePart
     sub_nets: ClassVar[tuple[str, ...]] = ()
@@ -117,6 +123,13 @@ class Layer(Net):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if isinstance(cls.__dict__.get("signature"), str):  # a malformed one fails right here
+            sig = parse_signature(cls.signature, cls.__name__)
+            if "inputs" not in cls.__dict__:  # the ports it names, less the optional ones
+                cls.inputs = tuple(e.name for e in sig.inputs if e.name not in cls.optional_inputs)
+            if "outputs" not in cls.__dict__:
+                cls.outputs = tuple(e.name for e in sig.outputs if e.name not in
+                                    cls.optional_outputs + cls.hidden_outputs)
         if not cls.__name__.startswith("_") and "<locals>" not in cls.__qualname__:
             _CLASSES.setdefault(cls.__name__, cls)
 
@@ -183,7 +196,7 @@ class Layer(Net):
         """Run inference once on the bare layer so inconsistent port specs fail early."""
         inferred = self._infer()
         self.__dict__.update(inferred.__dict__)
-        self._set(_cache={})
+        self._set(_cache=dict(inferred._cache))  # the solution, solved once
 
     @classmethod
     def _from_parts(cls, params: Params, user_specs: dict[str, Any], enabled_in: Any,
@@ -301,19 +314,27 @@ class Layer(Net):
         ports = {n: S.port(path, n) for n in self._port_keys()}
         for name, spec in self._user_specs.items():
             if name in ports and spec is not Automatic:
-                origin = f"{name}={spec!r} of {type(self).__name__} at {place(path, name)}"
-                S.unify(ports[name], S.from_spec(parse_spec(spec), origin), place(path, name),
+                origin = f"{name}={spec!r} of {type(self).__name__} at {where(path, name)}"
+                S.unify(ports[name], S.from_spec(parse_spec(spec), origin), where(path, name),
                         origin)
         for name, child in self.children().items():
             child._constrain(S, path + (name,))
-        array_dims = self.rules(S, path, ports)
-        for name in self.real_outputs:
+        array_dims, reals = {}, self.real_outputs
+        if self.signature is not None:
+            sig = parse_signature(self.signature, type(self).__name__)
+            letters, array_dims = sig.apply(S, self, path, ports)
+            S.size_vars.update({(path, k): d for k, d in letters.items()})
+            reals += sig.real_outputs()
+        array_dims.update(self.rules(S, path, ports))
+        for name in reals:
             key = self.output_key(name)
             if key in ports:
-                origin = f"the real-valued {name!r} of {type(self).__name__} at {place(path)}"
-                S.unify(ports[key], S.new_type(elem="Real", origin=origin), place(path, name),
+                origin = f"the real-valued {name!r} of {type(self).__name__} at {where(path)}"
+                S.unify(ports[key], S.new_type(elem="Real", origin=origin), where(path, name),
                         origin)
         for name, dims in array_dims.items():
+            if name not in self._array_values:  # an array these parameters leave out
+                continue
             S.arrays[(path, name)] = dims
             if name in self._shared_arrays:
                 constrain_use(S, self._shared_arrays[name], path, self, name, dims)
@@ -324,14 +345,14 @@ class Layer(Net):
 
     def _constrain_array(self, S: Solver, path: tuple, name: str, dims: tuple,
                          shape: tuple) -> None:
-        where = f"array {name!r} of {type(self).__name__} at {place(path, None)}"
+        array = f"array {name!r} of {type(self).__name__} at {where(path, None)}"
         if len(dims) != len(shape):
-            raise ShapeError(f"{where} has shape {shape} but the layer needs rank {len(dims)}")
+            raise ShapeError(f"{array} has shape {shape} but the layer needs rank {len(dims)}")
         for d, n in zip(dims, shape):
             try:
-                S.set_size(d, n, f"the shape {shape} of {where}")
+                S.set_size(d, n, f"the shape {shape} of {array}")
             except Conflict as c:
-                raise ShapeError(f"{where} has shape {shape}, inconsistent with the layer's "
+                raise ShapeError(f"{array} has shape {shape}, inconsistent with the layer's "
                                  f"ports: {c}") from None
 
     def _specialize(self, S: Solver, path: tuple) -> Layer:
@@ -362,8 +383,18 @@ class Layer(Net):
         return ""
 
     # ----------------------------------------------------------- compiling
-    def _emit(self, plan: Any, S: Solver, path: tuple, in_slots: dict[str, Any]) -> dict:
-        return plan.add_step(self, path, in_slots, S)
+    def fused_with_consumer(self, port: str, consumer: Layer, consumer_port: str,
+                            meta: Any) -> Any:
+        """One computation for this layer's step followed by ``consumer``'s, whose input
+        ``consumer_port`` reads this layer's output ``port`` (a value of ``meta``, the slot's
+        ``PortMeta``): an object with ``forward(ins, arrays, ctx)``, ``pad_clean`` and
+        ``index_data_hint``, reading this layer's inputs plus the consumer's other inputs and
+        writing the outputs of both. The compiler's fusion pass asks every producer/consumer
+        pair (``netgraph.compile``); ``None``, the default: no fusion."""
+        return None
+
+    def _emit(self, plan: Any, sol: Any, path: tuple, in_slots: dict[str, Any]) -> dict:
+        return plan.add_step(self, path, in_slots, sol)
 
     def forward(self, ins: dict[str, np.ndarray], arrays: dict[str, np.ndarray],
                 ctx: Any) -> tuple[dict[str, np.ndarray], Backward]:
@@ -394,7 +425,6 @@ class Layer(Net):
 #: a later class of the same name is not one a file can name)
 _CLASSES: dict[str, type[Layer]] = {}
 _DEFAULT_LOSS: list[Callable[[], Net]] = []
-_BACKWARD_PASSES: list[Callable[[Any, Any], int]] = []
 
 
 def layer_classes() -> Mapping[str, type[Layer]]:
@@ -417,14 +447,3 @@ def default_loss() -> Net:
         raise NetError("NetTrain: no default loss is registered (import netgraph.layers, or "
                        "give loss=...)")
     return _DEFAULT_LOSS[0]()
-
-
-def register_backward_pass(fn: Callable[[Any, Any], int]) -> None:
-    """Register ``fn(plan, tape) -> number of changes``, run by NetTrain on every forward
-    tape before its backward pass (the layer library's softmax/cross-entropy fusion)."""
-    if fn not in _BACKWARD_PASSES:
-        _BACKWARD_PASSES.append(fn)
-
-
-def backward_passes() -> tuple[Callable[[Any, Any], int], ...]:
-    return tuple(_BACKWARD_PASSES)

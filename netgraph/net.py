@@ -6,9 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NetError, where
+from .errors import NetError
 from .shapes import Automatic
 from .shared import unify_values
+from .solution import Solution
 from .solver import Solver
 
 __all__ = ["Net"]
@@ -33,6 +34,14 @@ class Net:
 
     def __getstate__(self) -> dict:  # copy, deepcopy, pickle: the caches (plans) stay behind
         return {**self.__dict__, "_cache": {}}
+
+    def __setstate__(self, state: dict) -> None:
+        """Copies and unpickled nets stay immutable: their arrays (which ``copy.deepcopy`` and
+        ``pickle`` make writeable) are read-only again."""
+        self.__dict__.update(state)
+        for a in self._arrays().values():
+            if a is not None:
+                a.flags.writeable = False
 
     def derive(self, **attrs: Any) -> Net:
         """A copy with attributes ``attrs`` replaced (nets are immutable: a method that changes
@@ -88,7 +97,7 @@ class Net:
         """A copy whose port specs (and sub-nets) hold the solved shapes."""
         raise NotImplementedError
 
-    def _emit(self, plan: Any, S: Solver, path: tuple, in_slots: dict[str, Any]) -> dict:
+    def _emit(self, plan: Any, sol: Solution, path: tuple, in_slots: dict[str, Any]) -> dict:
         """Append this net's primitive steps to ``plan``; return output port -> slot."""
         raise NotImplementedError
 
@@ -99,12 +108,33 @@ class Net:
         specs = {k: v for k, v in self._specs.items() if v is not Automatic and k in keys}
         return self.derive(_user_specs={**self._user_specs, **specs})
 
-    def _infer(self) -> Net:
-        """Solve shapes for this net as a whole and return the specialized copy."""
+    def _solve(self) -> Solver:
+        """A solver holding this net's constraints, solved (the one place inference runs)."""
         S = Solver()
         self._constrain(S, ())
         S.solve()
-        return unify_values(self._specialize(S, ()))
+        return S
+
+    def _solution(self) -> Solution:
+        """The solved shapes of this net as a whole: solved at most once per net (nets are
+        immutable) and shared by compile, initialize, info and summary."""
+        return self.cached("solution", lambda: Solution.of(self._solve()))
+
+    def _infer(self) -> Net:
+        """Solve shapes for this net as a whole and return the specialized copy (which keeps
+        the solution: its constraints are this net's)."""
+        S = self._solve()
+        new = unify_values(self._specialize(S, ()))  # the uses of a shared array: one value
+        new._cache["solution"] = Solution.of(S)
+        return new
+
+    def _same_shapes_as(self, other: Net) -> Net:
+        """``self``, told that it has the structure and array shapes of ``other`` (arrays
+        filled or updated in place of theirs), so that it reuses ``other``'s solution."""
+        solution = other._cache.get("solution")
+        if solution is not None:
+            self._cache.setdefault("solution", solution)
+        return self
 
     # ---------------------------------------------------------------- applying
     def __call__(self, data: Any, what: Any = None, *, dtype: Any = np.float32) -> Any:
@@ -119,7 +149,7 @@ class Net:
         return summary(self)
 
     def plot(self, **kwargs: Any) -> Any:
-        from .info import plot
+        from .plotting import plot
 
         return plot(self, **kwargs)
 
@@ -127,6 +157,3 @@ class Net:
         ins = ", ".join(f"{p}: {self.port_shape(p)!r}" for p in self.input_ports)
         outs = ", ".join(f"{p}: {self.port_shape(p)!r}" for p in self.output_ports)
         return f"{ins} -> {outs}"
-
-    def _place(self, path: tuple, port: str | None = None) -> str:
-        return where(path, port)

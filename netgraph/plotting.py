@@ -18,10 +18,10 @@ import networkx as nx
 
 from .errors import NetError
 from .graph import _IN, _OUT, NetGraph
-from .info import _spec, show_path, type_label
+from .labels import port_spec, require_net, show_path, type_label
 from .net import Net
 
-__all__ = ["plot_net", "plot_data"]
+__all__ = ["plot", "plot_net", "plot_data"]
 
 FONT, EDGE_FONT = 9.0, 7.5          # points
 CHAR = 0.6 / 72                     # monospace glyph width per point of font size, inches
@@ -108,7 +108,7 @@ def _type_lines(node: Net) -> str:
 
 def _edge_label(net: Net, drawn: dict, src: tuple, dst: tuple) -> str:
     path, _, port = src
-    shape = _spec(net, port, False) if path == () else _spec(drawn[path], port, True)
+    shape = port_spec(net, port, False) if path == () else port_spec(drawn[path], port, True)
     text = repr(shape)
     extra = []
     if path != () and len(drawn[path].output_ports) > 1:
@@ -200,6 +200,12 @@ class Layout:
 
 
 # ------------------------------------------------------------------------ drawing
+def plot(net: Net, *, expand: bool = False, **kwargs: Any) -> Any:
+    """``net.plot()``: a matplotlib Figure of the graph; see :func:`plot_net`."""
+    require_net(net, "plot")
+    return plot_net(net, expand=expand, **kwargs)
+
+
 def plot_net(net: Net, expand: bool = False, title: str | None = None) -> Any:
     """A ``matplotlib.figure.Figure`` of ``net`` (see the module docstring).
 
