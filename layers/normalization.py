@@ -44,28 +44,14 @@ class NormalizationLayer(Layer):
     input has rank >= 1 with a fixed last dimension, the output its shape."""
 
     Params = NormalizationParams
-    real_outputs = ("Output",)
+    signature = "Input[...x, d] -> Output[...x, d]:Real; Scaling[d], Biases[d]"
     array_init = {"Scaling": "ones", "Biases": "zeros"}
 
     def __init__(self, epsilon: float = 1e-5, **ports):
         super().__init__({"epsilon": epsilon}, ports)
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        tin = ports["Input"]
-        pin = where(path, "Input")
-        S.unify(tin, ports["Output"], pin, where(path, "Output"))
-        size = S.new_dim(origin=f"the arrays of NormalizationLayer at {where(path)}")
-
-        def rule() -> None:
-            dims = S.dims(tin)
-            if dims is None:
-                return
-            if not dims:
-                raise ShapeError(f"{pin} has shape {S.show(tin)!r}, but NormalizationLayer "
-                                 "normalizes vectors along the last axis: it needs an input of "
-                                 "rank >= 1, not a scalar")
-            S.equal_sizes(dims[-1], size, pin,
-                          f"the size of the arrays Scaling and Biases of {where(path)}")
+        tin, pin = ports["Input"], where(path, "Input")
 
         def check() -> None:
             dims = S.dims(tin)
@@ -75,14 +61,14 @@ class NormalizationLayer(Layer):
                                  "arrays Scaling and Biases); a sequence of vectors is "
                                  "('Varying', d)")
 
-        def default() -> None:
+        def default() -> None:  # a vector, unless told otherwise
             if S.dims(tin) is None:
-                S.constrain(tin, (size,), None, pin, "NormalizationLayer takes a vector")
+                S.constrain(tin, (S.size_var(path, "d"),), None, pin,
+                            "NormalizationLayer takes a vector")
 
-        S.rules.append(rule)
         S.defaults.append(default)
         S.checks.append(check)
-        return {"Scaling": (size,), "Biases": (size,)}
+        return {}
 
     def forward(self, ins, arrays, ctx):
         x, gamma, beta = ins["Input"], arrays["Scaling"], arrays["Biases"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.extend import Index, Int, Layer, Params, Solver, where
+from netgraph.extend import Int, Layer, Params, Solver, where
 
 from ._ops import lead_rank
 
@@ -37,22 +37,16 @@ class SequenceIndicesLayer(Layer):
     -> Output ``("Varying", Index(n))`` of the same length holding ``min(i, n - 1)``."""
 
     Params = SequenceIndicesParams
+    signature = "Input[*t, ...x] -> Output[*t]:Index(n)"
 
     def __init__(self, n: int, **ports):
         super().__init__({"n": n}, ports)
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        me = f"SequenceIndicesLayer({self.params.n}) at {where(path)}"
-        length = S.new_dim(varying=True, origin=me)
-        pin = where(path, "Input")
-        S.relate(ports["Input"], S.new_type(), prefix=(length,), places=(pin, pin),
-                 what=f"{me} needs a sequence", inner_may_vary=True)
-        S.constrain(ports["Output"], (length,), Index(self.params.n), where(path, "Output"),
-                    f"{me} gives a sequence of Index({self.params.n}) positions")
-
-        def default() -> None:
+        def default() -> None:  # a varying-length vector, unless told otherwise
             if S.dims(ports["Input"]) is None:
-                S.constrain(ports["Input"], (length,), None, pin, f"{me} takes a sequence")
+                S.constrain(ports["Input"], (S.size_var(path, "t"),), None,
+                            where(path, "Input"), f"SequenceIndicesLayer at {where(path)}")
 
         S.defaults.append(default)
         return {}
