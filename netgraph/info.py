@@ -26,7 +26,7 @@ from .layer import Layer
 from .net import Net
 from .plotting import plot
 from .shapes import Automatic
-from .shared import array_key
+from .shared import array_key, shared_of
 from .tree import walk
 
 __all__ = ["summary", "NetInformation", "array_shapes", "port_rows", "layer_paths"]
@@ -111,10 +111,12 @@ def summary(net: Net) -> str:
     rows: list[tuple[str, ...]] = []
     for path, sub in walk(net):
         cells = [(k, p, repr(s), "", "") for k, p, s in port_rows(sub)]
+        uses = shared_of(sub)
         for name, value in sub._arrays().items():
             shape = shapes[path + (name,)]
             n = _elements(shape)
-            cells.append(("array", name, show_shape(shape), "?" if n is None else str(n),
+            label = f"{name} = {uses[name]!r}" if name in uses else name
+            cells.append(("array", label, show_shape(shape), "?" if n is None else str(n),
                           "no" if value is None else "yes"))
         first = True
         for cell in cells or [("", "", "", "", "")]:
@@ -123,16 +125,18 @@ def summary(net: Net) -> str:
             first = False
     layers = layer_paths(net)
     counts = Counter(type(x).__name__ for x in layers.values())
-    sizes = [_elements(s) for s in shapes.values()]
+    unique = array_shapes(net, by_key=True)  # a shared array counts once
+    sizes = [_elements(s) for s in unique.values()]
     known = sum(n for n in sizes if n is not None)
     unknown = sum(n is None for n in sizes)
-    n_set = sum(v is not None for _, sub in walk(net) for v in sub._arrays().values())
+    n_set = len({array_key(sub, p, n) for p, sub in walk(net)
+                 for n, v in sub._arrays().items() if v is not None})
     elements = _plural(known, "array element") + ("" if not unknown else
                                                   f" + {_plural(unknown, 'array')} of unknown size")
     kids = len(net.children()) if not isinstance(net, Layer) else 0
     head = (f"{type(net).__name__}: " + (f"{_plural(kids, 'node')}, " if kids else "")
-            + f"{_plural(len(layers), 'layer')}, {_plural(len(shapes), 'array')}, {elements}, "
-            + _state(len(shapes), n_set))
+            + f"{_plural(len(layers), 'layer')}, {_plural(len(unique), 'array')}, {elements}, "
+            + _state(len(unique), n_set))
     types = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1],
                                                                                   kv[0])))
     table = _table(rows, ("Node", "Type", "Kind", "Port / array", "Shape", "Elements",

@@ -7,7 +7,8 @@ One zip archive, written at exactly ``path`` (no suffix is added), holding:
 * ``net.json`` — the spec::
 
       {"format": "netgraph-net", "format_version": 1, "netgraph_version": "0.1.0",
-       "net": NODE}
+       "net": NODE,
+       "shared_arrays": {"E": ARRAY | null, ...}}        # only when the net shares arrays
 
   where a NODE is a layer or a graph::
 
@@ -15,7 +16,9 @@ One zip archive, written at exactly ``path`` (no suffix is added), holding:
        "params": {...},                                 # params.model_dump(mode="json")
        "ports": {"Input": SPEC, ...},                   # the port shapes the user gave
        "enabled_inputs": [...], "enabled_outputs": [...],  # optional ports switched on
-       "arrays": {"Weights": ARRAY, "Biases": null},    # null: not initialized
+       "arrays": {"Weights": ARRAY, "Biases": null},    # null: not initialized;
+                                                        # {"shared": "E"}: a use of
+                                                        # NetSharedArray("E")
        "children": {"ScoringNet": NODE}}                # sub-nets (attention, operators)
 
       {"kind": "graph", "type": "NetGraph" | "NetChain",
@@ -30,6 +33,10 @@ One zip archive, written at exactly ``path`` (no suffix is added), holding:
   ``{"Index": n}`` for ``Index(n)``, or a list (a tuple) of those. An ARRAY is
   ``{"member": "arrays/3.npy", "shape": [5, 3], "dtype": "float32"}``.
 * ``arrays/<k>.npy`` — one float32 array each in NumPy's ``.npy`` format, without pickles.
+
+A shared array's value is stored once, in ``shared_arrays``; every use refers to it by name and
+gets that one value on loading (a use of a name the file does not hold, or a shared array no
+use refers to, is refused; its shape is checked against every use like any array's).
 
 Every member is stored uncompressed, so a file holds at least as many bytes as it inflates
 to. (Files of earlier releases have a deflated ``net.json``; they load as long as it inflates

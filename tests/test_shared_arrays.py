@@ -329,3 +329,82 @@ def test_shared_array_references_are_values():
         with pytest.raises(NetError, match="NetSharedArray"):
             NetSharedArray(bad)
     assert NetExtract(tied(), ["embed", All]) == {"Weights": None}
+
+
+def test_summary_marks_uses_and_counts_once():
+    text = NetInitialize(tied(), seed=0).summary()
+    assert text.splitlines()[0] == "NetGraph: 4 nodes, 7 layers, 4 arrays, 72 array elements, " \
+                                   "initialized"
+    assert text.count("Weights = NetSharedArray('Embedding')") == 2
+    assert NetInformation(tied(), "ArraysCount") == 4
+
+
+def test_learning_rate_multiplier_keys_resolve_to_the_shared_array():
+    """What a ``learning_rate_multipliers`` key names, as run-time array keys: a shared array
+    by NetSharedArray(name) or through any of its uses, a node's arrays with it."""
+    from netgraph.shared import keys_below, resolve
+
+    net = NetInitialize(tied(), seed=0)
+    assert keys_below(net, (E,)) == [E]
+    assert keys_below(net, ("readout",)) == [E, ("readout", "Net", "Biases")]
+    assert keys_below(net, ("embed", "Weights")) == [E]
+    assert keys_below(net, ()) == [E, ("mix", "Net", 0, "Weights"), ("mix", "Net", 0, "Biases"),
+                                   ("readout", "Net", "Biases")]
+    assert resolve(net, ("readout", "Net", "Weights")) == E
+    assert resolve(net, ("readout", "Net", "Biases")) == ("readout", "Net", "Biases")
+    assert keys_below(net, (NetSharedArray("Other"),)) == []
+
+
+# ------------------------------------------------------------------- hostile files
+def _spec_of(path):
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}, json.loads(zf.read("net.json"))
+
+
+def _rewrite(path, members, spec, out):
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, json.dumps(spec) if name == "net.json" else data)
+    return out
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s["net"]["nodes"][0]["net"]["arrays"].update(Weights={"shared": "Ghost"}),
+     r"array 'Weights' of node 'embed' is the shared array 'Ghost', which the file does not "
+     r"hold \(it holds \['Embedding'\]\)"),
+    (lambda s: s["shared_arrays"].update(Unused=None),
+     "holds the shared array 'Unused', but no array of the net uses it"),
+    (lambda s: s["shared_arrays"]["Embedding"].update(shape=[5, 7]),
+     r"the shared array 'Embedding'.*gives shape \(5, 7\), but member .* holds shape \(7, 5\)"),
+    (lambda s: s["net"]["nodes"][0]["net"]["arrays"].update(Weights={"shared": 3}),
+     "does not describe a net"),
+])
+def test_tampered_shared_arrays_are_refused(edit, message, tmp_path):
+    save(randomized(tied(), seed=1), tmp_path / "good")
+    members, spec = _spec_of(tmp_path / "good")
+    edit(spec)
+    with pytest.raises(NetError, match=message):
+        load(_rewrite(tmp_path / "good", members, spec, tmp_path / "bad"))
+
+
+def test_a_shared_array_of_the_wrong_shape_for_its_uses_is_refused_before_reading(tmp_path):
+    """The file's one value is checked against the shape both uses imply (a consistent
+    header and member of another shape), before its data is read."""
+    net = randomized(tied(), seed=1)
+    save(net, tmp_path / "good")
+    members, spec = _spec_of(tmp_path / "good")
+    import io
+
+    member = spec["shared_arrays"]["Embedding"]["member"]
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((7, 6), np.float32))
+    members[member] = buf.getvalue()
+    spec["shared_arrays"]["Embedding"]["shape"] = [7, 6]
+    with pytest.raises(ShapeError, match=r"Embedding.*\(7, 6\)|\(7, 6\).*Weights"):
+        load(_rewrite(tmp_path / "good", members, spec, tmp_path / "bad"))
