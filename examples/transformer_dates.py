@@ -21,6 +21,7 @@ import importlib.util
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,12 +31,14 @@ from netgraph import (
     EmbeddingLayer,
     Index,
     LinearLayer,
+    Net,
     NetChain,
     NetExtract,
     NetGraph,
     NetInformation,
     NetMapOperator,
     NetPort,
+    NetSharedArray,
     NetTrain,
     NormalizationLayer,
     SequenceIndicesLayer,
@@ -61,21 +64,26 @@ TOKENS = START + 1  # decoder tokens: the 11 output characters and the start tok
 MAX_POSITIONS = 40  # longest input: "Wednesday, September 30, 1998" has 29 characters
 
 
-def positional_embedding(d: int, vocabulary: int, name: str) -> NetGraph:
+#: the decoder's token embedding, which its output projection shares
+TIED = NetSharedArray("DecoderEmbedding")
+
+
+def embedding(d: int, vocabulary: int, weights: Any = None) -> NetGraph:
     """tokens -> embedding(token) + embedding(position)."""
-    return NetGraph({"tokens": EmbeddingLayer(d, vocabulary),
+    return NetGraph({"tokens": EmbeddingLayer(d, vocabulary, Weights=weights),
                      "positions": SequenceIndicesLayer(MAX_POSITIONS),
                      "position_embedding": EmbeddingLayer(d, MAX_POSITIONS),
                      "add": TotalLayer()},
-                    [(NetPort("Input"), "tokens"), (NetPort("Input"), "positions",
-                                                    "position_embedding"),
+                    [(NetPort("Input"), "tokens"),
+                     (NetPort("Input"), "positions", "position_embedding"),
                      (["tokens", "position_embedding"], "add")],
                     Input=("Varying", Index(vocabulary)))
 
 
 def attention(d: int, heads: int, *, causal: bool = False) -> NetGraph:
-    """Multi-head attention: per-position projections of Query, Key and Value into ``heads``
-    heads of size ``d / heads``, scaled dot-product attention, an output projection."""
+    """Multi-head attention of ``Query`` over ``Memory``: per-position projections into
+    ``heads`` heads of size ``d / heads``, scaled dot-product attention (causal: position i
+    sees positions <= i), the heads joined and projected back to ``d``."""
     size = d // heads
     return NetGraph(
         {"query": NetMapOperator(LinearLayer((heads, size))),
@@ -91,52 +99,56 @@ def attention(d: int, heads: int, *, causal: bool = False) -> NetGraph:
 
 
 def feed_forward(d: int, hidden: int) -> NetMapOperator:
+    """The position-wise feed-forward net ``W_2 relu(W_1 x + b_1) + b_2``."""
     return NetMapOperator(NetChain([LinearLayer(hidden), ElementwiseLayer("Ramp"),
                                     LinearLayer(d)]))
 
 
-def residual(layers: dict, connections: list, name: str, sub: str, inputs: list, x: str) -> str:
-    """``norm(x + sub(inputs))``: adds the nodes ``name/add`` and ``name/norm``."""
-    layers[f"{name}_add"] = TotalLayer()
-    layers[f"{name}_norm"] = NormalizationLayer()
-    connections.append(([x, sub], f"{name}_add", f"{name}_norm"))
-    return f"{name}_norm"
+class _Builder:
+    """Nodes and connections of a Transformer stack: each sub-layer followed by a residual
+    connection and layer normalization, ``x <- norm(x + sublayer(x, ...))``."""
+
+    def __init__(self, first: str, net: Net, source: Any):
+        self.layers: dict[str, Net] = {first: net}
+        self.connections: list = [(source, first)]
+        self.x = first
+
+    def sublayer(self, name: str, net: Net, inputs: dict[str, Any] | None = None) -> None:
+        """``net`` reads x (or, with ``inputs``, port -> source, x standing for "x")."""
+        self.layers[name] = net
+        if inputs is None:
+            self.connections.append((self.x, name))
+        else:
+            self.connections += [(self.x if src == "x" else src, NetPort(name, port))
+                                 for port, src in inputs.items()]
+        self.layers[f"{name}_add"], self.layers[f"{name}_norm"] = TotalLayer(), NormalizationLayer()
+        self.connections.append(([self.x, name], f"{name}_add", f"{name}_norm"))
+        self.x = f"{name}_norm"
 
 
 def encoder(d: int, heads: int, hidden: int, blocks: int) -> NetGraph:
-    layers = {"embed": positional_embedding(d, len(IN_CHARS), "embed")}
-    connections = [(NetPort("Input"), "embed")]
-    x = "embed"
-    for b in range(blocks):
-        layers[f"self{b}"] = attention(d, heads)
-        connections += [(x, NetPort(f"self{b}", "Query")), (x, NetPort(f"self{b}", "Memory"))]
-        x = residual(layers, connections, f"self{b}", f"self{b}", [], x)
-        layers[f"ff{b}"] = feed_forward(d, hidden)
-        connections.append((x, f"ff{b}"))
-        x = residual(layers, connections, f"ff{b}", f"ff{b}", [], x)
-    connections.append((x, NetPort("States")))
-    return NetGraph(layers, connections, Input=("Varying", Index(len(IN_CHARS))))
+    b = _Builder("embed", embedding(d, len(IN_CHARS)), NetPort("Input"))
+    for k in range(blocks):
+        b.sublayer(f"self{k}", attention(d, heads), {"Query": "x", "Memory": "x"})
+        b.sublayer(f"ff{k}", feed_forward(d, hidden))
+    b.connections.append((b.x, NetPort("States")))
+    return NetGraph(b.layers, b.connections, Input=("Varying", Index(len(IN_CHARS))))
 
 
 def decoder(d: int, heads: int, hidden: int, blocks: int) -> NetGraph:
-    layers = {"embed": positional_embedding(d, TOKENS, "embed")}
-    connections = [(NetPort("Input"), "embed")]
-    x = "embed"
-    for b in range(blocks):
-        layers[f"self{b}"] = attention(d, heads, causal=True)
-        connections += [(x, NetPort(f"self{b}", "Query")), (x, NetPort(f"self{b}", "Memory"))]
-        x = residual(layers, connections, f"self{b}", f"self{b}", [], x)
-        layers[f"cross{b}"] = attention(d, heads)
-        connections += [(x, NetPort(f"cross{b}", "Query")),
-                        (NetPort("EncoderStates"), NetPort(f"cross{b}", "Memory"))]
-        x = residual(layers, connections, f"cross{b}", f"cross{b}", [], x)
-        layers[f"ff{b}"] = feed_forward(d, hidden)
-        connections.append((x, f"ff{b}"))
-        x = residual(layers, connections, f"ff{b}", f"ff{b}", [], x)
-    layers["readout"] = NetMapOperator(LinearLayer(TOKENS))
-    layers["softmax"] = SoftmaxLayer()
-    connections.append((x, "readout", "softmax", NetPort("Output")))
-    return NetGraph(layers, connections, Input=("Varying", Index(TOKENS)))
+    """Previous characters (teacher forcing: the start token and the target shifted) and the
+    encoder's states -> next-character probabilities; the output projection's weights are
+    the token embedding's (``TIED``)."""
+    b = _Builder("embed", embedding(d, TOKENS, TIED), NetPort("Input"))
+    for k in range(blocks):
+        b.sublayer(f"self{k}", attention(d, heads, causal=True), {"Query": "x", "Memory": "x"})
+        b.sublayer(f"cross{k}", attention(d, heads),
+                   {"Query": "x", "Memory": NetPort("EncoderStates")})
+        b.sublayer(f"ff{k}", feed_forward(d, hidden))
+    b.layers["readout"] = NetMapOperator(LinearLayer(TOKENS, Weights=TIED))
+    b.layers["softmax"] = SoftmaxLayer()
+    b.connections.append((b.x, "readout", "softmax", NetPort("Output")))
+    return NetGraph(b.layers, b.connections, Input=("Varying", Index(TOKENS)))
 
 
 def build_model(d: int = 32, heads: int = 4, hidden: int = 64, blocks: int = 1) -> NetGraph:

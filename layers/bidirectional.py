@@ -13,7 +13,9 @@ so ``b_t`` has read ``x_t .. x_{T-1}`` (for a recurrent ``G``). Backward::
 
 The default backward net is ``net`` itself as a value: nets are immutable, so its arrays
 start as copies of ``net``'s (uninitialized where those are) and are independent from then
-on; ``NetInitialize`` draws each direction's arrays separately.
+on; ``NetInitialize`` draws each direction's arrays separately. (An array of ``net`` given
+as ``NetSharedArray(name)`` stays one array, shared by both directions: that is what the
+name says.)
 """
 
 from __future__ import annotations
