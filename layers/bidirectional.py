@@ -123,8 +123,9 @@ class NetBidirectionalOperator(Layer):
             return
         if len(df) != len(db) or len(df) < 2:
             raise ShapeError(f"{me} catenates the two directions per position along their last "
-                             f"axis, so both must give sequences of arrays of one rank: {pf} "
-                             f"has shape {S.show(tf)!r}, {pb} has shape {S.show(tb)!r}")
+                             "axis, so each must give a sequence of vectors (or arrays, of "
+                             f"one rank), one per position of the Input: {pf} has shape "
+                             f"{S.show(tf)!r}, {pb} has shape {S.show(tb)!r}")
         for a, b in zip(df[:-1], db[:-1]):
             S.equal_sizes(a, b, pf, pb)
         last = S.new_dim() if S.dims(to) is None else S.dims(to)[-1]

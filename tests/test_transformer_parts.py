@@ -10,6 +10,7 @@ import pytest
 from helpers import randomized
 from tolerance import assert_close
 
+import netgraph.layers as layers
 from netgraph import (
     Automatic,
     BasicRecurrentLayer,
@@ -290,3 +291,22 @@ def test_bidirectional_shapes_and_errors():
         NetBidirectionalOperator(GatedRecurrentLayer(3), backward_net=3)
     with pytest.raises(NetError, match="'net'"):
         NetBidirectionalOperator("GRU")
+
+
+def test_bidirectional_over_an_embedding_and_errors_for_non_sequences():
+    net = randomized(NetBidirectionalOperator(NetChain([EmbeddingLayer(3, 7),
+                                                        GatedRecurrentLayer(4)])), seed=13)
+    assert net.port_shape("Input") == ("Varying", Index(7))
+    xs = [np.array([1, 2, 3, 6]), np.array([6]), np.array([0, 5])]
+    got = net(xs, dtype=np.float64)
+    # the backward half of position 0 is the backward net's last state over the reversal
+    back = NetExtract(net, "BackwardNet")
+    for x, y in zip(xs, got, strict=True):
+        assert_close(y[0, 4:], back(x[::-1], dtype=np.float64)[-1], dtype=np.float64,
+                     reduction=20)
+    assert check_padding(net, xs).ok
+    report = gradcheck(net, xs)
+    assert all(isinstance(k, NetArrayGradient) for k in report)  # indices: no input gradient
+    with pytest.raises(ShapeError, match=r"sequence of vectors.*one per position.*\(4,\)"):
+        NetBidirectionalOperator(NetChain([GatedRecurrentLayer(4), layers.SequenceLastLayer()]),
+                                 Input=("Varying", 3))
