@@ -34,7 +34,7 @@ from .ports import NetSharedArray
 
 __all__ = ["NetSharedArray", "shared_of", "array_key", "uses", "constrain_use",
            "unify_values", "set_value", "with_values", "describe_use", "extract", "replace",
-           "make_use", "resolve", "keys_below"]
+           "make_use", "resolve"]
 
 
 def shared_of(net: Any) -> dict[str, NetSharedArray]:
@@ -218,18 +218,3 @@ def resolve(net: Any, path: tuple) -> Any:
             return path
         sub = kids[part]
     return array_key(sub, path[:-1], path[-1]) if path else path
-
-
-def keys_below(net: Any, path: tuple) -> list[Any]:
-    """The run-time keys of every array at or below ``path`` (a node path, names not
-    positions; or ``(NetSharedArray(name),)``), each once: what a learning-rate multiplier
-    keyed by that path applies to. A shared array is below a node when one of its uses is."""
-    if len(path) == 1 and isinstance(path[0], NetSharedArray):
-        return [path[0]] if path[0] in uses(net) else []
-    keys: dict[Any, None] = {}
-    for p, sub in _walk(net):
-        for name in sub._arrays():
-            full = p + (name,)
-            if full[:len(path)] == tuple(path):
-                keys[array_key(sub, p, name)] = None
-    return list(keys)

@@ -339,20 +339,57 @@ def test_summary_marks_uses_and_counts_once():
     assert NetInformation(tied(), "ArraysCount") == 4
 
 
-def test_learning_rate_multiplier_keys_resolve_to_the_shared_array():
-    """What a ``learning_rate_multipliers`` key names, as run-time array keys: a shared array
-    by NetSharedArray(name) or through any of its uses, a node's arrays with it."""
-    from netgraph.shared import keys_below, resolve
+def loss_net(seed=8):
+    return randomized(NetGraph({"tied": tied(), "loss": MeanSquaredLossLayer()},
+                               [("tied", NetPort("loss", "Input"))]), seed=seed)
+
+
+def loss_data():
+    rng = np.random.default_rng(9)
+    xs = tokens(lens=(3, 4, 2, 5))
+    return {"Input": xs, "Target": [rng.uniform(0, 0.3, (len(x), 7)) for x in xs]}
+
+
+@pytest.mark.parametrize("key, frozen", [
+    (E, True), (("tied", "readout"), True), (("tied", "embed", "Weights"), True),
+    (("tied", "mix"), False)])
+def test_learning_rate_multipliers_key_a_shared_array(key, frozen):
+    """A multiplier of 0 freezes the shared array when the key is its NetSharedArray, a
+    node above one of its uses, or a use's path; a node above none of them leaves it."""
+    net, data = loss_net(), loss_data()
+    kw = {"batch_size": 2, "max_training_rounds": 2, "progress": False, "seed": 0}
+    trained = NetTrain(net, data, learning_rate_multipliers={key: 0}, **kw)
+    same = NetExtract(trained, E).tobytes() == NetExtract(net, E).tobytes()
+    assert same is frozen
+    np.testing.assert_array_equal(NetExtract(trained, ["tied", "embed", "Weights"]),
+                                  NetExtract(trained, ["tied", "readout", "Net", "Weights"]))
+    # the most specific key wins: the shared array by name beats the node above its use
+    both = NetTrain(net, data, learning_rate_multipliers={("tied", "readout"): 0, E: 1}, **kw)
+    assert NetExtract(both, E).tobytes() != NetExtract(net, E).tobytes()
+    assert NetExtract(both, ["tied", "readout", "Net", "Biases"]).tobytes() == \
+        NetExtract(net, ["tied", "readout", "Net", "Biases"]).tobytes()
+    with pytest.raises(NetError, match=r"NetSharedArray\('Nope'\) is not used"):
+        NetTrain(net, data, learning_rate_multipliers={NetSharedArray("Nope"): 0}, **kw)
+
+
+def test_resuming_a_checkpoint_of_a_net_with_a_shared_array(tmp_path):
+    net, data = loss_net(), loss_data()
+    kw = {"batch_size": 2, "progress": False, "seed": 0}
+    whole = NetTrain(net, data, max_training_rounds=3, **kw)
+    NetTrain(net, data, max_training_rounds=1, **kw,
+             training_progress_checkpointing=("Directory", str(tmp_path)))
+    resumed = NetTrain(net, data, max_training_rounds=3, resume=str(tmp_path), **kw)
+    assert NetExtract(resumed, E).tobytes() == NetExtract(whole, E).tobytes()
+
+
+def test_array_gradient_keys_resolve_to_the_shared_array():
+    from netgraph.shared import resolve
 
     net = NetInitialize(tied(), seed=0)
-    assert keys_below(net, (E,)) == [E]
-    assert keys_below(net, ("readout",)) == [E, ("readout", "Net", "Biases")]
-    assert keys_below(net, ("embed", "Weights")) == [E]
-    assert keys_below(net, ()) == [E, ("mix", "Net", 0, "Weights"), ("mix", "Net", 0, "Biases"),
-                                   ("readout", "Net", "Biases")]
     assert resolve(net, ("readout", "Net", "Weights")) == E
+    assert resolve(net, (E,)) == E
     assert resolve(net, ("readout", "Net", "Biases")) == ("readout", "Net", "Biases")
-    assert keys_below(net, (NetSharedArray("Other"),)) == []
+    assert resolve(net, ("nowhere", "Weights")) == ("nowhere", "Weights")  # reported later
 
 
 # ------------------------------------------------------------------- hostile files
