@@ -445,3 +445,18 @@ def test_a_shared_array_of_the_wrong_shape_for_its_uses_is_refused_before_readin
     spec["shared_arrays"]["Embedding"]["shape"] = [7, 6]
     with pytest.raises(ShapeError, match=r"Embedding.*\(7, 6\)|\(7, 6\).*Weights"):
         load(_rewrite(tmp_path / "good", members, spec, tmp_path / "bad"))
+
+
+def test_onnx_export_of_a_net_with_a_shared_array(tmp_path):
+    """One initializer for the shared array; onnxruntime matches the net on a padded
+    batch with garbage in the padding."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx_helpers import compare, export
+
+    net = randomized(tied(), seed=11)
+    model, session = export(net, tmp_path / "tied.onnx")
+    names = [i.name for i in model.graph.initializer]
+    assert "shared:Embedding" in names
+    assert not any("Weights" in n and ("embed" in n or "readout" in n) for n in names)
+    compare(net, session, {"Input": tokens(lens=(4, 1, 6))}, np.random.default_rng(2), extra=2)

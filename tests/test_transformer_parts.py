@@ -310,3 +310,29 @@ def test_bidirectional_over_an_embedding_and_errors_for_non_sequences():
     with pytest.raises(ShapeError, match=r"sequence of vectors.*one per position.*\(4,\)"):
         NetBidirectionalOperator(NetChain([GatedRecurrentLayer(4), layers.SequenceLastLayer()]),
                                  Input=("Varying", 3))
+
+
+def test_onnx_export_of_the_new_layers_and_a_small_transformer(tmp_path):
+    """The example's Transformer (tiny, random arrays) and a bidirectional LSTM: onnxruntime
+    matches the net on padded batches with garbage in the padding."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import importlib.util
+    from pathlib import Path
+
+    from onnx_helpers import compare, export
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "transformer_dates.py"
+    spec = importlib.util.spec_from_file_location("transformer_dates_onnx", path)
+    tr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tr)
+    net = randomized(tr.build_model(d=8, heads=2, hidden=12), seed=3)
+    rng = np.random.default_rng(4)
+    data = {"Input": [rng.integers(0, len(tr.IN_CHARS), size=T) for T in (9, 3, 12)],
+            "DecoderInput": [rng.integers(0, tr.TOKENS, size=T) for T in (4, 7, 1)]}
+    _, session = export(net, tmp_path / "transformer.onnx")
+    compare(net, session, data, rng, extra=2, slack=True)
+    bi = randomized(NetBidirectionalOperator(LongShortTermMemoryLayer(4), Input=("Varying", 3)),
+                    seed=5)
+    _, session = export(bi, tmp_path / "bi.onnx")
+    compare(bi, session, {"Input": ragged(rng, 3, lens=(5, 1, 3))}, rng, extra=1)
