@@ -24,6 +24,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,7 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .data import TrainData, as_port_dict, fixed_batches
+from .distributed import data_parallel
 from .loss import NODE, TrainingNet, attach_loss, plan_losses, target_ports
 from .measure import (
     BatchOutputs,
@@ -143,7 +145,7 @@ def NetTrain(net: Net, data: Any, loss: Any = Automatic, prop: str = "TrainedNet
              validation_set: Any = None, batch_size: Any = Automatic,
              max_training_rounds: Any = Automatic, method: Any = "ADAM",
              learning_rate: Any = Automatic, seed: int | None = None, progress: Any = True,
-             time_goal: float | None = None, target_device: str = "CPU",
+             time_goal: float | None = None, target_device: Any = "CPU",
              gradient_clipping: float | None = None, l2_regularization: float = 0.0,
              training_progress_measurements: Any = None,
              training_stopping_criterion: Any = None, training_progress_function: Any = None,
@@ -202,7 +204,8 @@ def NetTrain(net: Net, data: Any, loss: Any = Automatic, prop: str = "TrainedNet
     time_goal
         Seconds; training stops after the round during which it is reached.
     target_device
-        Only "CPU".
+        "CPU" (this process), or ``("CPU", k)``: data-parallel on ``k`` worker processes run
+        by Ray (the optional extra ``netgraph[distributed]``; docs/training.md).
     gradient_clipping
         None, or the largest global L2 norm of the gradient (larger ones are scaled down).
     l2_regularization
@@ -273,7 +276,8 @@ def NetTrain(net: Net, data: Any, loss: Any = Automatic, prop: str = "TrainedNet
     losses, raw, raw_val, fn = _prepare_data(net, data, loss, validation_set, opts, cfg, saved)
     net0, tn = _attach_loss(net, raw, losses, opts, saved)
     run, state = _training_plan(net0, tn, raw, raw_val, opts, cfg, fn, saved)
-    _train(run, state)
+    with _gradient_source(run, tn, state):
+        _train(run, state)
     return select_property(_results(run, state), prop)
 
 
@@ -491,20 +495,84 @@ def _outputs(run: _Run, tape: Tape, inputs: dict[str, np.ndarray]) -> BatchOutpu
     return BatchOutputs(outs, targets, tape.run.lengths, size)
 
 
+def _share_gradient(run: _Run, params: ParamSet, data: TrainData, idx: np.ndarray,
+                    rng: np.random.Generator | None,
+                    batch_size: int) -> tuple[float, np.ndarray, BatchOutputs | None]:
+    """Forward (dropout drawn from ``rng``) and backward over examples ``idx`` of ``data``:
+    their summed loss ``L``, the gradient of ``L / batch_size`` as one flat float32 vector
+    (``params.grad``) and the outputs measurements need. With ``batch_size = len(idx)``
+    the batch gradient; a Ray worker's on its share of a batch (:mod:`.distributed`)."""
+    tape, inputs, total = _forward(run, data, idx, rng)
+    seeds = {}
+    for name, m in run.losses.items():
+        v = tape.values[m.slot]
+        seeds[name] = tape.run.zero_padding(np.full(v.shape, 1.0 / batch_size, np.float32), m)
+    _, array_grads = backward(run.plan, tape, seeds)
+    return total, params.load_grads(array_grads), _outputs(run, tape, inputs)
+
+
 def _batch_gradient(run: _Run, state: TrainState,
                     batch: Batch) -> tuple[float, np.ndarray, BatchOutputs | None]:
     """Forward (with dropout) and backward of one batch: its mean loss, the gradient of the
     mean loss as one flat float32 vector (laid out as ``state.params.flat``) and the outputs
     its measurements need."""
     data, idx = batch
-    tape, inputs, total = _forward(run, data, idx, state.dropout_rng)
-    B = len(idx)
-    seeds = {}
-    for name, m in run.losses.items():
-        v = tape.values[m.slot]
-        seeds[name] = tape.run.zero_padding(np.full(v.shape, 1.0 / B, np.float32), m)
-    _, array_grads = backward(run.plan, tape, seeds)
-    return total / B, state.params.load_grads(array_grads), _outputs(run, tape, inputs)
+    total, grad, outputs = _share_gradient(run, state.params, data, idx, state.dropout_rng,
+                                           len(idx))
+    return total / len(idx), grad, outputs
+
+
+@dataclass
+class _WorkerRun:
+    """What a Ray worker holds of a run (``target_device=("CPU", k)``, :mod:`.distributed`):
+    the training net compiled in the worker, its arrays (the trained ones in ``params``, set
+    from the calling process at every step), the loss outputs, and what the measurements
+    read (without their functions: those run in the calling process)."""
+
+    plan: Plan
+    arrays: dict[tuple, np.ndarray]
+    losses: dict[str, PortMeta]
+    ports: MeasurePorts
+    measured: list[Measurement]
+    params: ParamSet
+
+    def gradient(self, data: TrainData, idx: np.ndarray, rng: np.random.Generator,
+                 batch_size: int) -> tuple[float, np.ndarray, BatchOutputs | None]:
+        return _share_gradient(self, self.params, data, idx, rng, batch_size)  # type: ignore[arg-type]
+
+
+def _worker_run(tn: TrainingNet, trained: list[tuple], measured: list[Measurement],
+                inputs: dict[str, PortMeta]) -> _WorkerRun:
+    """A worker's :class:`_WorkerRun`: ``trained`` are the paths of the calling process's
+    ``params`` (the same layout), ``inputs`` its plan's input ports (to check that the
+    worker compiled the same plan)."""
+    plan = compile_net(tn.net)
+    if plan.inputs != inputs:
+        raise NetError("NetTrain: a worker compiled the training net to other input ports "
+                       "than the calling process (another netgraph version on the workers?)")
+    arrays = collect_arrays(tn.net, np.float32)
+    params = ParamSet({p: arrays[p] for p in trained})
+    frozen = {p: a for p, a in arrays.items() if p not in params.arrays}
+    return _WorkerRun(plan, {**frozen, **params.arrays},
+                      {name: plan.outputs[name] for name in tn.losses},
+                      _measure_ports(plan, tn), measured, params)
+
+
+@contextlib.contextmanager
+def _gradient_source(run: _Run, tn: TrainingNet, state: TrainState) -> Iterator[None]:
+    """Batch gradients computed in this process, or (``target_device=("CPU", k)``) on ``k``
+    Ray workers for the duration of the ``with`` block."""
+    if run.opts.workers is None:
+        yield
+        return
+    measured = [Measurement(m.name, m.kind) for m in run.measured]
+    make = partial(_worker_run, tn, state.params.paths, measured, run.plan.inputs)
+    with data_parallel(run.opts.workers, make) as pool:
+        run.batch_gradient = pool
+        try:
+            yield
+        finally:
+            run.batch_gradient = _batch_gradient
 
 
 def _update(run: _Run, state: TrainState, grad: np.ndarray) -> float:
