@@ -11,6 +11,7 @@ import inspect
 from netgraph.extend import register_shorthand_hint
 
 from .attention import AttentionLayer, SequenceAttentionLayer
+from .bidirectional import NetBidirectionalOperator
 from .elementwise import (
     ELEMENTWISE_FUNCTIONS,
     THREADING_FUNCTIONS,
@@ -20,7 +21,9 @@ from .elementwise import (
 from .fold import NetFoldOperator
 from .linear import DotLayer, LinearLayer
 from .loss import CrossEntropyLossLayer, MeanAbsoluteLossLayer, MeanSquaredLossLayer
+from .normalization import NormalizationLayer
 from .operators import NetMapOperator
+from .positions import SequenceIndicesLayer
 from .recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
 from .sequence import (
     EmbeddingLayer,
@@ -45,6 +48,7 @@ __all__ = [
     "SequenceReverseLayer", "NetMapOperator", "SequenceAttentionLayer", "AttentionLayer",
     "CrossEntropyLossLayer", "MeanSquaredLossLayer", "MeanAbsoluteLossLayer",
     "BasicRecurrentLayer", "GatedRecurrentLayer", "LongShortTermMemoryLayer", "NetFoldOperator",
+    "NormalizationLayer", "SequenceIndicesLayer", "NetBidirectionalOperator",
 ]
 
 _FUNCTION_NAMES = set(ELEMENTWISE_FUNCTIONS) | {"ReLU", "Sigmoid"}

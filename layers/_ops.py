@@ -76,3 +76,17 @@ def fill_padding(x: np.ndarray, ctx: Any, port: str, value: float) -> np.ndarray
     if valid is None:
         return x
     return np.where(valid, x, value).astype(x.dtype, copy=False)
+
+
+def reverse_sequences(x: np.ndarray, axis: int, lengths: np.ndarray | None) -> np.ndarray:
+    """``x`` with each example's sequence along ``axis`` reversed over its true length
+    (``lengths``, per example, keyed to the first axis; None: every sequence is full), the
+    padding staying at the end: ``y[b, t] = x[b, L_b - 1 - t]`` for ``t < L_b``, ``x[b, t]``
+    after. The permutation is its own inverse, so it also maps a gradient back."""
+    T = x.shape[axis]
+    pos = np.arange(T)
+    src = pos[::-1][None] if lengths is None else \
+        np.where(pos < lengths[:, None], lengths[:, None] - 1 - pos, pos)
+    # src[b, t]: where output position t reads from
+    src = src.reshape(src.shape[:1] + (1,) * (axis - 1) + (T,) + (1,) * (x.ndim - axis - 1))
+    return np.take_along_axis(x, src, axis)

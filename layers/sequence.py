@@ -20,7 +20,7 @@ from netgraph.extend import (
     where,
 )
 
-from ._ops import lead_rank
+from ._ops import lead_rank, reverse_sequences
 
 __all__ = ["EmbeddingLayer", "SequenceLastLayer", "SequenceMostLayer", "SequenceRestLayer",
            "SequenceReverseLayer"]
@@ -182,15 +182,9 @@ class SequenceReverseLayer(_SequenceLayer):
     def forward(self, ins, arrays, ctx):
         x = ins["Input"]
         axis = lead_rank(x, len(ctx.dims("Input")))  # the sequence axis, after the leading ones
-        T = x.shape[axis]
-        pos = np.arange(T)
         lens = ctx.lengths("Input")  # per example: keyed to the first leading axis
-        src = pos[::-1][None] if lens is None else \
-            np.where(pos < lens[:, None], lens[:, None] - 1 - pos, pos)
-        # src[b, t]: where output position t reads from; a permutation that is its own inverse
-        src = src.reshape(src.shape[:1] + (1,) * (axis - 1) + (T,) + (1,) * (x.ndim - axis - 1))
 
         def backward(g):
-            return {"Input": np.take_along_axis(g["Output"], src, axis)}, {}
+            return {"Input": reverse_sequences(g["Output"], axis, lens)}, {}
 
-        return {"Output": np.take_along_axis(x, src, axis)}, backward
+        return {"Output": reverse_sequences(x, axis, lens)}, backward

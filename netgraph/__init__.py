@@ -19,7 +19,7 @@ from .io import load, save
 from .layer import Layer, Params
 from .net import Net
 from .onnx import export_onnx
-from .ports import NetArrayGradient, NetPort, NetPortGradient
+from .ports import NetArrayGradient, NetPort, NetPortGradient, NetSharedArray
 from .shapes import All, Automatic, Index, Varying
 from .take import NetTake
 from .train import NetTrain
@@ -29,7 +29,7 @@ _CORE = [
     "NetGraph", "NetChain", "NetPort", "NetPortGradient", "NetArrayGradient", "NetExtract",
     "NetReplacePart", "NetInitialize", "Automatic", "All", "Varying", "Index", "Net", "Layer",
     "Params", "gradcheck", "check_padding", "NetTrain", "save", "load",
-    "NetInformation", "NetTake", "tune_malloc", "export_onnx",
+    "NetInformation", "NetTake", "tune_malloc", "export_onnx", "NetSharedArray",
 ]
 
 tune_malloc_if_asked()

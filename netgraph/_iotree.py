@@ -21,10 +21,12 @@ from .errors import NetError, where
 from .graph import NetChain, NetGraph, _is_graph_end
 from .layer import Layer, _validation_message, layer_classes
 from .net import Net
+from .ports import NetSharedArray
 from .shapes import Automatic, Index, is_automatic, parse_spec
+from .shared import shared_of, uses
 
-__all__ = ["FileJSON", "ArrayJSON", "registry", "encode", "decode", "validation_summary",
-           "MAX_DEPTH"]
+__all__ = ["FileJSON", "ArrayJSON", "registry", "encode", "encode_shared", "decode",
+           "validation_summary", "MAX_DEPTH"]
 
 #: how deeply nets may nest in a file (a graph's node, a layer's sub-net: one level each);
 #: bounds the recursion of saving, loading and inference on a hostile file
@@ -54,6 +56,12 @@ class ArrayJSON(_Model):
     dtype: Literal["float32"]
 
 
+class SharedJSON(_Model):
+    """A use of a shared array: its value is the file's ``shared_arrays[name]``."""
+
+    shared: StrictStr
+
+
 class LayerJSON(_Model):
     """A layer: class name, hyperparameters, user port shapes, switched-on optional
     ports, array references (null: uninitialized) and sub-nets."""
@@ -64,7 +72,7 @@ class LayerJSON(_Model):
     ports: dict[str, SpecJSON] = {}
     enabled_inputs: list[StrictStr] = []
     enabled_outputs: list[StrictStr] = []
-    arrays: dict[str, ArrayJSON | None] = {}
+    arrays: dict[str, ArrayJSON | SharedJSON | None] = {}
     children: dict[str, NodeJSON] = {}
 
 
@@ -105,6 +113,8 @@ class FileJSON(_Model):
     format_version: StrictInt
     netgraph_version: StrictStr
     net: NodeJSON
+    #: the values of the net's shared arrays by name (null: uninitialized)
+    shared_arrays: dict[StrictStr, ArrayJSON | None] = {}
 
 
 for _m in (LayerJSON, GraphNodeJSON, GraphJSON, FileJSON):
@@ -192,26 +202,47 @@ def encode(net: Net, arrays: list[tuple[str, np.ndarray]], path: tuple = ()) -> 
         raise NetError(f"cannot save {where(path)}: the parameters of {name} do not survive "
                        f"a JSON round trip ({params!r})")
     refs: dict[str, Any] = {}
+    uses = shared_of(net)
     for k, v in net._array_values.items():
-        if v is None:
-            refs[k] = None
-            continue
-        member = f"arrays/{len(arrays)}.npy"
-        a = validated_array(v, f"cannot save {where(path)}: its array {k!r}")
-        arrays.append((member, a))
-        refs[k] = {"member": member, "shape": list(a.shape), "dtype": "float32"}
+        if k in uses:
+            refs[k] = {"shared": uses[k].name}  # the value is saved once: encode_shared
+        else:
+            refs[k] = _array_ref(v, arrays, f"cannot save {where(path)}: its array {k!r}")
     return {"kind": "layer", "type": name, "params": params, "ports": ports,
             "enabled_inputs": sorted(net._enabled_in), "enabled_outputs": sorted(net._enabled_out),
             "arrays": refs,
             "children": {k: encode(c, arrays, path + (k,)) for k, c in net.children().items()}}
 
 
+def _array_ref(value: np.ndarray | None, arrays: list[tuple[str, np.ndarray]],
+               what: str) -> dict | None:
+    """The reference to ``value`` (None: uninitialized), appended to ``arrays``."""
+    if value is None:
+        return None
+    member = f"arrays/{len(arrays)}.npy"
+    a = validated_array(value, what)
+    arrays.append((member, a))
+    return {"member": member, "shape": list(a.shape), "dtype": "float32"}
+
+
+def encode_shared(net: Net, arrays: list[tuple[str, np.ndarray]]) -> dict:
+    """The ``shared_arrays`` of the file of ``net``: name -> reference to its one value."""
+    refs = {}
+    for key, found in uses(net).items():
+        _, layer, name = found[0]
+        refs[key.name] = _array_ref(layer._arrays()[name], arrays,
+                                    f"cannot save the net: its {key!r}")
+    return refs
+
+
 # --------------------------------------------------------------------- decoding
 ReadArray = Callable[[ArrayJSON, str], np.ndarray]
 
 
-def decode(node: LayerJSON | GraphJSON, read_array: ReadArray) -> Net:
-    """Rebuild the net of ``node``; ``read_array(ref, what)`` reads one checked array.
+def decode(node: LayerJSON | GraphJSON, read_array: ReadArray,
+           shared_arrays: dict[str, ArrayJSON | None] | None = None) -> Net:
+    """Rebuild the net of ``node``; ``read_array(ref, what)`` reads one checked array;
+    ``shared_arrays`` holds the references to the values of the shared arrays by name.
 
     The tree is built bottom-up without inference, then shapes are inferred once for the whole
     net, so that decoding takes time linear in the size of the tree.
@@ -221,7 +252,13 @@ def decode(node: LayerJSON | GraphJSON, read_array: ReadArray) -> Net:
     NetError
         Naming the node and what is wrong, for any part that does not fit.
     """
-    net = _decode(node, read_array, ())
+    values = {name: None if ref is None else read_array(ref, f"the shared array {name!r}")
+              for name, ref in (shared_arrays or {}).items()}
+    net = _decode(node, _Reader(read_array, values), ())
+    unused = set(values) - {key.name for key in uses(net)}
+    if unused:
+        raise NetError(f"the file holds the shared array {sorted(unused)[0]!r}, but no array of "
+                       "the net uses it")
     try:
         inferred = net._infer()
     except NetError:
@@ -235,7 +272,24 @@ def decode(node: LayerJSON | GraphJSON, read_array: ReadArray) -> Net:
     return inferred
 
 
-def _decode(node: LayerJSON | GraphJSON, read_array: ReadArray, path: tuple) -> Net:
+class _Reader:
+    """``read_array`` of the decoding, plus the values of the file's shared arrays (one
+    object per name, put into every use)."""
+
+    def __init__(self, read_array: ReadArray, shared: dict[str, np.ndarray | None]):
+        self.read, self.shared = read_array, shared
+
+    def __call__(self, ref: ArrayJSON, what: str) -> np.ndarray:
+        return self.read(ref, what)
+
+    def use(self, ref: SharedJSON, what: str) -> tuple[np.ndarray | None, NetSharedArray]:
+        if ref.shared not in self.shared:
+            raise NetError(f"{what} is the shared array {ref.shared!r}, which the file does not "
+                           f"hold (it holds {sorted(self.shared)})")
+        return self.shared[ref.shared], NetSharedArray(ref.shared)
+
+
+def _decode(node: LayerJSON | GraphJSON, read_array: _Reader, path: tuple) -> Net:
     if len(path) > MAX_DEPTH:
         raise NetError(f"{where(path)}: nets nest more than {MAX_DEPTH} levels deep")
     try:
@@ -256,7 +310,7 @@ def _names_match(what: str, given: Any, expected: Any, path: tuple, cls: type) -
                        f"but the file gives {sorted(map(str, given))}")
 
 
-def _decode_layer(node: LayerJSON, read_array: ReadArray, path: tuple) -> Layer:
+def _decode_layer(node: LayerJSON, read_array: _Reader, path: tuple) -> Layer:
     cls = registry().get(node.type)
     if cls is None or not issubclass(cls, Layer):
         raise NetError(f"{where(path)}: unknown layer class {node.type!r} (not a "
@@ -267,8 +321,13 @@ def _decode_layer(node: LayerJSON, read_array: ReadArray, path: tuple) -> Layer:
         raise NetError(f"{where(path)}: {_validation_message(cls, e)}") from None
     names = cls.array_names_for(params)
     _names_match("arrays", node.arrays, names, path, cls)
-    arrays = {n: None if node.arrays[n] is None else
-              read_array(node.arrays[n], f"array {n!r} of {where(path)}") for n in names}
+    arrays, shared = {}, {}
+    for n in names:
+        ref, what = node.arrays[n], f"array {n!r} of {where(path)}"
+        if isinstance(ref, SharedJSON):
+            arrays[n], shared[n] = read_array.use(ref, what)
+        else:
+            arrays[n] = None if ref is None else read_array(ref, what)
     for kind, given, allowed in (("input", node.enabled_inputs, cls.optional_inputs),
                                  ("output", node.enabled_outputs, cls.optional_outputs)):
         if set(given) - set(allowed):
@@ -284,14 +343,14 @@ def _decode_layer(node: LayerJSON, read_array: ReadArray, path: tuple) -> Layer:
     children = {k: _decode(c, read_array, path + (k,)) for k, c in node.children.items()}
     specs = _decode_specs(node.ports, path)
     layer = cls._from_parts(params, specs, node.enabled_inputs, node.enabled_outputs,
-                            arrays, children, infer=False)
+                            arrays, children, infer=False, shared=shared)
     unknown = set(specs) - set(layer.port_names()) - set(layer._port_keys())
     if unknown:
         raise NetError(f"{where(path)}: {cls.__name__} has no port {sorted(unknown)[0]!r}")
     return layer
 
 
-def _decode_graph(node: GraphJSON, read_array: ReadArray, path: tuple) -> NetGraph:
+def _decode_graph(node: GraphJSON, read_array: _Reader, path: tuple) -> NetGraph:
     cls = registry()[node.type]
     nodes: dict[Any, Net] = {}
     for g in node.nodes:

@@ -21,8 +21,9 @@ from .compile import Plan, compile_net
 from .errors import InputDataError, NetError, PortError, ShapeError, where
 from .execute import RunContext, Tape, backward, forward
 from .net import Net
-from .ports import NetArrayGradient, NetPort, NetPortGradient
+from .ports import NetArrayGradient, NetPort, NetPortGradient, NetSharedArray
 from .shapes import Automatic, Index
+from .shared import array_key, resolve
 from .tree import resolve_child, walk
 
 __all__ = ["apply_net", "collect_arrays", "uninitialized", "run_net", "data_hints",
@@ -34,11 +35,12 @@ def uninitialized(net: Net) -> list[tuple]:
 
 
 def collect_arrays(net: Net, dtype: Any) -> dict[tuple, np.ndarray]:
-    """All arrays of ``net`` by full path, cast to ``dtype`` (cached per dtype)."""
+    """All arrays of ``net`` by run-time key (full path; a shared array once, keyed by its
+    ``NetSharedArray``), cast to ``dtype`` (cached per dtype)."""
     key = ("arrays", np.dtype(dtype).str)
     cached = net._cache.get(key)
     if cached is None:
-        cached = {p + (n,): a.astype(dtype, copy=False)
+        cached = {array_key(sub, p, n): a.astype(dtype, copy=False)
                   for p, sub in walk(net) for n, a in sub._arrays().items() if a is not None}
         net._cache[key] = cached
     return cached
@@ -128,13 +130,13 @@ def _target(net: Net, plan: Plan, w: Any) -> tuple:
     if isinstance(w, NetArrayGradient):
         arrays = net._cache.get(("arrays", np.dtype(np.float32).str)) or collect_arrays(
             net, np.float32)
-        path = _node_path(net, w.path[:-1]) + w.path[-1:]
+        path = resolve(net, _node_path(net, w.path[:-1]) + w.path[-1:])
         if path not in arrays:
             if path in uninitialized(net):
                 raise NetError(f"NetArrayGradient: the array at {list(w.path)} is not "
                                "initialized; call NetInitialize first")
             raise PortError(f"NetArrayGradient: no array at {list(w.path)}; arrays are "
-                            f"{[list(p) for p in arrays]}")
+                            f"{[p if isinstance(p, NetSharedArray) else list(p) for p in arrays]}")
         return ("agrad", path)
     raise PortError(f"cannot select {w!r}: give an output name, NetPort, NetPortGradient or "
                     "NetArrayGradient")

@@ -89,7 +89,7 @@ def _what(key: Any) -> str:
     if isinstance(key, NetPortGradient):
         return f"input port {key.port!r}"
     if isinstance(key, NetArrayGradient):
-        return f"array {list(key.path)}"
+        return f"array {key.key!r}" if key.key is key.path[0] else f"array {list(key.path)}"
     return f"output port {key.port!r}" if isinstance(key, NetPort) else repr(key)
 
 
@@ -165,7 +165,7 @@ def gradcheck(net: Net, data: Any, *, eps: float = 1e-6, rtol: float = 1e-5,
             num = numeric(x, tape.run.zero_padding(np.ones_like(x), meta) != 0)
             want = from_batch(num, meta, lengths, batch.is_batch)
         else:
-            want = numeric(arrays[key.path], np.ones(arrays[key.path].shape, bool))
+            want = numeric(arrays[key.key], np.ones(arrays[key.key].shape, bool))
         if _shapes(got) != _shapes(want):
             raise NetError(f"gradcheck: the gradient of {_what(key)} has shape {_shapes(got)}, "
                            f"but its data has shape {_shapes(want)}")

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from .errors import SpecificationError, where
 from .layer import Layer
 from .net import Net
+from .shared import array_key
 from .solution import PortType, Solution
 
 __all__ = ["Plan", "Step", "PortMeta", "Computation", "compile_net", "fusion"]
@@ -124,7 +125,7 @@ class Plan:
         step = Step(layer=layer, path=full,
                     ins={p: self.metas[s] for p, s in in_slots.items()},
                     outs={p: self.metas[s] for p, s in outs.items()},
-                    arrays={n: full + (n,) for n in layer._arrays()},
+                    arrays={n: array_key(layer, full, n) for n in layer._arrays()},
                     subplans={k: _compile(c, sol.below(path + (k,)), full + (k,))
                               for k, c in layer.children().items()})
         self.steps.append(step)

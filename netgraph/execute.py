@@ -16,6 +16,7 @@ import numpy as np
 
 from .compile import Plan, PortMeta, Step
 from .errors import InputDataError, where
+from .shared import array_key
 
 __all__ = ["RunContext", "StepContext", "Tape", "forward", "backward"]
 
@@ -106,10 +107,15 @@ class StepContext:
     def path(self) -> tuple:
         return self.step.path
 
-    def sub_array(self, path: tuple) -> tuple[np.ndarray, tuple]:
-        """The array at ``path`` inside the step's sub-nets and its gradient key."""
-        full = self.step.path + tuple(path)
-        return self.run.arrays[full], full
+    def sub_array(self, path: tuple) -> tuple[np.ndarray, Any]:
+        """The array at ``path`` inside the step's sub-nets and its gradient key (its full
+        path, or its ``NetSharedArray`` when it is shared)."""
+        *parts, name = path
+        net = self.step.layer
+        for part in parts:
+            net = net.children()[part]
+        key = array_key(net, self.step.path + tuple(parts), name)
+        return self.run.arrays[key], key
 
     def meta(self, port: str) -> PortMeta:
         return self.step.ins[port] if port in self.step.ins else self.step.outs[port]

@@ -6,7 +6,10 @@ A layer is a subclass of :class:`Layer` with
 * ``Params`` — a pydantic model (subclass :class:`Params`) of its hyperparameters; use the
   field types :data:`Int`, :data:`Real`, :data:`Bool` to take NumPy scalars too;
 * its ports (``inputs``, ``outputs``, ``optional_inputs``, ``optional_outputs``,
-  ``hidden_outputs``) and arrays (``array_init``: name -> "weights" | "zeros" | "ones");
+  ``hidden_outputs``) and arrays (``array_init``: name -> "weights" | "zeros" | "ones"); a
+  constructor that passes its keyword options on to ``Layer.__init__`` (``**ports``) takes
+  the arrays as options too (``Weights=W`` or ``Weights=NetSharedArray(name)``), checked
+  there; ``forward`` receives a shared array like any other;
 * its shape rules: ``rules(S, path, ports) -> {array name: dims}`` on the :class:`Solver`;
 * ``forward(ins, arrays, ctx) -> (outputs, backward)`` with ``ctx`` a :class:`StepContext`
   and ``backward(out_grads) -> (input_grads, array_grads)``.

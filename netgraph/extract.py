@@ -11,11 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from . import shared
 from .allocation import memory_errors
 from .arrays import validated_array
 from .errors import NetError, PortError, ShapeError, where
 from .layer import Layer
 from .net import Net
+from .ports import NetSharedArray
 from .shapes import All, Automatic, parse_spec
 from .tree import resolve_child, update_at
 
@@ -68,14 +70,35 @@ def NetExtract(net: Net, spec: Any) -> Any:
     a port shape, a path into nested nets, a list of paths, or ``All``."""
     if not isinstance(net, Net):
         raise NetError(f"NetExtract needs a net, got {type(net).__name__}")
+    if isinstance(spec, NetSharedArray):
+        return shared.extract(net, spec)
     if isinstance(spec, list) and spec and all(isinstance(s, (list, tuple)) for s in spec):
         return [_extract_path(net, _as_path(s)) for s in spec]
     return _extract_path(net, _as_path(spec))
 
 
+def _shared_use(net: Net, head: tuple, name: Any) -> NetSharedArray | None:
+    """The shared array that array ``name`` of the node at ``head`` uses, if any (None for
+    a path that leads nowhere: the replacement reports that)."""
+    for part in head:
+        try:
+            key = resolve_child(net, part)
+        except NetError:
+            return None
+        if key is None:
+            return None
+        net = net.children()[key]
+    return shared.shared_of(net).get(name) if isinstance(name, str) else None
+
+
 def _replace_one(net: Net, path: tuple, value: Any) -> Net:
+    if path and isinstance(path[-1], NetSharedArray) and len(path) == 1:
+        return shared.replace(net, path[0], value)
     *head, last = path
     head = tuple(head)
+    key = _shared_use(net, head, last)
+    if key is not None and not isinstance(value, NetSharedArray):
+        return shared.replace(net, key, value)  # through a use's path: every use
 
     def replace(sub: Net) -> Net:
         key = resolve_child(sub, last, head)
@@ -91,6 +114,8 @@ def _replace_one(net: Net, path: tuple, value: Any) -> Net:
                                 f"{list(old.output_ports)}")
             return sub.with_children({key: value})
         arrays = sub._arrays()
+        if last in arrays and isinstance(value, NetSharedArray):
+            return shared.make_use(sub, last, value, net)
         if last in arrays:
             return _replace_array(sub, head, last, value)
         if last in sub.input_ports or last in sub.output_ports:

@@ -26,24 +26,27 @@ from .layer import Layer
 from .net import Net
 from .plotting import plot
 from .shapes import Automatic
+from .shared import array_key, shared_of
 from .tree import walk
 
 __all__ = ["summary", "NetInformation", "array_shapes", "port_rows", "layer_paths"]
 
 
 # ------------------------------------------------------------------ facts about a net
-def array_shapes(net: Net) -> dict[tuple, tuple[int | None, ...] | None]:
+def array_shapes(net: Net, *, by_key: bool = False) -> dict[Any, tuple[int | None, ...] | None]:
     """Every array of ``net`` by full path -> its shape: the actual shape when initialized,
     else the inferred one with ``None`` for an unknown dimension (``None`` for the whole
-    shape when even the rank is unknown)."""
+    shape when even the rank is unknown). With ``by_key``, by run-time key instead: a
+    shared array once, under its ``NetSharedArray``."""
     solved = net._solution().arrays
     out: dict[tuple, tuple[int | None, ...] | None] = {}
     for path, sub in walk(net):
         for name, value in sub._arrays().items():
+            key = array_key(sub, path, name) if by_key else path + (name,)
             if value is not None:
-                out[path + (name,)] = tuple(int(n) for n in value.shape)
+                out[key] = tuple(int(n) for n in value.shape)
             else:
-                out[path + (name,)] = solved.get((path, name))
+                out[key] = solved.get((path, name))
     return out
 
 
@@ -108,10 +111,12 @@ def summary(net: Net) -> str:
     rows: list[tuple[str, ...]] = []
     for path, sub in walk(net):
         cells = [(k, p, repr(s), "", "") for k, p, s in port_rows(sub)]
+        uses = shared_of(sub)
         for name, value in sub._arrays().items():
             shape = shapes[path + (name,)]
             n = _elements(shape)
-            cells.append(("array", name, show_shape(shape), "?" if n is None else str(n),
+            label = f"{name} = {uses[name]!r}" if name in uses else name
+            cells.append(("array", label, show_shape(shape), "?" if n is None else str(n),
                           "no" if value is None else "yes"))
         first = True
         for cell in cells or [("", "", "", "", "")]:
@@ -120,16 +125,18 @@ def summary(net: Net) -> str:
             first = False
     layers = layer_paths(net)
     counts = Counter(type(x).__name__ for x in layers.values())
-    sizes = [_elements(s) for s in shapes.values()]
+    unique = array_shapes(net, by_key=True)  # a shared array counts once
+    sizes = [_elements(s) for s in unique.values()]
     known = sum(n for n in sizes if n is not None)
     unknown = sum(n is None for n in sizes)
-    n_set = sum(v is not None for _, sub in walk(net) for v in sub._arrays().values())
+    n_set = len({array_key(sub, p, n) for p, sub in walk(net)
+                 for n, v in sub._arrays().items() if v is not None})
     elements = _plural(known, "array element") + ("" if not unknown else
                                                   f" + {_plural(unknown, 'array')} of unknown size")
     kids = len(net.children()) if not isinstance(net, Layer) else 0
     head = (f"{type(net).__name__}: " + (f"{_plural(kids, 'node')}, " if kids else "")
-            + f"{_plural(len(layers), 'layer')}, {_plural(len(shapes), 'array')}, {elements}, "
-            + _state(len(shapes), n_set))
+            + f"{_plural(len(layers), 'layer')}, {_plural(len(unique), 'array')}, {elements}, "
+            + _state(len(unique), n_set))
     types = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1],
                                                                                   kv[0])))
     table = _table(rows, ("Node", "Type", "Kind", "Port / array", "Shape", "Elements",
@@ -144,7 +151,7 @@ def _arrays_dimensions(net: Net) -> dict[tuple, Any]:
 
 
 def _total_elements(net: Net) -> Any:
-    sizes = [_elements(s) for s in array_shapes(net).values()]
+    sizes = [_elements(s) for s in array_shapes(net, by_key=True).values()]
     return Automatic if any(n is None for n in sizes) else int(sum(sizes))  # type: ignore
 
 
@@ -158,7 +165,7 @@ _PROPERTIES: dict[str, Any] = {
     "Layers": lambda net: {p: x._pinned() for p, x in layer_paths(net).items()},
     "LayerTypeCounts": lambda net: dict(Counter(type(x).__name__
                                                 for x in layer_paths(net).values())),
-    "ArraysCount": lambda net: len(array_shapes(net)),
+    "ArraysCount": lambda net: len(array_shapes(net, by_key=True)),
     "Arrays": _arrays,
     "ArraysDimensions": _arrays_dimensions,
     "ArraysTotalElementCount": _total_elements,
@@ -175,11 +182,11 @@ def NetInformation(net: Net, prop: str = "Properties") -> Any:
     * ``"LayersCount"`` — number of primitive layers at every nesting level (module docstring)
     * ``"Layers"`` — dict path -> layer (pinned to its inferred port shapes)
     * ``"LayerTypeCounts"`` — dict layer type name -> count
-    * ``"ArraysCount"`` — number of arrays, initialized or not
+    * ``"ArraysCount"`` — number of arrays, initialized or not (a shared array once)
     * ``"Arrays"`` — dict path -> float32 copy of the array (``None`` if uninitialized)
     * ``"ArraysDimensions"`` — dict path -> shape (``Automatic`` for an unknown dimension)
-    * ``"ArraysTotalElementCount"`` — total number of array elements (``Automatic`` while a
-      shape is unknown)
+    * ``"ArraysTotalElementCount"`` — total number of array elements, a shared array counted
+      once (``Automatic`` while a shape is unknown)
     * ``"InputPorts"`` / ``"OutputPorts"`` — dict port name -> shape (canonical form)
     * ``"Summary"`` — ``net.summary()``; ``"SummaryGraphic"`` — ``net.plot()``
 

@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from . import shared
 from .allocation import check_request, memory_errors, show_bytes
+from .arrays import validated_array
 from .errors import NetError, SpecificationError, where
 from .net import Net
 from .tree import update_at, walk
@@ -68,10 +70,13 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
             from None
     solved = net._solution().arrays
     todo: dict[tuple, dict[str, tuple[int, ...]]] = {}
+    seen: set = set()  # shared arrays: drawn once, at their first use
     for path, sub in walk(net):
         for name, value in sub._arrays().items():
-            if value is not None and not reinitialize:
+            key = shared.array_key(sub, path, name)
+            if value is not None and not reinitialize or key in seen:
                 continue
+            seen.add(key)
             shape = solved[(path, name)]
             if any(n is None for n in shape):
                 shown = tuple("?" if n is None else n for n in shape)
@@ -82,10 +87,16 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
     _check_memory(net, todo)
     new, subs = net, dict(walk(net))
     for path, shapes in todo.items():
-        init = type(subs[path]).array_init
+        layer = subs[path]
+        init = type(layer).array_init
         fills = {name: _initial(init.get(name, "weights"), shape, method, rng)
                  for name, shape in shapes.items()}
-        new = update_at(new, path, lambda layer, f=fills: layer._with_arrays(f))
+        keys = shared.shared_of(layer)
+        own = {n: v for n, v in fills.items() if n not in keys}
+        new = update_at(new, path, lambda layer, f=own: layer._with_arrays(f))
+        for name, value in fills.items():
+            if name in keys:  # drawn once, put into every use
+                new = shared.set_value(new, keys[name], validated_array(value, name))
     return new._same_shapes_as(net)  # the arrays have their inferred shapes
 
 

@@ -7,7 +7,8 @@ One zip archive, written at exactly ``path`` (no suffix is added), holding:
 * ``net.json`` — the spec::
 
       {"format": "netgraph-net", "format_version": 1, "netgraph_version": "0.1.0",
-       "net": NODE}
+       "net": NODE,
+       "shared_arrays": {"E": ARRAY | null, ...}}        # only when the net shares arrays
 
   where a NODE is a layer or a graph::
 
@@ -15,7 +16,9 @@ One zip archive, written at exactly ``path`` (no suffix is added), holding:
        "params": {...},                                 # params.model_dump(mode="json")
        "ports": {"Input": SPEC, ...},                   # the port shapes the user gave
        "enabled_inputs": [...], "enabled_outputs": [...],  # optional ports switched on
-       "arrays": {"Weights": ARRAY, "Biases": null},    # null: not initialized
+       "arrays": {"Weights": ARRAY, "Biases": null},    # null: not initialized;
+                                                        # {"shared": "E"}: a use of
+                                                        # NetSharedArray("E")
        "children": {"ScoringNet": NODE}}                # sub-nets (attention, operators)
 
       {"kind": "graph", "type": "NetGraph" | "NetChain",
@@ -33,6 +36,10 @@ One zip archive, written at exactly ``path`` (no suffix is added), holding:
 * anything else is ignored by :func:`load`: a training checkpoint
   (:mod:`netgraph.train.checkpoint`, written with :func:`save_with_members`) is a net file
   with its training state in further ``training/...`` members.
+
+A shared array's value is stored once, in ``shared_arrays``; every use refers to it by name and
+gets that one value on loading (a use of a name the file does not hold, or a shared array no
+use refers to, is refused; its shape is checked against every use like any array's).
 
 Every member is stored uncompressed, so a file holds at least as many bytes as it inflates
 to. (Files of earlier releases have a deflated ``net.json``; they load as long as it inflates
@@ -79,6 +86,7 @@ from ._iotree import (
     FileJSON,
     decode,
     encode,
+    encode_shared,
     validation_summary,
 )
 from .arrays import validated_array
@@ -147,6 +155,9 @@ def save_with_members(net: Net, path: str | os.PathLike,
     arrays: list[tuple[str, np.ndarray]] = []
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "netgraph_version": _version(),
            "net": encode(net, arrays)}
+    shared = encode_shared(net, arrays)
+    if shared:
+        doc["shared_arrays"] = shared
     try:
         text = json.dumps(doc, indent=1, allow_nan=False)
     except ValueError as e:
@@ -270,7 +281,7 @@ def load(path: str | os.PathLike) -> Net:
             with zipfile.ZipFile(fh) as zf:
                 doc = _read_spec(zf, size)
                 arrays = _ArrayReader(zf, size)
-                return arrays.fill(decode(doc.net, arrays.check))
+                return arrays.fill(decode(doc.net, arrays.check, doc.shared_arrays))
     except NetError as e:
         raise type(e)(f"cannot load {name!r}: {e}") from None
     except zipfile.BadZipFile as e:

@@ -23,9 +23,12 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
+from .arrays import validated_array
 from .errors import NetError, ShapeError, where
 from .net import Net
+from .ports import NetSharedArray
 from .shapes import Automatic, is_automatic, parse_spec
+from .shared import constrain_use
 from .signature import parse_signature
 from .solver import Conflict, Solver
 
@@ -133,8 +136,11 @@ class Layer(Net):
     def __init__(self, params: dict[str, Any] | None = None, ports: dict[str, Any] | None = None,
                  children: dict[str, Net] | None = None):
         """``params``: hyperparameters (validated by ``Params``; Automatic/None: unset);
-        ``ports``: user port shapes; ``children``: the sub-nets named by ``sub_nets``."""
+        ``ports``: user port shapes and arrays given as options (``Weights=W``, or
+        ``Weights=NetSharedArray(name)``); ``children``: the sub-nets named by ``sub_nets``."""
         params = {k: (None if is_automatic(v) else v) for k, v in (params or {}).items()}
+        ports = dict(ports or {})
+        given = {n: ports.pop(n) for n in list(ports) if n in self.array_init}
         children = dict(children or {})
         if set(children) != set(self.sub_nets):
             raise NetError(f"{type(self).__name__}: needs the sub-nets {list(self.sub_nets)}, "
@@ -146,11 +152,10 @@ class Layer(Net):
         except (TypeError, ValueError) as e:
             raise NetError(f"{type(self).__name__}: invalid parameters: {e}") from None
         self._set(params=model, _enabled_in=frozenset(), _enabled_out=frozenset(), _cache={},
-                  _array_values={n: None for n in self.array_names_for(model)},
-                  _sub_nets=children)
+                  _sub_nets=children, **self._given_arrays(model, given))
         known = set(self.port_names())
         specs = {}
-        for name, spec in (ports or {}).items():
+        for name, spec in ports.items():
             if name not in known:
                 raise NetError(f"{type(self).__name__}: unknown parameter or port {name!r}; "
                                f"ports are {sorted(known)}")
@@ -159,6 +164,27 @@ class Layer(Net):
         self._set(_specs=specs, _user_specs=specs)
         self.validate()
         self._check_construction()
+
+    def _given_arrays(self, model: Params, given: dict[str, Any]) -> dict[str, dict]:
+        """The array state of a new layer from the arrays given as options: each a value
+        (checked as a ``NetReplacePart`` value), ``NetSharedArray(name)`` or None."""
+        cls, names = type(self).__name__, self.array_names_for(model)
+        values: dict[str, Any] = {n: None for n in names}
+        shared: dict[str, NetSharedArray] = {}
+        for name, value in given.items():
+            if name not in names:
+                raise NetError(f"{cls}: the array {name}= was given, but with the parameters "
+                               f"{self._params_shown(model)} the layer has no array {name!r} "
+                               f"(its arrays are {list(names)})")
+            if isinstance(value, NetSharedArray):
+                shared[name] = value
+            elif not is_automatic(value):
+                values[name] = validated_array(value, f"{cls}: the array {name!r}")
+        return {"_array_values": values, "_shared_arrays": shared}
+
+    @staticmethod
+    def _params_shown(model: Params) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in model.model_dump().items())
 
     def validate(self) -> None:
         """Check what ``Params`` cannot: combinations of hyperparameters, the ports of a
@@ -175,16 +201,18 @@ class Layer(Net):
     @classmethod
     def _from_parts(cls, params: Params, user_specs: dict[str, Any], enabled_in: Any,
                     enabled_out: Any, arrays: dict[str, np.ndarray | None],
-                    children: dict[str, Net], *, infer: bool = True) -> Layer:
+                    children: dict[str, Net], *, infer: bool = True,
+                    shared: dict[str, NetSharedArray] | None = None) -> Layer:
         """Rebuild a layer from its stored parts without running the user constructor (used
         by ``netgraph.io.load``): set the state, attach the sub-nets, run the hyperparameter
         check and infer shapes as construction does. The caller validates the parts.
-        ``infer=False`` skips inference (the loader infers once, for the whole tree)."""
+        ``infer=False`` skips inference (the loader infers once, for the whole tree);
+        ``shared``: the arrays that are uses of shared arrays (array name -> NetSharedArray)."""
         layer = object.__new__(cls)
         layer._set(params=params, _enabled_in=frozenset(enabled_in),
                    _enabled_out=frozenset(enabled_out), _cache={}, _array_values=dict(arrays),
                    _specs=dict(user_specs), _user_specs=dict(user_specs),
-                   _sub_nets=dict(children))
+                   _sub_nets=dict(children), _shared_arrays=dict(shared or {}))
         layer.validate()
         return layer._infer() if infer else layer
 
@@ -266,7 +294,8 @@ class Layer(Net):
             raise NetError(_validation_message(type(self), e)) from None
         new = self.derive(params=model)
         names = self.array_names_for(model)
-        new._set(_array_values={n: self._array_values.get(n) for n in names})
+        new._set(_array_values={n: self._array_values.get(n) for n in names},
+                 _shared_arrays={n: k for n, k in self._shared_arrays.items() if n in names})
         new.validate()  # the same checks of parameter combinations as the constructor
         return new
 
@@ -307,6 +336,8 @@ class Layer(Net):
             if name not in self._array_values:  # an array these parameters leave out
                 continue
             S.arrays[(path, name)] = dims
+            if name in self._shared_arrays:
+                constrain_use(S, self._shared_arrays[name], path, self, name, dims)
             value = self._array_values.get(name)
             if value is not None:
                 self._constrain_array(S, path, name, dims, value.shape)

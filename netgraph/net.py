@@ -8,6 +8,7 @@ import numpy as np
 
 from .errors import NetError
 from .shapes import Automatic
+from .shared import unify_values
 from .solution import Solution
 from .solver import Solver
 
@@ -123,7 +124,7 @@ class Net:
         """Solve shapes for this net as a whole and return the specialized copy (which keeps
         the solution: its constraints are this net's)."""
         S = self._solve()
-        new = self._specialize(S, ())
+        new = unify_values(self._specialize(S, ()))  # the uses of a shared array: one value
         new._cache["solution"] = Solution.of(S)
         return new
 

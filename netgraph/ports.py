@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import NetError
 
-__all__ = ["NetPort", "NetPortGradient", "NetArrayGradient"]
+__all__ = ["NetPort", "NetPortGradient", "NetArrayGradient", "NetSharedArray"]
 
 
 def _as_path(x: Any, what: str) -> tuple:
@@ -77,19 +77,45 @@ class NetPortGradient:
             raise NetError(f"NetPortGradient takes a port name, got {self.port!r}")
 
 
+@dataclass(frozen=True)
+class NetSharedArray:
+    """``NetSharedArray(name)``: one array shared by every layer that takes it in place of an
+    array (``LinearLayer(3, Weights=NetSharedArray("W"))``), at any depth of a net; see
+    :mod:`netgraph.shared`. Also a key of ``NetExtract``, ``NetReplacePart`` and
+    ``NetArrayGradient``."""
+
+    name: str
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise NetError(f"NetSharedArray takes a non-empty name (str), got {self.name!r}")
+
+    def __repr__(self) -> str:
+        return f"NetSharedArray({self.name!r})"
+
+
 class NetArrayGradient:
-    """The gradient with respect to an array, e.g. ``NetArrayGradient(["Linear", "Weights"])``."""
+    """The gradient with respect to an array, e.g. ``NetArrayGradient(["Linear", "Weights"])``,
+    or a shared array, ``NetArrayGradient(NetSharedArray("W"))``."""
 
     __slots__ = ("path",)
 
     def __init__(self, path: Any):
-        path = _as_path(path, "NetArrayGradient")
+        if isinstance(path, (list, tuple)) and len(path) == 1 and isinstance(path[0],
+                                                                            NetSharedArray):
+            path = path[0]
+        path = (path,) if isinstance(path, NetSharedArray) else _as_path(path, "NetArrayGradient")
         if not path:
             raise NetError("NetArrayGradient needs a path to an array, e.g. ['Linear', 'Weights']")
         object.__setattr__(self, "path", path)
 
     def __setattr__(self, k, v):
         raise AttributeError("NetArrayGradient is immutable")
+
+    @property
+    def key(self) -> Any:
+        """The run-time key of the array: its ``NetSharedArray``, or its path."""
+        return self.path[0] if isinstance(self.path[0], NetSharedArray) else self.path
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, NetArrayGradient) and self.path == other.path
@@ -101,4 +127,6 @@ class NetArrayGradient:
         return (NetArrayGradient, (self.path,))
 
     def __repr__(self) -> str:
+        if isinstance(self.path[0], NetSharedArray):
+            return f"NetArrayGradient({self.path[0]!r})"
         return f"NetArrayGradient({list(self.path)!r})"

@@ -63,6 +63,8 @@ class Solver:
         self.ports: dict[tuple[tuple, str], int] = {}
         self.rules: list[Callable[[], None]] = []
         self.arrays: dict[tuple[tuple, str], tuple[int, ...]] = {}
+        #: shared array -> (its first use, described; that use's dims): see netgraph.shared
+        self.shared: dict[Any, tuple[str, tuple[int, ...]]] = {}
         self.defaults: list[Callable[[], None]] = []
         #: run once the solution is final (checks that must not see intermediate states)
         self.checks: list[Callable[[], None]] = []

@@ -62,13 +62,15 @@ def _net_record(net: Any, path: tuple) -> dict[str, Any]:
     else:
         rec["params"] = net.params
         rec["enabled"] = (net._enabled_in, net._enabled_out)
+        rec["shared arrays"] = dict(net._shared_arrays)  # array name -> NetSharedArray
     return rec
 
 
 def net_snapshot(net: Any) -> dict[Any, Any]:
     """Everything ``net`` is, as plain comparable data: for the net and every sub-net (keyed by
     path) its class, state keys (caches left out), port specs (inferred and as given), ports
-    and their shapes, arrays (in order, bit for bit; asserted read-only), sub-net
+    and their shapes, arrays (in order, bit for bit; asserted read-only; which are uses of
+    shared arrays), sub-net
     names, and a graph's nodes, edges and ports or a layer's params and enabled ports; and
     the net's ``repr`` and ``summary()``. Take one before an operation and compare it after
     with ``assert_same_net(net, before)``."""

@@ -23,14 +23,18 @@ from helpers import positive_reals, smooth_reals
 from netgraph import Automatic, Index, NetChain
 from netgraph.layers import (
     ELEMENTWISE_FUNCTIONS,
+    BasicRecurrentLayer,
     CatenateLayer,
     DotLayer,
     DropoutLayer,
     ElementwiseLayer,
     EmbeddingLayer,
     LinearLayer,
+    NetBidirectionalOperator,
     NetMapOperator,
+    NormalizationLayer,
     ReshapeLayer,
+    SequenceIndicesLayer,
     SequenceLastLayer,
     SequenceMostLayer,
     SequenceRestLayer,
@@ -144,6 +148,28 @@ def _linear(A, x, shape=None, prefix=()):
 
 def _linear_rows(A, x, prefix):
     return x @ A[prefix + ("Weights",)].T + A[prefix + ("Biases",)]
+
+
+def _normalized(A, x, eps=1e-5, prefix=()):
+    """Layer normalization over the last axis: Scaling (x - mean) / sqrt(var + eps) + Biases."""
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    return A[prefix + ("Scaling",)] * (x - mu) / np.sqrt(var + eps) + A[prefix + ("Biases",)]
+
+
+def _basic_rnn(A, x, prefix):
+    """s_t = tanh(W_x x_t + W_s s_{t-1} + b) from s_0 = 0, the states of every step."""
+    Wx, Ws, b = (A[prefix + (k,)] for k in ("InputWeights", "StateWeights", "Biases"))
+    s, states = np.zeros(len(b)), []
+    for xt in x:
+        s = np.tanh(Wx @ xt + Ws @ s + b)
+        states.append(s)
+    return np.array(states)
+
+
+def _bidirectional(A, x, join):
+    """join(forward states, backward states run over x[::-1] and reversed back)."""
+    return join(_basic_rnn(A, x, ("ForwardNet",)), _basic_rnn(A, x[::-1], ("BackwardNet",))[::-1])
 
 
 # ------------------------------------------------------------------------ the table
@@ -274,6 +300,30 @@ def _cases() -> list[Case]:
                                     Input=("Varying", 7)),
              ports(Input=seq(7)),
              out(lambda A, x: _linear_rows(A, np.tanh(_linear_rows(A, x, ("Net", 0))), ("Net", 2))), L),
+        Case("Normalization-vector", lambda: NormalizationLayer(Input=7), ports(Input=fixed(7)),
+             out(_normalized)),
+        Case("Normalization-epsilon-matrix", lambda: NormalizationLayer(0.5, Input=(3, 5)),
+             ports(Input=fixed(3, 5)), out(lambda A, x: _normalized(A, x, 0.5))),
+        Case("Normalization-varying", lambda: NormalizationLayer(Input=("Varying", 7)),
+             ports(Input=seq(7)), out(_normalized), L),
+        Case("SequenceIndices-varying", lambda: SequenceIndicesLayer(3, Input=("Varying", 5)),
+             ports(Input=seq(5)), out(lambda A, x: np.minimum(np.arange(len(x)), 2)), L),
+        Case("SequenceIndices-indices", lambda: SequenceIndicesLayer(7, Input=("Varying", Index(5))),
+             ports(Input=indices(5)), out(lambda A, i: np.arange(len(i))), L),
+        Case("SequenceIndices-fixed", lambda: SequenceIndicesLayer(2, Input=(5, 3)),
+             ports(Input=fixed(5, 3)), out(lambda A, x: np.minimum(np.arange(5), 1))),
+        Case("Bidirectional-Catenate",
+             lambda: NetBidirectionalOperator(BasicRecurrentLayer(3), backward_net=BasicRecurrentLayer(2),
+                                              Input=("Varying", 5)),
+             ports(Input=seq(5)),
+             out(lambda A, x: _bidirectional(A, x, lambda f, b: np.concatenate([f, b], -1))), L),
+        Case("Bidirectional-Total",
+             lambda: NetBidirectionalOperator(BasicRecurrentLayer(3), "Total", Input=("Varying", 5)),
+             ports(Input=seq(5)), out(lambda A, x: _bidirectional(A, x, np.add)), L),
+        Case("Bidirectional-fixed",
+             lambda: NetBidirectionalOperator(BasicRecurrentLayer(3), Input=(4, 2)),
+             ports(Input=fixed(4, 2)),
+             out(lambda A, x: _bidirectional(A, x, lambda f, b: np.concatenate([f, b], -1)))),
         Case("Custom-ScaleShift-varying", lambda: ScaleShiftLayer(Input=("Varying", 7)),
              ports(Input=seq(7)), out(lambda A, x: x * A[("Scale",)] + A[("Shift",)]), L),
         Case("Custom-ScaleShift-matrix", lambda: ScaleShiftLayer(5, Input=(3, 5)),

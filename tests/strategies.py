@@ -113,6 +113,8 @@ NAMES_FOR_PORTS = {
     "GatedRecurrentLayer": ("Input", "Output", "State"),
     "LongShortTermMemoryLayer": ("Input", "Output", "State", "CellState"),
     "NetFoldOperator": ("Input", "Output", "State"),
+    "NormalizationLayer": ("Input", "Output"), "SequenceIndicesLayer": ("Input", "Output"),
+    "NetBidirectionalOperator": ("Input", "Output"),
 }
 assert set(NAMES_FOR_PORTS) == set(layers.__all__), "a new layer needs a strategy here"
 
@@ -172,6 +174,11 @@ def _hyper(name: str, inner: st.SearchStrategy, smooth: bool = False) -> st.Sear
                                          t[1:])))),
         "CrossEntropyLossLayer": one(ob(st.sampled_from(["Index", "Probabilities",
                                                               "Binary"]), None, "index")),
+        "NormalizationLayer": one(ob(st.sampled_from([1e-5, 0.5]), 0, -1.0, "small", True)),
+        "SequenceIndicesLayer": one(ob(SIZE, 0, -1, 2.5, True, None)),
+        "NetBidirectionalOperator": st.tuples(
+            net_arg, ob(st.sampled_from(["Catenate", "Total"]), "Mean", 1)).map(
+            lambda t: (t, {})),
     }
     for rnn in ("BasicRecurrentLayer", "GatedRecurrentLayer", "LongShortTermMemoryLayer"):
         table[rnn] = one(ob(AUTO_SIZE, 0, -1, 2.5, True, "3"))

@@ -339,6 +339,12 @@ HYPERPARAMETERS = [
     ("AttentionLayer", "dropout", lambda v: layers.AttentionLayer(dropout=v), NOT_REAL, 0),
     ("CrossEntropyLossLayer", "form", lambda v: layers.CrossEntropyLossLayer(v), NOT_STR,
      "Binary"),
+    ("NormalizationLayer", "epsilon", lambda v: layers.NormalizationLayer(v), NOT_REAL, 1),
+    ("SequenceIndicesLayer", "n", lambda v: layers.SequenceIndicesLayer(v), NOT_INT,
+     np.int64(4)),
+    ("NetBidirectionalOperator", "aggregation",
+     lambda v: layers.NetBidirectionalOperator(layers.GatedRecurrentLayer(3), v), NOT_STR,
+     "Total"),
 ]
 #: parameters no constructor takes (SequenceAttentionLayer pins AttentionLayer's options)
 NOT_CONSTRUCTOR_ARGUMENTS = {("SequenceAttentionLayer", p) for p in

@@ -32,6 +32,7 @@ from netgraph import (
     MeanAbsoluteLossLayer,
     MeanSquaredLossLayer,
     NetArrayGradient,
+    NetBidirectionalOperator,
     NetChain,
     NetError,
     NetExtract,
@@ -41,7 +42,9 @@ from netgraph import (
     NetMapOperator,
     NetPort,
     NetReplacePart,
+    NetSharedArray,
     NetTrain,
+    NormalizationLayer,
     PortError,
     SequenceAttentionLayer,
     SequenceLastLayer,
@@ -166,6 +169,13 @@ def nested():
                     [("in", "out"), (["in", "out"], "cat")], Input=("Varying", 2))
 
 
+def shared_graph():
+    """An embedding and a readout (inside an operator) sharing one array."""
+    tied = NetSharedArray("Tied")
+    return NetChain([EmbeddingLayer(3, 11, Weights=tied), NormalizationLayer(),
+                     NetMapOperator(LinearLayer(11, Weights=tied)), SoftmaxLayer()])
+
+
 EXTRA = {
     "attention-bilinear": (lambda: SequenceAttentionLayer(Input=("Varying", 3),
                                                           Query=("Varying", 5)),
@@ -216,6 +226,10 @@ EXTRA = {
     "fold": (fold_graph, lambda: {"Input": seqs(3), "Init": np.eye(3, 5, dtype=np.float32)}),
     "fold-alone": (lambda: NetFoldOperator(fold_graph().nodes["fold"].net, Input=(4, 3)),
                    lambda: {"Input": np.stack(seqs(3, lens=(4, 4, 4)))}),
+    "bidirectional-lstm": (lambda: NetBidirectionalOperator(LongShortTermMemoryLayer(4), "Total",
+                                                            Input=("Varying", 3)),
+                           lambda: {"Input": seqs(3)}),
+    "shared-embedding": (shared_graph, lambda: {"Input": targets(11)}),
 }
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..compile import Plan, PortMeta, Step
 from ..errors import NetError, where
+from ..ports import NetSharedArray
 from .builder import FLOAT, Graph
 
 __all__ = ["Lowering", "Lowerer", "StepLowering", "OPSET_FLOOR"]
@@ -213,11 +214,13 @@ class StepLowering:
 
     def initializer(self, name: str, transform: str = "",
                     fn: Callable[[], np.ndarray] | None = None) -> str:
-        """The initializer holding array ``name`` (a full path tuple or this layer's array
-        name), or ``fn()`` stored under the array's name plus ``transform`` (a transposed or
-        concatenated copy made at export time)."""
+        """The initializer holding array ``name`` (a full path tuple, a ``NetSharedArray`` or
+        this layer's array name), or ``fn()`` stored under the array's name plus
+        ``transform`` (a transposed or concatenated copy made at export time)."""
         path = self.step.arrays[name] if isinstance(name, str) else name
-        label = "/".join(map(str, path)) + transform
+        # a shared array (its key a NetSharedArray) is one initializer, named after it
+        label = (f"shared:{path.name}" if isinstance(path, NetSharedArray) else
+                 "/".join(map(str, path))) + transform
         value = self.lowerer.arrays[path] if fn is None else fn()
         return self.g.initializer(label, np.asarray(value, dtype=np.float32))
 

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from . import _library as L
 from .lower import Lowering
-from .ops import attention, elementwise, linear, loss, operators, recurrent, sequence, structure
+from .ops import (
+    attention,
+    elementwise,
+    linear,
+    loss,
+    operators,
+    recurrent,
+    sequence,
+    structure,
+    transformer,
+)
 
 
 def _always(ctx) -> bool:
@@ -41,4 +51,7 @@ TABLE: dict[type, Lowering] = {
     L.BasicRecurrentLayer: Lowering(recurrent.lower_recurrent),
     L.GatedRecurrentLayer: Lowering(recurrent.lower_recurrent),
     L.LongShortTermMemoryLayer: Lowering(recurrent.lower_recurrent),
+    L.NormalizationLayer: Lowering(transformer.lower_normalization),
+    L.SequenceIndicesLayer: Lowering(transformer.lower_sequence_indices),
+    L.NetBidirectionalOperator: Lowering(transformer.lower_bidirectional),
 }

@@ -31,12 +31,15 @@ import numpy as np
 
 from ..allocation import memory_errors
 from ..apply import _fill_shapes_from_data, collect_arrays, data_hints
+from ..arrays import validated_array
 from ..compile import Plan, PortMeta, compile_net
 from ..errors import NetError
 from ..execute import RunContext, Tape, backward, forward
 from ..initialize import NetInitialize
 from ..net import Net
+from ..ports import NetSharedArray
 from ..shapes import Automatic
+from ..shared import with_values
 from ..tree import update_at
 from .callbacks import STOP, Callback, parse_callback
 from .checkpoint import (
@@ -84,13 +87,16 @@ def _fill_shapes(net: Net, raw: dict[str, Any]) -> Net:
 def _with_arrays(net: Net, arrays: dict[tuple, np.ndarray]) -> Net:
     """``net`` with the arrays of the training net (paths under node ``"net"``) put back."""
     by_layer: dict[tuple, dict[str, np.ndarray]] = {}
+    shared_values = {}
     for path, a in arrays.items():
-        if path[0] == NODE:
+        if isinstance(path, NetSharedArray):  # one value, put into every use
+            shared_values[path] = validated_array(a, repr(path))
+        elif path[0] == NODE:
             by_layer.setdefault(path[1:-1], {})[path[-1]] = a
     new = net
     for layer_path, fills in by_layer.items():
         new = update_at(new, layer_path, lambda layer, f=fills: layer._with_arrays(f))
-    return new._same_shapes_as(net)  # trained arrays keep their shapes
+    return with_values(new, shared_values)._same_shapes_as(net)  # shapes kept
 
 
 class _Stop(Exception):
@@ -307,7 +313,8 @@ def _attach_loss(net: Net, raw: dict, losses: dict[str, Net | None], opts: Optio
     if saved is not None:
         check_structure(net0, saved[0], saved[2])
         arrays = collect_arrays(saved[0], np.float32)
-        net0 = _with_arrays(net0, {(NODE, *p): a for p, a in arrays.items()})
+        net0 = _with_arrays(net0, {p if isinstance(p, NetSharedArray) else (NODE, *p): a
+                                   for p, a in arrays.items()})
     return net0, attach_loss(net0, losses)
 
 
@@ -436,8 +443,11 @@ def _hold_out(n: int, fraction: float, rng: np.random.Generator,
 
 def _multipliers(net0: Net, spec: Any, paths: list[tuple]) -> dict[tuple, float]:
     """Array path of the training net -> learning-rate multiplier (loss arrays: 1)."""
-    user = array_multipliers(net0, spec, [p[1:] for p in paths if p[0] == NODE])
-    return {p: user[p[1:]] if p[0] == NODE else 1.0 for p in paths}
+    def user_key(p: Any) -> Any:  # a shared array's key is the same in both nets
+        return p if isinstance(p, NetSharedArray) else p[1:] if p[0] == NODE else None
+
+    user = array_multipliers(net0, spec, [user_key(p) for p in paths if user_key(p) is not None])
+    return {p: 1.0 if user_key(p) is None else user[user_key(p)] for p in paths}
 
 
 def _measure_ports(plan: Plan, tn: TrainingNet) -> MeasurePorts:

@@ -2,9 +2,11 @@
 
 A key names a part of the user's net as ``NetExtract`` does — a node (``"encoder"``), a path
 to a sub-net (``("decoder", "gru")``) or to an array (``("attend", "ScoringNet", "Linear",
-"Weights")``), int positions allowed — or is ``All`` (the default for every array, else 1).
-Every array takes the multiplier of the most specific key naming it or a net above it (the
-longest path). An array whose multiplier is 0 is frozen: it is not trained at all (no
+"Weights")``), int positions allowed — or is a ``NetSharedArray(name)`` or ``All`` (the
+default for every array, else 1). Every array takes the multiplier of the most specific key
+naming it or a net above it (the longest path); a shared array is named by its
+``NetSharedArray`` or by a path to any of its uses, and is below every node one of its uses
+is below. An array whose multiplier is 0 is frozen: it is not trained at all (no
 gradient buffer, no optimizer work) and comes back bit-identical. The others are trained
 with their step scaled: ``p -= multiplier * rate * update`` (clipping and L2 act on the
 gradient before the optimizer; see :mod:`.params`).
@@ -19,16 +21,23 @@ import numpy as np
 
 from ..errors import NetError, where
 from ..net import Net
+from ..ports import NetSharedArray
 from ..shapes import All
+from ..shared import uses
 from ..tree import resolve_child
 
 __all__ = ["resolve_key", "array_multipliers", "split_frozen", "scale_vector"]
 
 
-def resolve_key(net: Net, key: Any) -> tuple:
+def resolve_key(net: Net, key: Any) -> tuple | NetSharedArray:
     """The canonical path (names, int positions resolved) of the node, sub-net or array
-    ``key`` names in ``net``; every kind of key is resolved here (a ``NetError`` naming the
-    key and what exists when it names nothing)."""
+    ``key`` names in ``net``, or the ``NetSharedArray`` it is; every kind of key is resolved
+    here (a ``NetError`` naming the key and what exists when it names nothing)."""
+    if isinstance(key, NetSharedArray):
+        if key not in uses(net):
+            raise NetError(f"NetTrain: learning_rate_multipliers key {key!r} is not used in "
+                           f"the net (its shared arrays are {sorted(k.name for k in uses(net))})")
+        return key
     steps = tuple(key) if isinstance(key, (tuple, list)) else (key,)
     out: list[Any] = []
     sub = net
@@ -55,8 +64,9 @@ def _multiplier(key: Any, value: Any) -> float:
     return float(value)
 
 
-def array_multipliers(net: Net, spec: Any, paths: list[tuple]) -> dict[tuple, float]:
-    """Array path (relative to ``net``) -> multiplier, for every path in ``paths``."""
+def array_multipliers(net: Net, spec: Any, paths: list[Any]) -> dict[Any, float]:
+    """Array path (relative to ``net``) or ``NetSharedArray`` -> multiplier, for every one in
+    ``paths`` (the run-time keys of the arrays)."""
     if spec is None:
         return dict.fromkeys(paths, 1.0)
     if not isinstance(spec, dict):
@@ -68,10 +78,19 @@ def array_multipliers(net: Net, spec: Any, paths: list[tuple]) -> dict[tuple, fl
             default = _multiplier(key, value)
         else:
             rules[resolve_key(net, key)] = _multiplier(key, value)
+    found = uses(net)
     out = {}
     for path in paths:
-        hits = [p for p in rules if path[:len(p)] == p]
-        out[path] = rules[max(hits, key=len)] if hits else default
+        if path in rules:  # an array named exactly (a shared one by NetSharedArray(name))
+            out[path] = rules[path]
+            continue
+        # a shared array is below a node when one of its uses is: the most specific key
+        # over all its uses wins (the first use's, between equally specific ones)
+        places = [p + (n,) for p, _, n in found[path]] if isinstance(path, NetSharedArray) \
+            else [path]
+        hits = [(len(k), -i, k) for i, place in enumerate(places) for k in rules
+                if isinstance(k, tuple) and place[:len(k)] == k]
+        out[path] = rules[max(hits, key=lambda h: h[:2])[2]] if hits else default
     return out
 
 

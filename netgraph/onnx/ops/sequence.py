@@ -52,18 +52,21 @@ def lower_sequence_rest(c: StepLowering) -> dict[str, str]:
     return _drop_one(c, 1, _END)
 
 
-def lower_sequence_reverse(c: StepLowering) -> dict[str, str]:
-    """``ReverseSequence`` over each example's true length (padding stays at the end); a
-    fixed length is a reversing ``Slice``."""
+def reverse(c: StepLowering, x: str, rank: int, lens: str | None) -> str:
+    """``x`` (a value of example rank ``rank``, time its first example axis) reversed over
+    each example's true length ``lens`` (padding stays at the end): ``ReverseSequence``; a
+    fixed length (``lens`` None) is a reversing ``Slice``."""
     g, lead = c.g, c.lead
-    x = c.x("Input")
-    lens = c.lengths("Input")
     if lens is None:
-        y = g.op("Slice", [x, g.i64(-1), g.i64(-_END), g.i64(lead), g.i64(-1)])
-        return {"Output": c.passed(y)}
-    rank = lead + c.rank("Input")
+        return g.op("Slice", [x, g.i64(-1), g.i64(-_END), g.i64(lead), g.i64(-1)])
     # ReverseSequence wants (batch, time, ...): bring the time axis next to the batch one
-    perm = [0, lead] + list(range(1, lead)) + list(range(lead + 1, rank))
+    perm = [0, lead] + list(range(1, lead)) + list(range(lead + 1, lead + rank))
     inverse = [int(i) for i in np.argsort(perm)]
     y = g.op("ReverseSequence", [g.transpose(x, perm), lens], batch_axis=0, time_axis=1)
-    return {"Output": c.passed(g.transpose(y, inverse))}
+    return g.transpose(y, inverse)
+
+
+def lower_sequence_reverse(c: StepLowering) -> dict[str, str]:
+    """Each example's true part reversed (:func:`reverse`)."""
+    y = reverse(c, c.x("Input"), c.rank("Input"), c.lengths("Input"))
+    return {"Output": c.passed(y)}
