@@ -135,10 +135,11 @@ class _Coder(PortCoder):
         return len(self._elements) + int(self._options.get("unknown", False))
 
     def describe(self) -> str:
-        """Kind and size for summaries: ``"Characters encoder, 47 characters"``."""
+        """Kind and size for summaries: ``"Characters, 47 characters"``, ``"Tokens, 1,000
+        tokens + unknown"``, ``"Class, 3 labels"``."""
         noun = {"Characters": "character", "Tokens": "token", "Class": "label"}[self._kind]
         n = len(self._elements)
-        text = f"{self._kind} {self.role}, {n:,} {noun}{'' if n == 1 else 's'}"
+        text = f"{self._kind}, {n:,} {noun}{'' if n == 1 else 's'}"
         return text + (" + unknown" if self._options.get("unknown") else "")
 
     def to_json(self) -> dict:
@@ -159,7 +160,11 @@ class _Coder(PortCoder):
             return len(self._elements)
         noun = {"Characters": "character", "Tokens": "token", "Class": "label"}[self._kind]
         raise InputDataError(f"port {port!r}: the {noun} {element!r} of {example} is not one "
-                             f"of the {self.describe()} of {self._short()}")
+                             f"of the {self._noun_list()} of {self._short()}")
+
+    def _noun_list(self) -> str:
+        noun = {"Characters": "characters", "Tokens": "tokens", "Class": "labels"}[self._kind]
+        return f"{len(self._elements):,} {noun}"
 
     def _short(self) -> str:
         return _shorten(repr(self), 100)

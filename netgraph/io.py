@@ -27,8 +27,10 @@ One zip archive, written at exactly ``path`` (no suffix is added), holding:
 
   An END is ``{"node": name, "port": "Output"}``, or ``{"node": null, "port": p}`` for graph
   port ``p``. A SPEC is a shape spec: an int, a string, ``null`` for Automatic,
-  ``{"Index": n}`` for ``Index(n)``, or a list (a tuple) of those. An ARRAY is
-  ``{"member": "arrays/3.npy", "shape": [5, 3], "dtype": "float32"}``.
+  ``{"Index": n}`` for ``Index(n)``, or a list (a tuple) of those; or an encoder/decoder,
+  ``{"coder": "NetEncoder" | "NetDecoder", "version": 1, "kind": "Characters",
+  "elements": [...], "options": {"ignore_case": false}}`` (its own version: a newer one is
+  refused). An ARRAY is ``{"member": "arrays/3.npy", "shape": [5, 3], "dtype": "float32"}``.
 * ``arrays/<k>.npy`` — one float32 array each in NumPy's ``.npy`` format, without pickles.
 
 Every member is stored uncompressed, so a file holds at least as many bytes as it inflates

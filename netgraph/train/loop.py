@@ -182,10 +182,11 @@ def NetTrain(net: Net, data: Any, loss: Any = Automatic, prop: str = "TrainedNet
     make_optimizer(method, learning_rate, 0)  # option errors before any work
     losses = plan_losses(net, loss)
     targets = target_ports(net, losses)
-    raw = as_port_dict(data, list(net.input_ports), targets, "training data")
+    raw = as_port_dict(data, list(net.input_ports), targets, "training data", net)
     raw_val = None
     if validation_set is not None and opts.holdout is None:
-        raw_val = as_port_dict(validation_set, list(net.input_ports), targets, "validation set")
+        raw_val = as_port_dict(validation_set, list(net.input_ports), targets, "validation set",
+                               net)
     net0 = NetInitialize(_fill_shapes(net, raw), seed=opts.seed)
     tn = attach_loss(net0, losses)
     plan = compile_net(tn.net)
