@@ -295,11 +295,10 @@ class NetDecoder(_Coder):
     def parsed_spec(self) -> ParsedSpec:
         n = self.size
         if self._kind == "Class":
-            return ParsedSpec(None, tail=Tail(n, (1, 2), f"a vector of size {n} (its "
-                                              f"{n} labels' probabilities) or a sequence of "
-                                              "them"))
-        return ParsedSpec(None, tail=Tail(n, (2,), f"a sequence of vectors of size {n} (the "
-                                          f"probabilities of its {n} characters)"))
+            return ParsedSpec(None, tail=Tail(n, (1, 2), f"a vector of size {n} (a "
+                                              "probability per label) or a sequence of them"))
+        return ParsedSpec(None, tail=Tail(n, (2,), f"a sequence of vectors of size {n} (a "
+                                          "probability per character)"))
 
     # ----------------------------------------------------------------- decoding
     def decode(self, value: Any, is_batch: bool) -> Any:
