@@ -182,13 +182,15 @@ class _Coder(PortCoder):
             return self._labels(x, port, position, x)
         if not isinstance(x, str):
             return x
-        example = _example(position, x)
-        if self._kind == "Characters":
-            parts: Iterable[str] = x
-        else:
-            parts = TOKEN_PATTERN.findall(x)
-        indices = [self.index_of(p, port, example) for p in parts]
+        parts: Iterable[str] = x if self._kind == "Characters" else TOKEN_PATTERN.findall(x)
+        table = self._index
+        try:  # the common case: every element known
+            indices = [table[p.lower() if self._options["ignore_case"] else p] for p in parts]
+        except KeyError:
+            example = _example(position, x)
+            indices = [self.index_of(p, port, example) for p in parts]
         if not indices:
+            example = _example(position, x)
             what = "an empty text" if not x else "a text without tokens"
             raise InputDataError(f"port {port!r}: {example} is {what}; every sequence needs "
                                  "at least one element")
