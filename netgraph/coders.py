@@ -34,8 +34,7 @@ import numpy as np
 from .errors import InputDataError, NetError
 from .shapes import Dim, Index, ParsedSpec, PortCoder, Tail
 
-__all__ = ["NetEncoder", "NetDecoder", "TOKEN_PATTERN", "is_coder", "coder_from_json",
-           "CODER_JSON_VERSION"]
+__all__ = ["NetEncoder", "NetDecoder", "TOKEN_PATTERN", "coder_from_json", "CODER_JSON_VERSION"]
 
 #: how a Tokens encoder splits a text: words and single punctuation marks
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
@@ -46,11 +45,6 @@ _ENCODER_KINDS = {"Characters": ("ignore_case",), "Tokens": ("ignore_case", "unk
                   "Class": ()}
 _DECODER_KINDS = {"Class": (), "Characters": ()}
 _DEFAULTS = {"ignore_case": False, "unknown": True}
-
-
-def is_coder(x: Any) -> bool:
-    """True for an encoder or decoder."""
-    return isinstance(x, PortCoder)
 
 
 def _shorten(text: str, limit: int = 60) -> str:
