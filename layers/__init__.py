@@ -8,7 +8,7 @@ if __name__ != "netgraph.layers":  # a source checkout's top level is not the pa
 import difflib
 import inspect
 
-from netgraph.graph import register_shorthand_hint
+from netgraph.extend import register_shorthand_hint
 
 from .attention import AttentionLayer, SequenceAttentionLayer
 from .elementwise import (

@@ -2,37 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import BeforeValidator, field_validator
+from pydantic import field_validator
 
-from netgraph.layer import Params
-
-
-def _int(v: Any) -> Any:
-    """A NumPy integer as a Python int; anything else as it is (strict validation follows)."""
-    if isinstance(v, (bool, np.bool_)):
-        raise ValueError(f"expected an int, not the boolean {v!r}")
-    return int(v) if isinstance(v, np.integer) else v
-
-
-def _real(v: Any) -> Any:
-    """A NumPy number as a Python float; anything else as it is (strict validation follows)."""
-    if isinstance(v, (bool, np.bool_)):
-        raise ValueError(f"expected a number, not the boolean {v!r}")
-    return float(v) if isinstance(v, (np.integer, np.floating)) else v
-
-
-def _bool(v: Any) -> Any:
-    return bool(v) if isinstance(v, np.bool_) else v
-
-
-#: strict hyperparameter types (``Params`` is strict: no "4" or 4.0 for an int, no True for a
-#: number) that also take the matching NumPy scalars; a Real takes ints too
-Int = Annotated[int, BeforeValidator(_int)]
-Real = Annotated[float, BeforeValidator(_real)]
-Bool = Annotated[bool, BeforeValidator(_bool)]
+from netgraph.extend import Int, Params
 
 
 class ArityParams(Params):

@@ -20,11 +20,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.errors import NetError, ShapeError, where
-from netgraph.layer import Layer, Params
-from netgraph.solver import Solver, place
+from netgraph.extend import Bool, Layer, NetError, Params, Real, ShapeError, Solver, where
 
-from ._ops import Bool, Real, broadcast_lead, sum_to
+from ._ops import broadcast_lead, sum_to
 from .scoring import fast_kind, scores, scoring_net
 
 __all__ = ["AttentionLayer", "SequenceAttentionLayer"]
@@ -76,12 +74,13 @@ class AttentionLayer(Layer):
     hidden_outputs = ("AttentionWeights",)
     pad_clean = True
     real_outputs = ("Output", "AttentionWeights")
+    sub_nets = ("ScoringNet",)
 
     def __init__(self, net: Any = "Bilinear", *, mask=None, score_rescaling=None,
                  multi_head: bool = False, dropout: float = 0, **ports):
-        object.__setattr__(self, "_scoring", scoring_net(net))
         super().__init__({"mask": mask, "score_rescaling": score_rescaling,
-                          "multi_head": multi_head, "dropout": dropout}, ports)
+                          "multi_head": multi_head, "dropout": dropout}, ports,
+                         children={"ScoringNet": scoring_net(net)})
 
     # --------------------------------------------------------------- structure
     @property
@@ -92,15 +91,11 @@ class AttentionLayer(Layer):
     def _value_port(self) -> str:
         return self.inputs[1] if len(self.inputs) == 3 else self.inputs[0]
 
-    def _children(self) -> dict:
-        return {"ScoringNet": self._scoring}
+    def validate(self) -> None:
+        scoring_net(self.child("ScoringNet"))  # a replaced scoring net is checked too
 
-    def _with_children(self, children: dict) -> Layer:
-        net = children["ScoringNet"] if "ScoringNet" in children else self._scoring
-        return self._copy(_scoring=scoring_net(net))
-
-    def _param_text(self) -> str:
-        kind = fast_kind(self._scoring)
+    def params_text(self) -> str:
+        kind = fast_kind(self.child("ScoringNet"))
         net = {"dot": "'Dot'", "bilinear": "'Bilinear'"}.get(kind[0] if kind else "", "<net>")
         extra = self.params.model_dump(exclude_defaults=True)
         return ", ".join([net] + [f"{k}={v!r}" for k, v in extra.items()])
@@ -108,21 +103,21 @@ class AttentionLayer(Layer):
     # --------------------------------------------------------------- inference
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         sub = path + ("ScoringNet",)
-        me = f"{type(self).__name__} at {place(path)}"
+        me = f"{type(self).__name__} at {where(path)}"
         heads = (S.new_dim(origin=me),) if self.params.multi_head else ()
         n = S.new_dim(varying=True, origin=me)
         m = S.new_dim(varying=True, origin=me)
         kdim, vdim, qdim = S.new_dim(), S.new_dim(), S.new_dim()
         kp, vp = self._key_port, self._value_port
         what = "the layer takes a sequence of vectors" + (" per head" if heads else "")
-        S.constrain(ports[kp], (n,) + heads + (kdim,), None, place(path, kp), what)
-        S.constrain(ports[vp], (n,) + heads + (vdim,), None, place(path, vp), what)
-        scoring = self._scoring
-        S.constrain(S.port(sub, "Input"), (kdim,), None, place(sub, "Input"),
+        S.constrain(ports[kp], (n,) + heads + (kdim,), None, where(path, kp), what)
+        S.constrain(ports[vp], (n,) + heads + (vdim,), None, where(path, vp), what)
+        scoring = self.child("ScoringNet")
+        S.constrain(S.port(sub, "Input"), (kdim,), None, where(sub, "Input"),
                     f"the scoring net of {me} takes one {kp} vector")
-        S.constrain(S.port(sub, "Query"), (qdim,), None, place(sub, "Query"),
+        S.constrain(S.port(sub, "Query"), (qdim,), None, where(sub, "Query"),
                     f"the scoring net of {me} takes one Query vector")
-        S.constrain(S.port(sub, scoring._out_key("Output")), (), None, place(sub, "Output"),
+        S.constrain(S.port(sub, scoring.output_key("Output")), (), None, where(sub, "Output"),
                     "a scoring net must produce a scalar (\"Real\")")
         tq, to, tw = ports["Query"], ports["Output"], ports["AttentionWeights"]
         def rule() -> None:
@@ -130,22 +125,22 @@ class AttentionLayer(Layer):
             if r is None:
                 return
             if r not in (len(heads) + 1, len(heads) + 2):
-                raise ShapeError(f"{place(path, 'Query')} has shape {S.show(tq)!r}; {me} takes "
+                raise ShapeError(f"{where(path, 'Query')} has shape {S.show(tq)!r}; {me} takes "
                                  "a sequence of query vectors or one query vector")
             lead = (m,) if r == len(heads) + 2 else ()
-            S.constrain(tq, lead + heads + (qdim,), None, place(path, "Query"), what)
+            S.constrain(tq, lead + heads + (qdim,), None, where(path, "Query"), what)
             if self.params.mask is not None:
                 if not lead:
                     raise ShapeError(f"{me}: a causal mask needs a sequence of queries")
-                S.equal_sizes(n, m, f"the length of {place(path, kp)}",
-                              f"the length of {place(path, 'Query')} (a causal mask needs "
+                S.equal_sizes(n, m, f"the length of {where(path, kp)}",
+                              f"the length of {where(path, 'Query')} (a causal mask needs "
                               "equal lengths)")
-            S.constrain(to, lead + heads + (vdim,), None, place(path, "Output"), what)
-            S.constrain(tw, lead + heads + (n,), None, place(path, "AttentionWeights"), what)
+            S.constrain(to, lead + heads + (vdim,), None, where(path, "Output"), what)
+            S.constrain(tw, lead + heads + (n,), None, where(path, "AttentionWeights"), what)
 
         def default() -> None:
             if S.rank(tq) is None:
-                S.constrain(tq, (m,) + heads + (qdim,), None, place(path, "Query"), what)
+                S.constrain(tq, (m,) + heads + (qdim,), None, where(path, "Query"), what)
 
         S.rules.append(rule)
         S.defaults.append(default)
@@ -191,9 +186,8 @@ class AttentionLayer(Layer):
         K, V = self._to_heads(rows[kp], True), self._to_heads(rows[vp], True)
         Q = self._to_heads(rows["Query"], seq)
         m, n = Q.shape[2], K.shape[2]
-        kind = self._cache.get("fast_kind", False)
-        if kind is False:  # the scoring net never changes: classify it once
-            kind = self._cache["fast_kind"] = fast_kind(self._scoring)
+        # the scoring net never changes: classify it once
+        kind = self.cached("fast_kind", lambda: fast_kind(self.child("ScoringNet")))
         if K.dtype.kind != "f":  # index vectors: a custom scoring net
             V = V.astype(ctx.dtype)  # may embed them; Dot, Bilinear and the sum read numbers
             K = K if kind is None else K.astype(ctx.dtype)
@@ -259,7 +253,7 @@ class AttentionLayer(Layer):
         dtype = np.dtype(ctx.dtype)
         fix = ("compute with dtype=np.float64" if dtype == np.float32 else
                "scale the inputs down")
-        return NetError(f"{type(self).__name__} at {where(ctx.step.path)}: {what} are not "
+        return NetError(f"{type(self).__name__} at {where(ctx.path)}: {what} are not "
                         f"finite in {dtype.name} (a score beyond {np.finfo(dtype).max:.3g} "
                         f"overflows, or the scoring net gave NaN); {fix}")
 
@@ -360,6 +354,5 @@ class SequenceAttentionLayer(AttentionLayer):
     inputs = ("Input", "Query")
 
     def __init__(self, net: Any = "Bilinear", **ports):
-        object.__setattr__(self, "_scoring", scoring_net(net))
-        Layer.__init__(self, {}, ports)
+        Layer.__init__(self, {}, ports, children={"ScoringNet": scoring_net(net)})
 

@@ -9,13 +9,10 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.errors import NetError
-from netgraph.graph import register_shorthand
-from netgraph.layer import Layer, Params
-from netgraph.solver import Solver, place
+from netgraph.extend import Layer, NetError, Params, Solver, register_shorthand, where
 
 from ._ops import ArityParams, expand_scalar, fill_padding, sum_to
-from .loss import CrossEntropyLossLayer
+from .loss import CrossEntropyLossLayer, FusedCrossEntropy
 
 __all__ = ["ElementwiseLayer", "ThreadingLayer", "ELEMENTWISE_FUNCTIONS", "THREADING_FUNCTIONS"]
 
@@ -110,6 +107,7 @@ class ElementwiseLayer(Layer):
     "ReLU" = "Ramp", "Sigmoid" = "LogisticSigmoid"). Any shape, varying lengths included."""
 
     Params = ElementwiseParams
+    signature = "Input[...x] -> Output[...x]"
     real_outputs = ("Output",)
 
     def __init__(self, f: str, **ports):
@@ -127,9 +125,13 @@ class ElementwiseLayer(Layer):
         """Probabilities of a logistic sigmoid: ``CrossEntropyLossLayer("Binary")``."""
         return CrossEntropyLossLayer("Binary") if self.function == "LogisticSigmoid" else None
 
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))
-        return {}
+    def fused_with_consumer(self, port, consumer, consumer_port, meta):
+        """A logistic sigmoid read by the Input of ``CrossEntropyLossLayer("Binary")``: one
+        step whose logit gradient is ``p - t`` (see ``netgraph.layers.loss``)."""
+        if (self.function == "LogisticSigmoid" and isinstance(consumer, CrossEntropyLossLayer)
+                and consumer_port == "Input" and consumer.params.form == "Binary"):
+            return FusedCrossEntropy(self, consumer)
+        return None
 
     def forward(self, ins, arrays, ctx):
         f, df, _ = ELEMENTWISE_FUNCTIONS[self.function]
@@ -194,7 +196,7 @@ class ThreadingLayer(Layer):
     def __init__(self, f: str, arity: int | None = None, **ports):
         super().__init__({"f": f, "arity": arity}, ports)
 
-    def _post_init(self) -> None:
+    def validate(self) -> None:
         fixed = _THREADING[self.params.f][0]
         if fixed is not None and self.params.arity not in (None, fixed):
             raise NetError(f"ThreadingLayer({self.params.f!r}) takes exactly {fixed} inputs, "
@@ -211,14 +213,14 @@ class ThreadingLayer(Layer):
         def rule() -> None:
             full = [n for n in names if S.rank(ports[n]) not in (None, 0)]
             for n in full:
-                S.unify(ports[n], to, place(path, n), place(path, "Output"))
+                S.unify(ports[n], to, where(path, n), where(path, "Output"))
             if all(S.rank(ports[n]) == 0 for n in names):
-                S.unify(ports[names[0]], to, place(path, names[0]), place(path, "Output"))
+                S.unify(ports[names[0]], to, where(path, names[0]), where(path, "Output"))
 
         def default() -> None:
             for n in names:
                 if S.dims(ports[n]) is None:
-                    S.unify(ports[n], to, place(path, n), place(path, "Output"))
+                    S.unify(ports[n], to, where(path, n), where(path, "Output"))
 
         S.rules.append(rule)
         S.defaults.append(default)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netgraph.errors import NetError
-from netgraph.layer import Layer
-from netgraph.solver import Solver, place
+from netgraph.extend import NetError, Solver, where
 
 from ._ops import broadcast_lead, sum_to
 from .operators import _Operator
@@ -41,38 +39,27 @@ class NetFoldOperator(_Operator):
     optional_outputs = ("State",)
     pad_clean = True
 
-    def _post_init(self) -> None:
-        # here rather than in __init__ so that netgraph.load (Layer._from_parts) checks it too
-        net = self._net
+    def validate(self) -> None:
+        net = self.net
         if set(net.input_ports) != {"Input", "State"} or tuple(net.output_ports) != ("Output",):
             raise NetError(f"NetFoldOperator needs a net with input ports 'Input' and 'State' "
                            f"and one output port 'Output'; got inputs {list(net.input_ports)} "
                            f"and outputs {list(net.output_ports)}")
 
-    def input_names(self) -> tuple[str, ...]:
-        return self.inputs
-
-    @property
-    def output_ports(self) -> tuple[str, ...]:
-        return Layer.output_ports.fget(self)
-
-    def _all_port_names(self) -> tuple[str, ...]:
-        return ("Input", "Output", "State")
-
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         sub = path + ("Net",)
-        what = f"NetFoldOperator at {place(path)} folds over a sequence"
-        length = S.new_dim(varying=True, origin=f"NetFoldOperator at {place(path)}")
+        what = f"NetFoldOperator at {where(path)} folds over a sequence"
+        length = S.new_dim(varying=True, origin=f"NetFoldOperator at {where(path)}")
         state = S.port(sub, "State")
-        S.unify(S.port(sub, "Output"), state, place(sub, "Output"), place(sub, "State"))
+        S.unify(S.port(sub, "Output"), state, where(sub, "Output"), where(sub, "State"))
         for p in ("Input", "Output"):
             S.relate(ports[p], S.port(sub, p), prefix=(length,),
-                     places=(place(path, p), place(sub, p)), what=what)
+                     places=(where(path, p), where(sub, p)), what=what)
         if "State" in self.input_ports:
-            S.unify(ports["State"], state, place(path, "State"), place(sub, "State"))
+            S.unify(ports["State"], state, where(path, "State"), where(sub, "State"))
         if "State" in self.output_ports:
-            S.unify(ports[self._out_key("State")], state, place(path, "State"),
-                    place(sub, "State"))
+            S.unify(ports[self.output_key("State")], state, where(path, "State"),
+                    where(sub, "State"))
         return {}
 
     def forward(self, ins, arrays, ctx):

@@ -15,14 +15,19 @@ The batch mean is *not* taken here: the layer outputs one Loss per example and N
 averages. Below the clip (``p < eps``) the gradient is taken as ``-1/eps`` (straight-through)
 so that a confidently wrong prediction still gets pushed the right way.
 
-**Softmax / sigmoid fusion (for the NetTrain author).** ``SoftmaxLayer -> CrossEntropyLoss``
-loses the gradient when the softmax saturates (``p[target]`` underflows to 0 for logits of
-1e4); likewise ``LogisticSigmoid -> "Binary"``. The backward closure of every cross-entropy
-form carries ``backward.fused(out_grads) -> (grad wrt the *logits*, other input grads)``:
-``w * (p * sum(t) - t)`` (``t`` one-hot for "Index", i.e. ``(p - onehot)/len`` for a unit
-seed) or ``w * (p - t)`` for "Binary", with ``w = dLoss * valid / count``.
-:func:`fuse_softmax_cross_entropy` patches a forward tape so that backward uses it: call it
-between ``execute.forward`` and ``execute.backward`` when training.
+**Fused with the layer making the probabilities (a compile pass).** ``SoftmaxLayer ->
+CrossEntropyLoss`` loses the gradient when the softmax saturates (``p[target]`` underflows to
+0 for logits of 1e4); likewise ``LogisticSigmoid -> "Binary"``. So the compiler's fusion pass
+(``netgraph.compile``; ``SoftmaxLayer``/``ElementwiseLayer.fused_with_consumer``) runs such a
+pair as one :class:`FusedCrossEntropy` step, in every compile: its loss is computed from the
+logits ``z`` (``log p = z - max z - log sum exp(z - max z)``, clipped at ``log eps`` as
+above) and its gradient goes straight to the logits::
+
+    "Index", "Probabilities"   dz = w * (p * sum(t) - t)     (t one-hot for "Index": p - onehot)
+    "Binary"                   dz = w * (p - t)               w = dLoss * valid / count
+
+plus, when the probabilities also feed other layers or outputs, the softmax (sigmoid)
+gradient of theirs. The probabilities themselves are the producer's, bit for bit.
 """
 
 from __future__ import annotations
@@ -32,13 +37,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from netgraph.errors import ShapeError
-from netgraph.layer import Layer, Params, register_backward_pass, register_default_loss
-from netgraph.shapes import Index
-from netgraph.solver import Conflict, Solver, place
+from netgraph.extend import (
+    Layer,
+    Params,
+    ShapeError,
+    Solver,
+    register_default_loss,
+    where,
+)
 
 __all__ = ["CrossEntropyLossLayer", "MeanSquaredLossLayer", "MeanAbsoluteLossLayer",
-           "fuse_softmax_cross_entropy", "EPS"]
+           "FusedCrossEntropy", "EPS"]
 
 #: clip / offset of the cross-entropy logarithms (Wolfram's $MachineEpsilon)
 EPS = 2.220446049250313e-16
@@ -47,20 +56,11 @@ EPS = 2.220446049250313e-16
 class _Loss(Layer):
     """Shared machinery: ports, the per-example (true-length) mean and its gradient."""
 
-    inputs = ("Input", "Target")
-    outputs = ("Loss",)
+    signature = "Input[...x], Target[...x] -> Loss[]:Real"
     pad_clean = True
     is_loss = True
     #: the loss is per position of all but the last (class) axis
     per_class_axis: bool = False
-
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.constrain(ports["Loss"], (), "Real", place(path, "Loss"), "a loss is a real scalar")
-        self._tie(S, path, ports)
-        return {}
-
-    def _tie(self, S: Solver, path: tuple, ports: dict[str, int]) -> None:
-        S.unify(ports["Input"], ports["Target"], place(path, "Input"), place(path, "Target"))
 
     def _weights(self, ctx: Any, x: np.ndarray, pos: tuple) -> np.ndarray:
         """``valid / count`` per position of ``x`` (the Input; positions ``pos`` follow the
@@ -77,11 +77,22 @@ class _Loss(Layer):
 
     def forward(self, ins, arrays, ctx):
         x, t = ins["Input"], ins["Target"]
+        e, grad = self._elementwise(x, t)
+        loss, coef = self._mean(ctx, x, e)
+
+        def backward(g):
+            gx, gt = grad(coef(g))
+            return ({"Input": gx} if gt is None else {"Input": gx, "Target": gt}), {}
+
+        return {"Loss": loss}, backward
+
+    def _mean(self, ctx: Any, x: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, Any]:
+        """``Loss = sum over positions of e * w`` (``w = valid / count``) for the Input ``x``
+        with ``e`` per position, and ``coef(out_grads) = dLoss * w``, i.e. ``dLoss/de``."""
         rank = len(ctx.dims("Input"))
         lead = x.shape[:x.ndim - rank]
         pos = x.shape[len(lead):len(x.shape) - self.per_class_axis]
         w = self._weights(ctx, x, pos)
-        e, grad = self._elementwise(x, t)
         axes = tuple(range(len(lead), len(lead) + len(pos)))
         loss = (e * w).sum(axis=axes) if axes else e * w
 
@@ -89,15 +100,7 @@ class _Loss(Layer):
             gl = g["Loss"]
             return gl.reshape(gl.shape + (1,) * len(pos)) * w
 
-        def backward(g):
-            c = coef(g)
-            gx, gt = grad(c)
-            return ({"Input": gx} if gt is None else {"Input": gx, "Target": gt}), {}
-
-        fused = getattr(self, "_fused", None)
-        if fused is not None:
-            backward.fused = lambda g: fused(x, t, coef(g))  # type: ignore[attr-defined]
-        return {"Loss": loss}, backward
+        return loss, coef
 
     def _elementwise(self, x: np.ndarray, t: np.ndarray):
         """``e`` per position and ``grad(c) -> (dInput, dTarget or None)`` for ``c = dL/de``."""
@@ -133,22 +136,17 @@ class CrossEntropyLossLayer(_Loss):
                     'vectors (in NetTrain: loss=CrossEntropyLossLayer("Probabilities"))')
         return ""
 
-    def _tie(self, S: Solver, path: tuple, ports: dict[str, int]) -> None:
-        form = self.params.form
-        tin, tt = ports["Input"], ports["Target"]
-        pin = place(path, "Input")
-        if form == "Binary":
-            super()._tie(S, path, ports)
-            return
-        name = f"CrossEntropyLossLayer({form!r}) at {place(path)}"
-        if form == "Probabilities":
-            super()._tie(S, path, ports)
-            classes = None
-        else:
-            classes = S.new_dim(origin=name)
-            S.relate(tin, tt, suffix=(classes,), same_elem=False,
-                     places=(pin, place(path, "Target")),
-                     what=f"{name} takes probabilities (..., c) and indices of one rank less")
+    @property
+    def signature(self) -> str:  # type: ignore[override]
+        if self.params.form == "Index":  # probabilities (..., c), indices of one rank less
+            return "Input[...x, c], Target[...x]:Index(c) -> Loss[]:Real"
+        return _Loss.signature
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        if self.params.form == "Binary":
+            return {}
+        tin, pin = ports["Input"], where(path, "Input")
+        name = f"CrossEntropyLossLayer({self.params.form!r}) at {where(path)}"
 
         def rule() -> None:
             dims = S.dims(tin)
@@ -158,20 +156,9 @@ class CrossEntropyLossLayer(_Loss):
             if dims and S.is_varying(dims[-1]):
                 raise ShapeError(f"{pin} has shape {S.show(tin)!r}: the class dimension of "
                                  f"{name} must have a fixed size")
-            if classes is None:
-                return
-            elem, c = S.elem(tt), S.size(classes)
-            try:
-                if c is not None:
-                    S.set_elem(tt, Index(c))
-                elif isinstance(elem, Index):
-                    S.set_size(classes, elem.n, place(path, "Target"))
-            except Conflict as err:
-                raise ShapeError(f"{place(path, 'Target')} has shape {S.show(tt)!r}, "
-                                 f"inconsistent with {pin} of shape {S.show(tin)!r}: "
-                                 f"{err}") from None
 
         S.rules.append(rule)
+        return {}
 
     def _elementwise(self, x, t):
         form = self.params.form
@@ -240,54 +227,54 @@ class MeanAbsoluteLossLayer(_Loss):
         return np.abs(x - t), lambda c: (c * s, -c * s)
 
 
-def fuse_softmax_cross_entropy(plan: Any, tape: Any) -> int:
-    """Make ``execute.backward(plan, tape, ...)`` send the fused gradient straight to the
-    logits for every ``SoftmaxLayer`` over the last axis whose output feeds the ``Input`` of a
-    ``CrossEntropyLossLayer`` ("Index" or "Probabilities"): ``c * (p - onehot)``, and every
-    ``ElementwiseLayer("LogisticSigmoid")`` feeding a "Binary" one: ``c * (p - t)``. Other
-    consumers of the probabilities keep their exact gradients. Patches ``tape.backs`` in place
-    (call it once per forward tape, before backward); returns the number of fused pairs."""
-    producers = {}
-    for k, step in enumerate(plan.steps):
-        # the producers that ask for a cross-entropy loss (Layer.default_loss) are those whose
-        # gradient fuses with it: a softmax over the last axis ("Index"), a logistic sigmoid
-        wanted = step.layer.default_loss("Output") if "Output" in step.outs else None
-        if isinstance(wanted, CrossEntropyLossLayer):
-            forms = ("Binary",) if wanted.params.form == "Binary" else ("Index", "Probabilities")
-            producers[step.outs["Output"].slot] = (k, forms)
-    fused = 0
-    for k, step in enumerate(plan.steps):
-        if not isinstance(step.layer, CrossEntropyLossLayer):
-            continue
-        s, forms = producers.get(step.ins["Input"].slot, (None, ()))
-        if step.layer.params.form in forms:
-            _patch(tape, s, k)
-            fused += 1
-    return fused
+class FusedCrossEntropy:
+    """One compiled step for a layer making probabilities ``p`` from logits ``z`` (a
+    ``SoftmaxLayer`` over the class axis, or ``ElementwiseLayer("LogisticSigmoid")``) and the
+    ``CrossEntropyLossLayer`` reading them; see the module docstring. Ports: ``Input`` (the
+    logits), ``Target`` -> ``Output`` (the probabilities, as the producer gives them) and
+    ``Loss``. ``log_probabilities(z)`` is the producer's stable ``log p`` ("Index" and
+    "Probabilities"); for "Binary" the loss is read off ``p`` (its logarithms are offset by
+    ``eps``, so they need no clip)."""
+
+    pad_clean = False  # the probabilities at padded positions are zeroed by the executor
+
+    def __init__(self, producer: Layer, loss: CrossEntropyLossLayer,
+                 log_probabilities: Any = None):
+        self.producer, self.loss, self.log_probabilities = producer, loss, log_probabilities
+
+    def __repr__(self) -> str:
+        return f"FusedCrossEntropy({self.producer!r} -> {self.loss!r})"
+
+    def index_data_hint(self, port: str) -> str:
+        return self.loss.index_data_hint(port)
+
+    def _elementwise(self, z: np.ndarray, p: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The loss per position, ``e``, from the logits ``z`` (or ``p`` for "Binary")."""
+        form = self.loss.params.form
+        if form == "Binary":
+            return self.loss._elementwise(p, t)[0]
+        logp = np.maximum(self.log_probabilities(z), np.log(np.asarray(EPS, z.dtype)))
+        if form == "Index":
+            return -np.take_along_axis(logp, t[..., None], axis=-1)[..., 0]
+        return -(t * logp).sum(-1)
+
+    def forward(self, ins, arrays, ctx):
+        z, t = ins["Input"], ins["Target"]
+        outs, producer_back = self.producer.forward({"Input": z}, arrays, ctx)
+        p = outs["Output"]
+        loss, coef = self.loss._mean(ctx, z, self._elementwise(z, p, t))
+
+        def backward(g):
+            grads: dict[str, Any] = {"Input": None}
+            if g.get("Loss") is not None:
+                dz, others = self.loss._fused(p, t, coef(g))
+                grads.update(others, Input=dz)
+            if g.get("Output") is not None:  # other readers of the probabilities
+                dz = producer_back({"Output": g["Output"]})[0]["Input"]
+                grads["Input"] = dz if grads["Input"] is None else grads["Input"] + dz
+            return grads, {}
+
+        return {"Output": p, "Loss": loss}, backward
 
 
-def _patch(tape: Any, s: int, k: int) -> None:
-    prob_back, loss_back = tape.backs[s], tape.backs[k]
-    stash: list[np.ndarray] = []
-
-    def loss_backward(g):
-        dz, grads = loss_back.fused(g)
-        stash.append(dz)
-        # a zero seed keeps the producer's step alive in backward; the real gradient is stashed
-        return {**grads, "Input": np.zeros_like(dz)}, {}
-
-    def prob_backward(g):
-        grads, arrays = prob_back(g)
-        while stash:
-            grads = {**grads, "Input": grads["Input"] + stash.pop()}
-        return grads, arrays
-
-    tape.backs[s], tape.backs[k] = prob_backward, loss_backward
-
-
-def _fusion_pass(plan: Any, tape: Any) -> int:
-    return fuse_softmax_cross_entropy(plan, tape)  # looked up when called (tests spy on it)
-
-
-register_backward_pass(_fusion_pass)
 register_default_loss(MeanSquaredLossLayer)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netgraph.errors import NetError
-from netgraph.layer import Layer
-from netgraph.net import Net
-from netgraph.solver import Solver, place
+from netgraph.extend import Layer, Net, NetError, Solver, where
 
 from ._ops import broadcast_lead, sum_to
 
@@ -17,31 +14,20 @@ __all__ = ["NetMapOperator"]
 class _Operator(Layer):
     """A layer wrapping one inner net, reachable as ``NetExtract(op, "Net")``."""
 
+    sub_nets = ("Net",)
+
     def __init__(self, net: Net, **ports):
         if not isinstance(net, Net):
             raise NetError(f"{type(self).__name__}: parameter 'net' must be a net (a layer, "
                            f"NetGraph or NetChain), got {type(net).__name__}")
-        object.__setattr__(self, "_net", net)
-        super().__init__({}, ports)
-
-    def _children(self) -> dict:
-        return {"Net": self._net}
-
-    def _with_children(self, children: dict) -> Layer:
-        return self._copy(_net=children["Net"] if "Net" in children else self._net)
-
-    def input_names(self) -> tuple[str, ...]:
-        return self._net.input_ports
+        super().__init__({}, ports, children={"Net": net})
 
     @property
-    def output_ports(self) -> tuple[str, ...]:
-        return self._net.output_ports
+    def net(self) -> Net:
+        return self.child("Net")
 
-    def _all_port_names(self) -> tuple[str, ...]:
-        return self._net.input_ports + self._net.output_ports
-
-    def _param_text(self) -> str:
-        return type(self._net).__name__
+    def params_text(self) -> str:
+        return type(self.net).__name__
 
 
 class NetMapOperator(_Operator):
@@ -51,18 +37,24 @@ class NetMapOperator(_Operator):
 
     pad_clean = True
 
+    def input_names(self) -> tuple[str, ...]:
+        return self.net.input_ports
+
+    def output_names(self) -> tuple[str, ...]:
+        return self.net.output_ports
+
     def output_source(self, port: str):
-        return self._net, port
+        return self.net, port
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        inner, sub = self._net, path + ("Net",)
-        length = S.new_dim(varying=True, origin=f"NetMapOperator at {place(path)}")
+        inner, sub = self.net, path + ("Net",)
+        length = S.new_dim(varying=True, origin=f"NetMapOperator at {where(path)}")
         for p in inner.input_ports:
             S.relate(ports[p], S.port(sub, p), prefix=(length,),
-                     places=(place(path, p), place(sub, p)), what="NetMapOperator maps a sequence")
+                     places=(where(path, p), where(sub, p)), what="NetMapOperator maps a sequence")
         for p in inner.output_ports:
-            S.relate(ports[self._out_key(p)], S.port(sub, inner._out_key(p)), prefix=(length,),
-                     places=(place(path, p), place(sub, p)), what="NetMapOperator maps a sequence")
+            S.relate(ports[self.output_key(p)], S.port(sub, inner.output_key(p)), prefix=(length,),
+                     places=(where(path, p), where(sub, p)), what="NetMapOperator maps a sequence")
         return {}
 
     def forward(self, ins, arrays, ctx):

@@ -15,10 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from netgraph.errors import NetError
-from netgraph.graph import GRAPH_IN, GRAPH_OUT, NetGraph
-from netgraph.net import Net
-from netgraph.ports import NetPort
+from netgraph.extend import GRAPH_IN, GRAPH_OUT, Net, NetError, NetGraph, NetPort
 
 from ._ops import sum_to
 from .linear import DotLayer, LinearLayer
@@ -58,11 +55,11 @@ def scoring_net(net: Any) -> Net:
 def fast_kind(net: Net) -> tuple[str, Any] | None:
     """("dot", None) or ("bilinear", weights path) when ``net`` is a Dot of Query with Input
     or with a bias-free linear map of Input; None otherwise (general broadcasting path)."""
-    if not isinstance(net, NetGraph) or len(net._nodes) > 2:
+    if not isinstance(net, NetGraph) or len(net.nodes) > 2:
         return None
-    incoming = {dst: src for src, dst in net._edges}
+    incoming = {dst: src for src, dst in net.edges}
     out = incoming.get((GRAPH_OUT, "Output"))
-    if out is None or not isinstance(net._nodes.get(out[0]), DotLayer):
+    if out is None or not isinstance(net.nodes.get(out[0]), DotLayer):
         return None
     dot = out[0]
     srcs = {incoming[(dot, "Input1")], incoming[(dot, "Input2")]}
@@ -76,7 +73,7 @@ def fast_kind(net: Net) -> tuple[str, Any] | None:
         return ("dot", None)
     if other[0] is GRAPH_IN or other[1] != "Output":
         return None
-    lin = net._nodes[other[0]]
+    lin = net.nodes[other[0]]
     if (isinstance(lin, LinearLayer) and not lin.params.biases
             and _is_graph_input(incoming.get((other[0], "Input")), "Input")):
         return ("bilinear", (other[0], "Weights"))
@@ -97,8 +94,8 @@ def scores(kind: tuple[str, Any] | None, K: np.ndarray, Q: np.ndarray, ctx: Any)
         s = Q @ _t(K)
         return s, lambda gs: (_t(gs) @ Q, gs @ K, {})
     if kind is not None and kind[0] == "bilinear":
-        path = ctx.step.path + ("ScoringNet",) + kind[1]
-        return _bilinear(K, Q, ctx.run.arrays[path], path)
+        W, key = ctx.sub_array(("ScoringNet",) + kind[1])
+        return _bilinear(K, Q, W, key)
     return _general_scores(K, Q, ctx)
 
 

@@ -8,13 +8,10 @@ import math
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.errors import ShapeError
-from netgraph.layer import Layer, Params
-from netgraph.shapes import Automatic
-from netgraph.solver import Conflict, Solver, place
+from netgraph.extend import Automatic, Conflict, Int, Layer, Params, Real, ShapeError, Solver, where
 
-from ._ops import ArityParams, Int, Real, sum_to
-from .loss import CrossEntropyLossLayer
+from ._ops import ArityParams, sum_to
+from .loss import CrossEntropyLossLayer, FusedCrossEntropy
 
 __all__ = ["TotalLayer", "CatenateLayer", "SummationLayer", "ReshapeLayer", "SoftmaxLayer",
            "DropoutLayer"]
@@ -39,7 +36,7 @@ class TotalLayer(_Variadic):
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         for n in self.input_names():
-            S.unify(ports[n], ports["Output"], place(path, n), place(path, "Output"))
+            S.unify(ports[n], ports["Output"], where(path, n), where(path, "Output"))
         return {}
 
     def forward(self, ins, arrays, ctx):
@@ -50,10 +47,10 @@ class TotalLayer(_Variadic):
                                            for n, x in zip(names, xs, strict=True)}, {})
 
 
-def _axis(level: int, rank: int, where: str) -> int:
+def _axis(level: int, rank: int, owner: str) -> int:
     ax = level if level >= 0 else rank + level
     if not 0 <= ax < rank:
-        raise ShapeError(f"{where}: level {level} is out of range for arrays of rank {rank}")
+        raise ShapeError(f"{owner}: level {level} is out of range for arrays of rank {rank}")
     return ax
 
 
@@ -75,37 +72,37 @@ class CatenateLayer(_Variadic):
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         names = self.input_names()
         to = ports["Output"]
-        where = f"CatenateLayer at {place(path)}"
+        me = f"CatenateLayer at {where(path)}"
 
         def rule() -> None:
-            typed = [(ports[n], place(path, n)) for n in names] + [(to, place(path, "Output"))]
+            typed = [(ports[n], where(path, n)) for n in names] + [(to, where(path, "Output"))]
             ranks = [S.rank(t) for t, _ in typed]
             r = next((k for k in ranks if k is not None), None)
             if r is None:
                 return
             if r == 0:
-                raise ShapeError(f"{where} needs arrays, not scalars")
+                raise ShapeError(f"{me} needs arrays, not scalars")
             for t, p in typed:
                 if S.rank(t) is None:
-                    S.constrain(t, tuple(S.new_dim() for _ in range(r)), None, p, where)
+                    S.constrain(t, tuple(S.new_dim() for _ in range(r)), None, p, me)
                 elif S.rank(t) != r:
-                    raise ShapeError(f"{where}: {p} has shape {S.show(t)!r} but {typed[0][1]} "
+                    raise ShapeError(f"{me}: {p} has shape {S.show(t)!r} but {typed[0][1]} "
                                      f"has shape {S.show(typed[0][0])!r}; ranks must agree")
-            ax = _axis(self.params.level, r, where)
+            ax = _axis(self.params.level, r, me)
             od = S.dims(to)
             for t, p in typed[:-1]:
                 d = S.dims(t)
                 for i in range(r):
                     if i != ax:
-                        S.equal_sizes(d[i], od[i], p, place(path, "Output"))
+                        S.equal_sizes(d[i], od[i], p, where(path, "Output"))
                 if S.is_varying(d[ax]):
-                    raise ShapeError(f"{where} cannot catenate {p} of shape {S.show(t)!r} along "
+                    raise ShapeError(f"{me} cannot catenate {p} of shape {S.show(t)!r} along "
                                      f"its varying dimension (level {self.params.level})")
             sizes = [S.size(S.dims(t)[ax]) for t, _ in typed[:-1]]
             total = S.size(od[ax])
             try:
                 if None not in sizes:
-                    S.set_size(od[ax], sum(sizes), where)
+                    S.set_size(od[ax], sum(sizes), me)
                 elif total is not None and sizes.count(None) == 1:
                     i = sizes.index(None)
                     rest = total - sum(s for s in sizes if s)
@@ -113,9 +110,9 @@ class CatenateLayer(_Variadic):
                         raise Conflict(f"the other inputs already have {total - rest} along it, "
                                        f"the output only {total}, which leaves {rest} for "
                                        f"{typed[i][1]}")
-                    S.set_size(S.dims(typed[i][0])[ax], rest, where)
+                    S.set_size(S.dims(typed[i][0])[ax], rest, me)
             except Conflict as c:
-                raise ShapeError(f"{where}: input sizes {sizes} along level {self.params.level} do "
+                raise ShapeError(f"{me}: input sizes {sizes} along level {self.params.level} do "
                                  f"not add up to the output: {c}") from None
 
         S.rules.append(rule)
@@ -143,15 +140,10 @@ class CatenateLayer(_Variadic):
 class SummationLayer(Layer):
     """The total of all elements of the input: an array -> "Real"."""
 
-    real_outputs = ("Output",)
+    signature = "Input -> Output[]:Real"
 
     def __init__(self, **ports):
         super().__init__({}, ports)
-
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.constrain(ports["Output"], (), None, place(path, "Output"),
-                    "SummationLayer gives a scalar")
-        return {}
 
     def forward(self, ins, arrays, ctx):
         x = ins["Input"]
@@ -189,7 +181,7 @@ class ReshapeLayer(Layer):
     def __init__(self, shape, **ports):
         super().__init__({"shape": shape}, ports)
 
-    def _param_text(self) -> str:
+    def params_text(self) -> str:
         return f"shape={self._shape_text()}"
 
     def _shape_text(self) -> str:
@@ -199,8 +191,8 @@ class ReshapeLayer(Layer):
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         shape = self._shape_text()
         out = tuple(S.new_dim(d, origin=f"ReshapeLayer({shape})") for d in self.params.shape)
-        S.constrain(ports["Output"], out, None, place(path, "Output"), f"ReshapeLayer({shape})")
-        pin = place(path, "Input")
+        S.constrain(ports["Output"], out, None, where(path, "Output"), f"ReshapeLayer({shape})")
+        pin = where(path, "Input")
 
         def rule() -> None:
             dims = S.dims(ports["Input"])
@@ -234,11 +226,19 @@ class SoftmaxParams(Params):
     level: Int = -1
 
 
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """``log softmax(z)`` along the last axis, computed stably:
+    ``z - max z - log sum exp(z - max z)`` (finite wherever ``z`` is)."""
+    s = z - z.max(axis=-1, keepdims=True)
+    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+
+
 class SoftmaxLayer(Layer):
     """``y = exp(x) / sum(exp(x))`` along axis ``level`` of the example (default: the last).
     Along a varying dimension the padded positions get weight exactly 0."""
 
     Params = SoftmaxParams
+    signature = "Input[...x] -> Output[...x]"
     real_outputs = ("Output",)
 
     def __init__(self, level: int = -1, **ports):
@@ -252,14 +252,22 @@ class SoftmaxLayer(Layer):
             return CrossEntropyLossLayer("Index")
         return None
 
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))
+    def fused_with_consumer(self, port, consumer, consumer_port, meta):
+        """Probabilities over a fixed class axis, the last, read by the Input of a
+        ``CrossEntropyLossLayer`` ("Index" or "Probabilities"): one step whose loss is computed
+        from the log-softmax of the logits (see ``netgraph.layers.loss``)."""
+        if (isinstance(consumer, CrossEntropyLossLayer) and consumer_port == "Input"
+                and consumer.params.form in ("Index", "Probabilities") and meta.rank
+                and self.params.level in (-1, meta.rank - 1) and meta.dims[-1] is not None):
+            return FusedCrossEntropy(self, consumer, log_softmax)
+        return None
 
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         def rule() -> None:
             r = S.rank(ports["Input"])
             if r is not None:
-                _axis(self.params.level, r, f"SoftmaxLayer at {place(path)} (its "
-                      f"{place(path, 'Input')} has shape {S.show(ports['Input'])!r})")
+                _axis(self.params.level, r, f"SoftmaxLayer at {where(path)} (its "
+                      f"{where(path, 'Input')} has shape {S.show(ports['Input'])!r})")
 
         S.rules.append(rule)
         return {}
@@ -298,15 +306,12 @@ class DropoutLayer(Layer):
     ``1/(1-p)``; outside training it is the identity."""
 
     Params = DropoutParams
+    signature = "Input[...x] -> Output[...x]"
     pad_clean = True
     real_outputs = ("Output",)
 
     def __init__(self, p: float = 0.5, **ports):
         super().__init__({"p": p}, ports)
-
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))
-        return {}
 
     def forward(self, ins, arrays, ctx):
         x = ins["Input"]

@@ -220,7 +220,7 @@ def encode(net: Net, arrays: list[tuple[str, np.ndarray]], path: tuple = ()) -> 
     return {"kind": "layer", "type": name, "params": params, "ports": ports,
             "enabled_inputs": sorted(net._enabled_in), "enabled_outputs": sorted(net._enabled_out),
             "arrays": refs,
-            "children": {k: encode(c, arrays, path + (k,)) for k, c in net._children().items()}}
+            "children": {k: encode(c, arrays, path + (k,)) for k, c in net.children().items()}}
 
 
 # --------------------------------------------------------------------- decoding
@@ -291,18 +291,18 @@ def _decode_layer(node: LayerJSON, read_array: ReadArray, path: tuple) -> Layer:
         if set(given) - set(allowed):
             raise NetError(f"{where(path)}: {cls.__name__} has no optional {kind} port "
                            f"{sorted(set(given) - set(allowed))[0]!r}")
+    if node.children and not cls.sub_nets:
+        raise NetError(f"{where(path)}: {cls.__name__} has no parts to replace, but the file "
+                       f"gives it the sub-nets {sorted(node.children)}")
+    if set(node.children) != set(cls.sub_nets):
+        raise NetError(f"{where(path)}: {cls.__name__} cannot be rebuilt from the file's parts "
+                       f"(sub-nets {sorted(node.children)}): it holds the sub-nets "
+                       f"{list(cls.sub_nets)}")
     children = {k: _decode(c, read_array, path + (k,)) for k, c in node.children.items()}
     specs = _decode_specs(node.ports, path)
-    try:
-        layer = cls._from_parts(params, specs, node.enabled_inputs, node.enabled_outputs,
-                                arrays, children, infer=False)
-        kids = layer._children()
-        _ = layer.input_ports, layer.output_ports  # the structure that a graph checks
-    except AttributeError as e:
-        raise NetError(f"{where(path)}: {cls.__name__} cannot be rebuilt from the file's parts "
-                       f"(sub-nets {sorted(children)}): {e}") from e
-    _names_match("sub-nets", children, kids, path, cls)
-    unknown = set(specs) - set(layer._all_port_names()) - set(layer._port_keys())
+    layer = cls._from_parts(params, specs, node.enabled_inputs, node.enabled_outputs,
+                            arrays, children, infer=False)
+    unknown = set(specs) - set(layer.port_names()) - set(layer._port_keys())
     if unknown:
         raise NetError(f"{where(path)}: {cls.__name__} has no port {sorted(unknown)[0]!r}")
     return layer

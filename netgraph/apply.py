@@ -19,7 +19,7 @@ from .batch import (
 )
 from .coding import encode_inputs, selection
 from .compile import Plan, compile_net
-from .errors import InputDataError, NetError, PortError, ShapeError
+from .errors import InputDataError, NetError, PortError, ShapeError, where
 from .execute import RunContext, Tape, backward, forward
 from .net import Net
 from .ports import NetArrayGradient, NetPort, NetPortGradient
@@ -100,7 +100,7 @@ def _node_path(net: Net, path: tuple) -> tuple:
         if key is None:
             return tuple(out) + path[len(out):]
         out.append(key)
-        net = net._children()[key]
+        net = net.children()[key]
     return tuple(out)
 
 
@@ -119,8 +119,7 @@ def _target(net: Net, plan: Plan, w: Any) -> tuple:
                             f"{list(plan.outputs)}")
         meta = plan.interior.get((_node_path(net, w.layer), w.port))
         if meta is None:
-            raise PortError(f"{w!r} does not exist: no port {w.port!r} on node "
-                            f"{'/'.join(map(repr, w.layer))}")
+            raise PortError(f"{w!r} does not exist: there is no {where(w.layer, w.port)}")
         return ("value", meta)
     if isinstance(w, NetPortGradient):
         if w.port not in plan.inputs:
@@ -210,7 +209,7 @@ def _fill_shapes_from_data(net: Net, data: Any) -> Net:
     if last is not None and last[0] == specs:
         return last[1]
     try:
-        filled = net._copy(_user_specs={**net._user_specs, **specs})._infer()
+        filled = net.derive(_user_specs={**net._user_specs, **specs})._infer()
     except ShapeError as e:
         raise InputDataError("the data for port(s) " + ", ".join(map(repr, specs)) +
                              f" (example shapes {list(specs.values())}) does not fit the net: "

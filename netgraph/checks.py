@@ -23,7 +23,7 @@ from .apply import (
 )
 from .batch import from_batch, split_examples
 from .compile import Plan, compile_net
-from .errors import NetError
+from .errors import NetError, where
 from .execute import RunContext, backward, forward
 from .net import Net
 from .numdiff import central_differences
@@ -277,21 +277,18 @@ def _check_interior_padding(net: Net, plan: Plan, inputs: dict[str, Any],
              for p, m in plan.outputs.items() if not m.integer}
     grads, _ = backward(plan, tape, seeds)
 
-    def node(path: tuple, port: str) -> str:
-        return f"port {port!r} of " + ("node " + "/".join(map(repr, path)) if path else "the net")
-
-    makers = {m.slot: node(s.path, p) for s in plan.steps for p, m in s.outs.items()}
+    makers = {m.slot: where(s.path, p) for s in plan.steps for p, m in s.outs.items()}
     users: dict[int, list[str]] = {}
     for s in plan.steps:
         for p, m in s.ins.items():
-            users.setdefault(m.slot, []).append(node(s.path, p))
+            users.setdefault(m.slot, []).append(where(s.path, p))
     for meta in plan.metas:
         for kind, value in (("value", tape.values[meta.slot]), ("gradient", grads[meta.slot])):
             if not meta.varying or value is None or meta.integer and kind == "gradient":
                 continue
             if not np.array_equal(run.zero_padding(value, meta), value):
-                where = makers.get(meta.slot, "an input of the net") if kind == "value" else \
+                at = makers.get(meta.slot, "an input of the net") if kind == "value" else \
                     " and ".join(users.get(meta.slot, ["an output of the net"]))
                 raise NetError(f"check_padding: the {kind} {'at' if kind == 'value' else 'for'} "
-                               f"{where} is not exactly 0 at padded positions (a layer that "
+                               f"{at} is not exactly 0 at padded positions (a layer that "
                                "declares pad_clean = True leaves padding dirty)")

@@ -14,10 +14,9 @@ from typing import Any
 
 import networkx as nx
 
-from .errors import NetError, PortError
+from .errors import NetError, PortError, where
 from .layer import Layer
 from .ports import NetPort
-from .solver import place
 
 
 class GraphSide:
@@ -46,7 +45,7 @@ def _is_graph_end(end: tuple) -> bool:
 
 
 def _node_label(name: Any) -> str:
-    return place((name,), None)
+    return where((name,), None)
 
 
 
@@ -287,7 +286,7 @@ def check_node_names(names: Any, who: str = "NetGraph") -> None:
 
 def _end_label(end: tuple, side: str) -> str:
     """``port 'p' of node 'n'``, or ``graph input 'p'`` / ``graph output 'p'``."""
-    return f"graph {side} {end[1]!r}" if _is_graph_end(end) else place((end[0],), end[1])
+    return f"graph {side} {end[1]!r}" if _is_graph_end(end) else where((end[0],), end[1])
 
 
 def check_structure(nodes: dict, edges: list, ins: list, outs: list, *,
@@ -343,12 +342,12 @@ def _fed_ports(nodes: dict, edges: list, ins: list, outs: list, who: str) -> dic
             raise PortError(f"{who}: an edge starts at {p!r}, which is not a graph input")
         if n is not _IN and (n not in nodes or p not in nodes[n].output_ports + getattr(
                 nodes[n], "hidden_outputs", ())):
-            raise PortError(f"{who}: an edge starts at {place((n,), p)}, which is not an output")
+            raise PortError(f"{who}: an edge starts at {where((n,), p)}, which is not an output")
         n, p = dst
         if n is _OUT and p not in outs:
             raise PortError(f"{who}: an edge ends at {p!r}, which is not a graph output")
         if n is not _OUT and (n not in nodes or p not in nodes[n].input_ports):
-            raise PortError(f"{who}: an edge ends at {place((n,), p)}, which is not an input")
+            raise PortError(f"{who}: an edge ends at {where((n,), p)}, which is not an input")
         if dst in fed:
             if fed[dst] == src:
                 raise PortError(f"{who}: two edges end at {_end_label(dst, 'output')}: the edge "

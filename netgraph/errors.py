@@ -26,6 +26,10 @@ class SpecificationError(NetError):
 
 
 def where(path: tuple, port: str | None = None) -> str:
-    """Human-readable location of ``port`` of the node at ``path`` (``()`` is the net itself)."""
+    """Human-readable location of ``port`` of the node at ``path`` (``()`` is the net itself):
+    ``port 'Input' of node 'enc'/'lin'``, ``node 'enc'``, ``port 'Output' of net``, ``net``.
+
+    The one formatter of node paths in messages (the core's and the layers'; exported by
+    ``netgraph.extend``)."""
     node = "net" if not path else "node " + "/".join(repr(p) for p in path)
     return f"port {port!r} of {node}" if port is not None else node

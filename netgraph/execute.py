@@ -80,7 +80,8 @@ class RunContext:
 
 
 class StepContext:
-    """What one step's ``forward`` can ask: lengths, static dims, training mode, sub-nets."""
+    """What one step's ``forward`` can ask: lengths, static dims, training mode, sub-nets
+    (implements the protocol ``netgraph.extend.StepContext``, which documents it)."""
 
     __slots__ = ("step", "run")
 
@@ -100,6 +101,15 @@ class StepContext:
     @property
     def dtype(self) -> Any:
         return self.run.dtype
+
+    @property
+    def path(self) -> tuple:
+        return self.step.path
+
+    def sub_array(self, path: tuple) -> tuple[np.ndarray, tuple]:
+        """The array at ``path`` inside the step's sub-nets and its gradient key."""
+        full = self.step.path + tuple(path)
+        return self.run.arrays[full], full
 
     def meta(self, port: str) -> PortMeta:
         return self.step.ins[port] if port in self.step.ins else self.step.outs[port]

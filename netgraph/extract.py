@@ -13,11 +13,11 @@ import numpy as np
 
 from .allocation import memory_errors
 from .arrays import validated_array
-from .errors import NetError, PortError, ShapeError
+from .errors import NetError, PortError, ShapeError, where
 from .layer import Layer
 from .net import Net
 from .shapes import All, Automatic, parse_spec
-from .tree import at, resolve_child, update_at
+from .tree import resolve_child, update_at
 
 __all__ = ["NetExtract", "NetReplacePart"]
 
@@ -35,12 +35,12 @@ def _leaf(net: Net, step: Any, walked: tuple) -> Any:
         encoders, decoders = net.port_coders()
         if step in net.input_ports:
             return encoders.get(step, net.port_shape(step))
-        return decoders.get(step, net._specs.get(net._out_key(step), Automatic))
+        return decoders.get(step, net._specs.get(net.output_key(step), Automatic))
     if isinstance(net, Layer) and isinstance(step, str) and step in type(net.params).model_fields:
         v = getattr(net.params, step)
         return Automatic if v is None else v
-    parts = list(net._children()) + list(arrays) + list(net.input_ports) + list(net.output_ports)
-    raise PortError(f"part {step!r} does not exist at {at(walked)}; available parts are {parts}")
+    parts = list(net.children()) + list(arrays) + list(net.input_ports) + list(net.output_ports)
+    raise PortError(f"part {step!r} does not exist at {where(walked)}; available parts are {parts}")
 
 
 def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
@@ -49,18 +49,18 @@ def _extract_path(net: Net, path: tuple, walked: tuple = ()) -> Any:
     step, rest = path[0], path[1:]
     if step is All:
         if rest:
-            raise PortError(f"All can only be the last part of an extraction path; {at(walked)} "
+            raise PortError(f"All can only be the last part of an extraction path; {where(walked)} "
                             f"has no part {rest[0]!r} below All")
-        kids = net._children()
+        kids = net.children()
         if kids:
             return {k: c._pinned() for k, c in kids.items()}
         return {k: _leaf(net, k, walked) for k in net._arrays()}
     key = resolve_child(net, step, walked)
     if key is not None:
-        return _extract_path(net._children()[key], rest, walked + (key,))
+        return _extract_path(net.children()[key], rest, walked + (key,))
     value = _leaf(net, step, walked)
     if rest:
-        raise PortError(f"part {step!r} at {at(walked)} is not a net, so it has no part "
+        raise PortError(f"part {step!r} at {where(walked)} is not a net, so it has no part "
                         f"{rest[0]!r}")
     return value
 
@@ -85,22 +85,22 @@ def _replace_one(net: Net, path: tuple, value: Any) -> Net:
             if not isinstance(value, Net):
                 raise NetError(f"{list(path)} is a sub-net; replace it with a net, not "
                                f"{type(value).__name__}")
-            old = sub._children()[key]
+            old = sub.children()[key]
             if (old.input_ports, old.output_ports) != (value.input_ports, value.output_ports):
                 raise PortError(f"the replacement for {list(path)} has ports "
                                 f"{list(value.input_ports)} -> {list(value.output_ports)}, but "
                                 f"the part has {list(old.input_ports)} -> "
                                 f"{list(old.output_ports)}")
-            return sub._with_children({key: value})
+            return sub.with_children({key: value})
         arrays = sub._arrays()
         if last in arrays:
             return _replace_array(sub, head, last, value)
         if last in sub.input_ports or last in sub.output_ports:
             parse_spec(value)
-            port_key = last if last in sub.input_ports else sub._out_key(last)
-            return sub._copy(_user_specs={**sub._user_specs, port_key: value})
-        raise PortError(f"NetReplacePart: part {last!r} does not exist at {at(head)}; arrays are "
-                        f"{list(arrays)}, ports {list(sub.input_ports + sub.output_ports)}")
+            port_key = last if last in sub.input_ports else sub.output_key(last)
+            return sub.derive(_user_specs={**sub._user_specs, port_key: value})
+        raise PortError(f"NetReplacePart: part {last!r} does not exist at {where(head)}; arrays "
+                        f"are {list(arrays)}, ports {list(sub.input_ports + sub.output_ports)}")
 
     return update_at(net, head, replace)
 
@@ -108,10 +108,10 @@ def _replace_one(net: Net, path: tuple, value: Any) -> Net:
 def _replace_array(layer: Net, head: tuple, name: str, value: Any) -> Net:
     old = layer._arrays()[name]
     if value is None:
-        return layer._copy(_array_values={**layer._arrays(), name: None})
-    arr = validated_array(value, f"array {name!r} at {at(head)}")
+        return layer.derive(_array_values={**layer._arrays(), name: None})
+    arr = validated_array(value, f"array {name!r} at {where(head)}")
     if old is not None and old.shape != arr.shape:
-        raise ShapeError(f"array {name!r} at {at(head)} has shape {old.shape}; the "
+        raise ShapeError(f"array {name!r} at {where(head)} has shape {old.shape}; the "
                          f"replacement has shape {arr.shape}")
     return layer._with_arrays({name: arr})
 

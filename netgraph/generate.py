@@ -133,7 +133,7 @@ def _check_ports(net: Net, plan: Plan, states: list[str]) -> int:
         if a.varying or b.varying or a.dims != b.dims:
             raise NetError(f"generate: state port {s!r} must have one fixed shape as input and "
                            f"as output, but it is {net.port_shape(s)!r} in and "
-                           f"{net._specs.get(net._out_key(s))!r} out")
+                           f"{net._specs.get(net.output_key(s))!r} out")
     return n
 
 

@@ -6,7 +6,8 @@ The edge grammar lives in :mod:`netgraph.edges`; a graph stores its edges fully 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from .edges import (
@@ -21,10 +22,10 @@ from .edges import (
     check_node_names,
     check_structure,
 )
-from .errors import NetError
+from .errors import NetError, where
 from .net import Net
 from .shapes import Automatic, parse_spec
-from .solver import Solver, place
+from .solver import Solver
 
 __all__ = ["NetGraph", "NetChain", "register_shorthand", "register_shorthand_hint", "GRAPH_IN",
            "GRAPH_OUT", "_is_graph_end"]
@@ -108,12 +109,24 @@ class NetGraph(Net):
     def output_ports(self) -> tuple[str, ...]:
         return self._outs
 
+    @property
+    def nodes(self) -> Mapping[Any, Net]:
+        """The nodes, name -> net, in the order given (read-only)."""
+        return MappingProxyType(self._nodes)
+
+    @property
+    def edges(self) -> tuple[tuple[tuple, tuple], ...]:
+        """The resolved edges ``(source, destination)``: a source is ``(GRAPH_IN, name)`` (a
+        graph input) or ``(node, output port)``, a destination ``(GRAPH_OUT, name)`` (a graph
+        output) or ``(node, input port)``."""
+        return self._edges
+
     def port_shape(self, port: str) -> Any:
         if port in self._ins:
             return self._specs.get(port, Automatic)
-        return self._specs.get(self._out_key(port), Automatic)
+        return self._specs.get(self.output_key(port), Automatic)
 
-    def _children(self) -> dict:
+    def children(self) -> dict:
         return dict(self._nodes)
 
     def _find_coders(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -144,10 +157,10 @@ class NetGraph(Net):
                     decoders[dst[1]] = coder
         return encoders, decoders
 
-    def _with_children(self, children: dict) -> NetGraph:
+    def with_children(self, children: dict) -> NetGraph:
         nodes = dict(self._nodes)
         nodes.update(children)
-        return self._copy(_nodes=nodes)
+        return self.derive(_nodes=nodes)
 
     @classmethod
     def _from_parts(cls, nodes: dict, edges: list, ins: list, outs: list, order: list,
@@ -179,20 +192,20 @@ class NetGraph(Net):
         node_ports = {n: node._constrain(S, path + (n,)) for n, node in self._nodes.items()}
         gports = {p: S.port(path, p) for p in self._ins}
         for p in self._outs:
-            gports[self._out_key(p)] = S.port(path, self._out_key(p))
+            gports[self.output_key(p)] = S.port(path, self.output_key(p))
         for key, spec in self._user_specs.items():
             if key in gports and spec is not Automatic:
-                origin = f"{key}={spec!r} of the graph at {place(path, None)}"
-                S.user_spec(gports[key], spec, key not in self._ins, place(path, key), origin)
+                origin = f"{key}={spec!r} of the graph at {where(path, None)}"
+                S.user_spec(gports[key], spec, key not in self._ins, where(path, key), origin)
 
         def type_of(end: tuple, source: bool) -> tuple[int, str]:
             kind, port = end
             if kind is (_IN if source else _OUT):
-                key = port if source else self._out_key(port)
-                return gports[key], place(path, port)
+                key = port if source else self.output_key(port)
+                return gports[key], where(path, port)
             node = self._nodes[kind]
-            key = node._out_key(port) if source else port
-            return node_ports[kind][key], place(path + (kind,), port)
+            key = node.output_key(port) if source else port
+            return node_ports[kind][key], where(path + (kind,), port)
 
         for src, dst in self._edges:
             ts, ps = type_of(src, True)
@@ -204,8 +217,8 @@ class NetGraph(Net):
         nodes = {n: node._specialize(S, path + (n,)) for n, node in self._nodes.items()}
         specs = {p: S.show(S.port(path, p)) for p in self._ins}
         for p in self._outs:
-            specs[self._out_key(p)] = S.show(S.port(path, self._out_key(p)))
-        return self._copy(_nodes=nodes, _specs=specs)
+            specs[self.output_key(p)] = S.show(S.port(path, self.output_key(p)))
+        return self.derive(_nodes=nodes, _specs=specs)
 
     # ------------------------------------------------------------- compiling
     def _emit(self, plan: Any, sol: Any, path: tuple, in_slots: dict[str, Any]) -> dict:
@@ -234,7 +247,7 @@ class NetGraph(Net):
 
         def arrays(net: Net) -> list:
             return list(net._arrays().values()) + [
-                a for c in net._children().values() for a in arrays(c)]
+                a for c in net.children().values() for a in arrays(c)]
 
         values = arrays(self)
         state = "" if not values else (", initialized" if all(v is not None for v in values)

@@ -133,7 +133,7 @@ def summary(net: Net) -> str:
     n_set = sum(v is not None for _, sub in walk(net) for v in sub._arrays().values())
     elements = _plural(known, "array element") + ("" if not unknown else
                                                   f" + {_plural(unknown, 'array')} of unknown size")
-    kids = len(net._children()) if not isinstance(net, Layer) else 0
+    kids = len(net.children()) if not isinstance(net, Layer) else 0
     head = (f"{type(net).__name__}: " + (f"{_plural(kids, 'node')}, " if kids else "")
             + f"{_plural(len(layers), 'layer')}, {_plural(len(shapes), 'array')}, {elements}, "
             + _state(len(shapes), n_set))

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from .allocation import check_request, memory_errors, show_bytes
-from .errors import NetError, SpecificationError
+from .errors import NetError, SpecificationError, where
 from .net import Net
-from .tree import at, update_at, walk
+from .tree import update_at, walk
 
 __all__ = ["NetInitialize", "xavier_uniform"]
 
@@ -77,7 +77,7 @@ def NetInitialize(net: Net, *, method: str = "Xavier", seed: Any = None,
                 shown = tuple("?" if n is None else n for n in shape)
                 raise SpecificationError(
                     f"cannot initialize net: array {name!r} of {type(sub).__name__} at "
-                    f"{at(path)} has unknown shape {shown}; give the sizes of its ports")
+                    f"{where(path)} has unknown shape {shown}; give the sizes of its ports")
             todo.setdefault(path, {})[name] = shape
     _check_memory(net, todo)
     new, subs = net, dict(walk(net))
@@ -100,5 +100,5 @@ def _check_memory(net: Net, todo: dict[tuple, dict[str, tuple[int, ...]]]) -> No
     kinds = dict(walk(net))
     nbytes = 4 * sum(s[0] for s in sizes) + 8 * n
     check_request(nbytes, f"NetInitialize: the {len(sizes)} array(s) to initialize (the "
-                          f"largest, {name!r} of {type(kinds[path]).__name__} at {at(path)}, "
+                          f"largest, {name!r} of {type(kinds[path]).__name__} at {where(path)}, "
                           f"has shape {shape}: {show_bytes(4 * n)} as float32)")

@@ -22,7 +22,7 @@ def require_net(net: Any, who: str) -> None:
 
 def port_spec(net: Net, port: str, out: bool) -> Any:
     """The inferred shape of input (or, with ``out``, output) ``port`` of ``net``."""
-    return net._specs.get(net._out_key(port) if out else port, Automatic)
+    return net._specs.get(net.output_key(port) if out else port, Automatic)
 
 
 def show_path(path: tuple) -> str:
@@ -34,11 +34,11 @@ def type_label(net: Net, limit: int = 34) -> str:
     """``LinearLayer(n=4, biases=True)``, ``NetChain[3]`` (3 nodes): short and one line."""
     name = type(net).__name__
     if isinstance(net, Layer):
-        text = f"{name}({net._param_text()})"
+        text = f"{name}({net.params_text()})"
         if len(text) > limit:  # fall back to the non-default parameters
             params = net.params.model_dump(exclude_defaults=True)
             text = f"{name}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
         text = text if len(text) <= limit else text[: limit - 4] + "...)"
         return name if text == f"{name}()" else text
-    kids = net._children()
+    kids = net.children()
     return f"{name}[{len(kids)}]" if kids else name

@@ -18,20 +18,46 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from .errors import NetError, ShapeError
+from .errors import NetError, ShapeError, where
 from .net import Net
 from .shapes import Automatic, is_automatic, parse_spec
-from .solver import Conflict, Solver, place
+from .signature import parse_signature
+from .solver import Conflict, Solver
 
-__all__ = ["Layer", "Params", "Backward", "layer_classes", "register_default_loss", "default_loss",
-           "register_backward_pass", "backward_passes"]
+__all__ = ["Layer", "Params", "Int", "Real", "Bool", "Backward", "layer_classes",
+           "register_default_loss", "default_loss"]
 
 Backward = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[Any, Any]]]
+
+
+def _int(v: Any) -> Any:
+    """A NumPy integer as a Python int; anything else as it is (strict validation follows)."""
+    if isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"expected an int, not the boolean {v!r}")
+    return int(v) if isinstance(v, np.integer) else v
+
+
+def _real(v: Any) -> Any:
+    """A NumPy number as a Python float; anything else as it is (strict validation follows)."""
+    if isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"expected a number, not the boolean {v!r}")
+    return float(v) if isinstance(v, (np.integer, np.floating)) else v
+
+
+def _bool(v: Any) -> Any:
+    return bool(v) if isinstance(v, np.bool_) else v
+
+
+#: strict hyperparameter types (``Params`` is strict: no "4" or 4.0 for an int, no True for a
+#: number) that also take the matching NumPy scalars; a Real takes ints too
+Int = Annotated[int, BeforeValidator(_int)]
+Real = Annotated[float, BeforeValidator(_real)]
+Bool = Annotated[bool, BeforeValidator(_bool)]
 
 
 class Params(BaseModel):
@@ -40,8 +66,8 @@ class Params(BaseModel):
     Strict: a value is never coerced, so ``GatedRecurrentLayer("4")``, ``(4.0)`` and
     ``(True)`` are errors, not a layer of size 4 or 1; an ``int`` field takes ints only, a
     ``float`` field ints and floats (never a bool), a ``bool`` field ``True``/``False``, a
-    ``str`` field strings. NumPy scalars are numbers: use the ``Int``/``Real`` field types of
-    ``netgraph.layers._ops`` (or a before-validator) to take them.
+    ``str`` field strings. NumPy scalars are numbers: use the field types ``Int``, ``Real`` and
+    ``Bool`` (or a before-validator) to take them.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True,
@@ -80,17 +106,39 @@ class Layer(Net):
     #: outputs that hold real numbers whatever their inputs hold, so they never carry indices
     #: (a layer that passes its input through, e.g. SequenceLastLayer, leaves its out)
     real_outputs: ClassVar[tuple[str, ...]] = ()
+    #: the ports and arrays as data, e.g. ``"Input[k] -> Output[n]; Weights[n, k]"`` (see
+    #: :mod:`netgraph.signature`; a property when it depends on the parameters); ``rules``
+    #: adds what a signature cannot say. A class's signature also sets ``inputs`` and
+    #: ``outputs`` (the ports it names, less the optional and hidden ones) unless it does
+    signature: ClassVar[str | None] = None
+    #: names of the sub-nets the layer holds (given to ``__init__`` as ``children=``), e.g.
+    #: NetMapOperator's ``"Net"``: addressable by NetExtract, replaceable by NetReplacePart
+    sub_nets: ClassVar[tuple[str, ...]] = ()
     #: True for loss layers (ports ``Input``, ``Target`` -> ``Loss``): NetTrain uses an output
     #: such a layer produces as a loss as it is
     is_loss: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if isinstance(cls.__dict__.get("signature"), str):  # a malformed one fails right here
+            sig = parse_signature(cls.signature, cls.__name__)
+            if "inputs" not in cls.__dict__:  # the ports it names, less the optional ones
+                cls.inputs = tuple(e.name for e in sig.inputs if e.name not in cls.optional_inputs)
+            if "outputs" not in cls.__dict__:
+                cls.outputs = tuple(e.name for e in sig.outputs if e.name not in
+                                    cls.optional_outputs + cls.hidden_outputs)
         if not cls.__name__.startswith("_") and "<locals>" not in cls.__qualname__:
             _CLASSES.setdefault(cls.__name__, cls)
 
-    def __init__(self, params: dict[str, Any] | None = None, ports: dict[str, Any] | None = None):
+    def __init__(self, params: dict[str, Any] | None = None, ports: dict[str, Any] | None = None,
+                 children: dict[str, Net] | None = None):
+        """``params``: hyperparameters (validated by ``Params``; Automatic/None: unset);
+        ``ports``: user port shapes; ``children``: the sub-nets named by ``sub_nets``."""
         params = {k: (None if is_automatic(v) else v) for k, v in (params or {}).items()}
+        children = dict(children or {})
+        if set(children) != set(self.sub_nets):
+            raise NetError(f"{type(self).__name__}: needs the sub-nets {list(self.sub_nets)}, "
+                           f"got {sorted(map(str, children))}")
         try:
             model = self.Params(**params)
         except ValidationError as e:
@@ -98,8 +146,9 @@ class Layer(Net):
         except (TypeError, ValueError) as e:
             raise NetError(f"{type(self).__name__}: invalid parameters: {e}") from None
         self._set(params=model, _enabled_in=frozenset(), _enabled_out=frozenset(), _cache={},
-                  _array_values={n: None for n in self.array_names_for(model)})
-        known = set(self._all_port_names())
+                  _array_values={n: None for n in self.array_names_for(model)},
+                  _sub_nets=children)
+        known = set(self.port_names())
         specs = {}
         for name, spec in (ports or {}).items():
             if name not in known:
@@ -108,11 +157,14 @@ class Layer(Net):
             parse_spec(spec)  # validates
             specs[name] = spec
         self._set(_specs=specs, _user_specs=specs)
-        self._post_init()
+        self.validate()
         self._check_construction()
 
-    def _post_init(self) -> None:
-        """Hook for subclasses to check hyperparameter combinations."""
+    def validate(self) -> None:
+        """Check what ``Params`` cannot: combinations of hyperparameters, the ports of a
+        sub-net; raise ``NetError``. Runs on construction, on every changed copy
+        (``with_children``, changed params) and when a file is loaded (which never calls
+        ``__init__``), so checks made here cannot be bypassed by a tampered file."""
 
     def _check_construction(self) -> None:
         """Run inference once on the bare layer so inconsistent port specs fail early."""
@@ -131,20 +183,45 @@ class Layer(Net):
         layer = object.__new__(cls)
         layer._set(params=params, _enabled_in=frozenset(enabled_in),
                    _enabled_out=frozenset(enabled_out), _cache={}, _array_values=dict(arrays),
-                   _specs=dict(user_specs), _user_specs=dict(user_specs))
-        if children:
-            layer = layer._with_children(children)
-        layer._post_init()
+                   _specs=dict(user_specs), _user_specs=dict(user_specs),
+                   _sub_nets=dict(children))
+        layer.validate()
         return layer._infer() if infer else layer
+
+    # ------------------------------------------------------------ sub-nets
+    def child(self, name: str) -> Net:
+        """The sub-net ``name`` (one of ``sub_nets``)."""
+        return self._sub_nets[name]
+
+    def children(self) -> dict[str, Net]:
+        return dict(self._sub_nets)
+
+    def with_children(self, children: dict[str, Net]) -> Layer:
+        if not self.sub_nets:
+            raise NetError(f"{type(self).__name__} has no parts to replace")
+        unknown = set(children) - set(self.sub_nets)
+        if unknown:
+            name = sorted(map(str, unknown))[0]
+            raise NetError(f"{type(self).__name__} has no sub-net {name!r}; its sub-nets are "
+                           f"{list(self.sub_nets)}")
+        new = self.derive(_sub_nets={**self._sub_nets, **children})
+        new.validate()
+        return new
 
     # --------------------------------------------------------------- ports
     def input_names(self) -> tuple[str, ...]:
         """Required input ports (subclasses with a variable arity override this)."""
         return self.inputs
 
-    def _all_port_names(self) -> tuple[str, ...]:
-        return (self.input_names() + self.outputs + self.optional_inputs + self.optional_outputs
-                + self.hidden_outputs)
+    def output_names(self) -> tuple[str, ...]:
+        """Output ports that always exist (a layer whose outputs are a sub-net's overrides
+        this)."""
+        return self.outputs
+
+    def port_names(self) -> tuple[str, ...]:
+        """Every port the layer can have: the names a constructor takes port shapes for."""
+        return (self.input_names() + self.output_names() + self.optional_inputs
+                + self.optional_outputs + self.hidden_outputs)
 
     @property
     def input_ports(self) -> tuple[str, ...]:
@@ -152,7 +229,8 @@ class Layer(Net):
 
     @property
     def output_ports(self) -> tuple[str, ...]:
-        return self.outputs + tuple(p for p in self.optional_outputs if p in self._enabled_out)
+        return self.output_names() + tuple(p for p in self.optional_outputs
+                                           if p in self._enabled_out)
 
     def _enable(self, inputs: set[str] = frozenset(), outputs: set[str] = frozenset()) -> Layer:
         """A copy with optional ports switched on (done by NetGraph when they are connected)."""
@@ -160,7 +238,7 @@ class Layer(Net):
         outs = self._enabled_out | (set(outputs) & set(self.optional_outputs))
         if ins == self._enabled_in and outs == self._enabled_out:
             return self
-        return self._copy(_enabled_in=frozenset(ins), _enabled_out=frozenset(outs))
+        return self.derive(_enabled_in=frozenset(ins), _enabled_out=frozenset(outs))
 
     # -------------------------------------------------------------- arrays
     @classmethod
@@ -177,7 +255,7 @@ class Layer(Net):
                 v = np.array(v, dtype=np.float32)
                 v.flags.writeable = False
             values[k] = v
-        return self._copy(_array_values=values)
+        return self.derive(_array_values=values)
 
     def _with_params(self, **changes: Any) -> Layer:
         data = self.params.model_dump()
@@ -186,10 +264,10 @@ class Layer(Net):
             model = self.Params(**data)
         except ValidationError as e:
             raise NetError(_validation_message(type(self), e)) from None
-        new = self._copy(params=model)
+        new = self.derive(params=model)
         names = self.array_names_for(model)
         new._set(_array_values={n: self._array_values.get(n) for n in names})
-        new._post_init()  # the same checks of parameter combinations as the constructor
+        new.validate()  # the same checks of parameter combinations as the constructor
         return new
 
     # ----------------------------------------------------------- inference
@@ -200,26 +278,34 @@ class Layer(Net):
     def _port_keys(self) -> list[str]:
         """Solver keys of every port: the port name, or ``"out:" + name`` for an output that
         shares its name with an input (a recurrent layer's final ``State``)."""
-        return list(self.input_ports) + [self._out_key(p) for p in
+        return list(self.input_ports) + [self.output_key(p) for p in
                                          self.output_ports + self.hidden_outputs]
 
     def _constrain(self, S: Solver, path: tuple) -> dict[str, int]:
         ports = {n: S.port(path, n) for n in self._port_keys()}
         for name, spec in self._user_specs.items():
             if name in ports and spec is not Automatic:
-                origin = f"{name}={spec!r} of {type(self).__name__} at {place(path, name)}"
-                S.user_spec(ports[name], spec, name not in self.input_ports, place(path, name),
+                origin = f"{name}={spec!r} of {type(self).__name__} at {where(path, name)}"
+                S.user_spec(ports[name], spec, name not in self.input_ports, where(path, name),
                             origin)
-        for name, child in self._children().items():
+        for name, child in self.children().items():
             child._constrain(S, path + (name,))
-        array_dims = self.rules(S, path, ports)
-        for name in self.real_outputs:
-            key = self._out_key(name)
+        array_dims, reals = {}, self.real_outputs
+        if self.signature is not None:
+            sig = parse_signature(self.signature, type(self).__name__)
+            letters, array_dims = sig.apply(S, self, path, ports)
+            S.size_vars.update({(path, k): d for k, d in letters.items()})
+            reals += sig.real_outputs()
+        array_dims.update(self.rules(S, path, ports))
+        for name in reals:
+            key = self.output_key(name)
             if key in ports:
-                origin = f"the real-valued {name!r} of {type(self).__name__} at {place(path)}"
-                S.unify(ports[key], S.new_type(elem="Real", origin=origin), place(path, name),
+                origin = f"the real-valued {name!r} of {type(self).__name__} at {where(path)}"
+                S.unify(ports[key], S.new_type(elem="Real", origin=origin), where(path, name),
                         origin)
         for name, dims in array_dims.items():
+            if name not in self._array_values:  # an array these parameters leave out
+                continue
             S.arrays[(path, name)] = dims
             value = self._array_values.get(name)
             if value is not None:
@@ -228,22 +314,22 @@ class Layer(Net):
 
     def _constrain_array(self, S: Solver, path: tuple, name: str, dims: tuple,
                          shape: tuple) -> None:
-        where = f"array {name!r} of {type(self).__name__} at {place(path, None)}"
+        array = f"array {name!r} of {type(self).__name__} at {where(path, None)}"
         if len(dims) != len(shape):
-            raise ShapeError(f"{where} has shape {shape} but the layer needs rank {len(dims)}")
+            raise ShapeError(f"{array} has shape {shape} but the layer needs rank {len(dims)}")
         for d, n in zip(dims, shape):
             try:
-                S.set_size(d, n, f"the shape {shape} of {where}")
+                S.set_size(d, n, f"the shape {shape} of {array}")
             except Conflict as c:
-                raise ShapeError(f"{where} has shape {shape}, inconsistent with the layer's "
+                raise ShapeError(f"{array} has shape {shape}, inconsistent with the layer's "
                                  f"ports: {c}") from None
 
     def _specialize(self, S: Solver, path: tuple) -> Layer:
         specs = {n: S.show(S.port(path, n)) for n in self._port_keys()}
-        new = self._copy(_specs=specs)
-        kids = self._children()
+        new = self.derive(_specs=specs)
+        kids = self.children()
         if kids:
-            new = new._with_children({k: c._specialize(S, path + (k,)) for k, c in kids.items()})
+            new = new.with_children({k: c._specialize(S, path + (k,)) for k, c in kids.items()})
             new._set(_specs=specs)
         return new
 
@@ -266,6 +352,16 @@ class Layer(Net):
         return ""
 
     # ----------------------------------------------------------- compiling
+    def fused_with_consumer(self, port: str, consumer: Layer, consumer_port: str,
+                            meta: Any) -> Any:
+        """One computation for this layer's step followed by ``consumer``'s, whose input
+        ``consumer_port`` reads this layer's output ``port`` (a value of ``meta``, the slot's
+        ``PortMeta``): an object with ``forward(ins, arrays, ctx)``, ``pad_clean`` and
+        ``index_data_hint``, reading this layer's inputs plus the consumer's other inputs and
+        writing the outputs of both. The compiler's fusion pass asks every producer/consumer
+        pair (``netgraph.compile``); ``None``, the default: no fusion."""
+        return None
+
     def _emit(self, plan: Any, sol: Any, path: tuple, in_slots: dict[str, Any]) -> dict:
         return plan.add_step(self, path, in_slots, sol)
 
@@ -274,7 +370,7 @@ class Layer(Net):
         raise NotImplementedError
 
     # ------------------------------------------------------------- display
-    def _param_text(self) -> str:
+    def params_text(self) -> str:
         parts = []
         for k, v in self.params.model_dump().items():
             if v is None:
@@ -288,7 +384,7 @@ class Layer(Net):
         if arrays:
             state = ", initialized" if all(v is not None for v in arrays.values()) \
                 else ", uninitialized"
-        params = self._param_text()
+        params = self.params_text()
         return (f"{type(self).__name__}({params}{'; ' if params else ''}"
                 f"{self._describe_ports()}{state})")
 
@@ -298,7 +394,6 @@ class Layer(Net):
 #: a later class of the same name is not one a file can name)
 _CLASSES: dict[str, type[Layer]] = {}
 _DEFAULT_LOSS: list[Callable[[], Net]] = []
-_BACKWARD_PASSES: list[Callable[[Any, Any], int]] = []
 
 
 def layer_classes() -> Mapping[str, type[Layer]]:
@@ -321,14 +416,3 @@ def default_loss() -> Net:
         raise NetError("NetTrain: no default loss is registered (import netgraph.layers, or "
                        "give loss=...)")
     return _DEFAULT_LOSS[0]()
-
-
-def register_backward_pass(fn: Callable[[Any, Any], int]) -> None:
-    """Register ``fn(plan, tape) -> number of changes``, run by NetTrain on every forward
-    tape before its backward pass (the layer library's softmax/cross-entropy fusion)."""
-    if fn not in _BACKWARD_PASSES:
-        _BACKWARD_PASSES.append(fn)
-
-
-def backward_passes() -> tuple[Callable[[Any, Any], int], ...]:
-    return tuple(_BACKWARD_PASSES)

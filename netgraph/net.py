@@ -18,7 +18,7 @@ class Net:
     """Base of every net: an immutable value with named input and output ports.
 
     Subclasses set ``_specs`` (port name -> display spec) and implement ``input_ports``,
-    ``output_ports``, ``_children``, ``_constrain``, ``_specialize`` and ``_emit``.
+    ``output_ports``, ``children``, ``_constrain``, ``_specialize`` and ``_emit``.
     """
 
     _specs: dict[str, Any]
@@ -42,11 +42,20 @@ class Net:
             if a is not None:
                 a.flags.writeable = False
 
-    def _copy(self, **attrs: Any) -> Net:
+    def derive(self, **attrs: Any) -> Net:
+        """A copy with attributes ``attrs`` replaced (nets are immutable: a method that changes
+        a net returns a derived copy). Caches (compiled plans) are not copied."""
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         new._set(_cache={}, **attrs)
         return new
+
+    def cached(self, key: Any, compute: Any) -> Any:
+        """``compute()``, computed once per net (nets are immutable; copies start afresh):
+        for values derived from a net's structure, e.g. how attention scores its sub-net."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
     # ------------------------------------------------------------------ ports
     @property
@@ -57,7 +66,7 @@ class Net:
     def output_ports(self) -> tuple[str, ...]:
         raise NotImplementedError
 
-    def _out_key(self, name: str) -> str:
+    def output_key(self, name: str) -> str:
         """Key of output ``name`` among specs and solver ports: ``"out:" + name`` when an input
         has the same name (a recurrent layer's final ``State``), else ``name``."""
         return "out:" + name if name in self.input_ports else name
@@ -69,10 +78,7 @@ class Net:
     def port_coders(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(encoders, decoders)``: input port -> its ``NetEncoder`` and output port -> its
         ``NetDecoder``, for the ports that have one (see :meth:`_find_coders`)."""
-        found = self._cache.get("coders")
-        if found is None:
-            found = self._cache["coders"] = self._find_coders()
-        return found
+        return self.cached("coders", self._find_coders)
 
     def _find_coders(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The coders given as this net's own port specs (a graph also inherits those of the
@@ -80,15 +86,16 @@ class Net:
         specs = self._user_specs
         encoders = {p: specs[p] for p in self.input_ports if isinstance(specs.get(p), PortCoder)}
         decoders = {p: specs[k] for p in self.output_ports
-                    if isinstance(specs.get(k := self._out_key(p)), PortCoder)}
+                    if isinstance(specs.get(k := self.output_key(p)), PortCoder)}
         return encoders, decoders
 
     # --------------------------------------------------------------- structure
-    def _children(self) -> dict:
+    def children(self) -> dict:
         """Sub-nets addressable by NetExtract (name -> net); empty for plain layers."""
         return {}
 
-    def _with_children(self, children: dict) -> Net:
+    def with_children(self, children: dict) -> Net:
+        """A copy with the sub-nets named in ``children`` replaced (the others kept)."""
         raise NetError(f"{type(self).__name__} has no parts to replace")
 
     def _arrays(self) -> dict[str, np.ndarray | None]:
@@ -110,10 +117,10 @@ class Net:
     def _pinned(self) -> Net:
         """A copy whose own ports are fixed to their inferred shapes, so that it can be used
         (compiled, applied) on its own, as a net extracted from a larger one must be."""
-        keys = set(self.input_ports) | {self._out_key(p) for p in self.output_ports}
+        keys = set(self.input_ports) | {self.output_key(p) for p in self.output_ports}
         specs = {k: v for k, v in self._specs.items() if v is not Automatic and k in keys
                  and not isinstance(self._user_specs.get(k), PortCoder)}  # coders stay
-        return self._copy(_user_specs={**self._user_specs, **specs})
+        return self.derive(_user_specs={**self._user_specs, **specs})
 
     def _solve(self) -> Solver:
         """A solver holding this net's constraints, solved (the one place inference runs)."""
@@ -125,10 +132,7 @@ class Net:
     def _solution(self) -> Solution:
         """The solved shapes of this net as a whole: solved at most once per net (nets are
         immutable) and shared by compile, initialize, info and summary."""
-        solution = self._cache.get("solution")
-        if solution is None:
-            solution = self._cache["solution"] = Solution.of(self._solve())
-        return solution
+        return self.cached("solution", lambda: Solution.of(self._solve()))
 
     def _infer(self) -> Net:
         """Solve shapes for this net as a whole and return the specialized copy (which keeps

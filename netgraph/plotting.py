@@ -240,7 +240,7 @@ def plot_net(net: Net, expand: bool = False, title: str | None = None) -> Any:
     ax.set_ylim(0, L.height)
     ax.axis("off")
     if title is None:
-        kids = len(net._children()) if isinstance(net, NetGraph) else 0
+        kids = len(net.children()) if isinstance(net, NetGraph) else 0
         title = f"{type(net).__name__}" + (f" ({kids} nodes)" if kids else "")
     ax.text(MARGIN, L.height - 0.25, title, fontsize=FONT + 1, family="monospace",
             weight="bold", va="center", gid="title")

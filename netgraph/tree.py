@@ -10,22 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .errors import PortError
+from .errors import PortError, where
 from .net import Net
 
-__all__ = ["walk", "resolve_child", "update_at", "at"]
+__all__ = ["walk", "resolve_child", "update_at"]
 
 
 def walk(net: Net, path: tuple = ()) -> Iterator[tuple[tuple, Net]]:
     """Every net in the tree below ``net`` (itself first), with its path."""
     yield path, net
-    for name, child in net._children().items():
+    for name, child in net.children().items():
         yield from walk(child, path + (name,))
-
-
-def at(walked: tuple) -> str:
-    """``"the net"`` or ``"node 'a'/'b'"``: where a path leads, for messages."""
-    return "the net" if not walked else "node " + "/".join(map(repr, walked))
 
 
 def resolve_child(net: Net, step: Any, walked: tuple = ()) -> Any:
@@ -33,16 +28,16 @@ def resolve_child(net: Net, step: Any, walked: tuple = ()) -> Any:
     try:
         hash(step)
     except TypeError:
-        raise PortError(f"invalid part {step!r} at {at(walked)}: a part is a name, an int or "
+        raise PortError(f"invalid part {step!r} at {where(walked)}: a part is a name, an int or "
                         "All (a path is one list or tuple of parts)") from None
-    kids = net._children()
+    kids = net.children()
     if step in kids and not isinstance(step, bool):
         return step
     if isinstance(step, int) and not isinstance(step, bool) and kids:
         names = list(kids)
         if -len(names) <= step < len(names):
             return names[step]
-        raise PortError(f"part {step} does not exist at {at(walked)}: it has {len(names)} parts "
+        raise PortError(f"part {step} does not exist at {where(walked)}: it has {len(names)} parts "
                         f"(positions {-len(names)}..{len(names) - 1}), {names}")
     return None
 
@@ -54,10 +49,10 @@ def update_at(net: Net, path: tuple, fn: Callable[[Net], Net], walked: tuple = (
     key = resolve_child(net, path[0], walked)
     if key is None:
         if path[0] in net._arrays() or path[0] in net.input_ports + net.output_ports:
-            raise PortError(f"part {path[0]!r} at {at(walked)} is not a net, so it has no part "
+            raise PortError(f"part {path[0]!r} at {where(walked)} is not a net, so it has no part "
                             f"{path[1]!r}" if len(path) > 1 else
-                            f"part {path[0]!r} at {at(walked)} is not a net")
-        raise PortError(f"part {path[0]!r} does not exist at {at(walked)}; sub-nets are "
-                        f"{list(net._children())}")
-    child = net._children()[key]
-    return net._with_children({key: update_at(child, path[1:], fn, walked + (key,))})
+                            f"part {path[0]!r} at {where(walked)} is not a net")
+        raise PortError(f"part {path[0]!r} does not exist at {where(walked)}; sub-nets are "
+                        f"{list(net.children())}")
+    child = net.children()[key]
+    return net.with_children({key: update_at(child, path[1:], fn, walked + (key,))})

@@ -53,11 +53,11 @@ def _net_record(net: Any, path: tuple) -> dict[str, Any]:
         "ports": (net.input_ports, net.output_ports),
         "port shapes": [NetExtract(net, p) for p in net.input_ports + net.output_ports],
         "arrays": [(k, _array_record(a, path + (k,))) for k, a in net._arrays().items()],
-        "children": list(net._children()),
+        "children": list(net.children()),
     }
     if isinstance(net, NetGraph):
-        rec["nodes"] = [(n, type(c)) for n, c in net._nodes.items()]
-        rec["edges"] = [(s, _is_graph_end(s), d, _is_graph_end(d)) for s, d in net._edges]
+        rec["nodes"] = [(n, type(c)) for n, c in net.nodes.items()]
+        rec["edges"] = [(s, _is_graph_end(s), d, _is_graph_end(d)) for s, d in net.edges]
         rec["graph ports"] = (net._ins, net._outs, net._order)
     else:
         rec["params"] = net.params

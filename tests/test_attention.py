@@ -160,7 +160,7 @@ def test_bilinear_structure_and_weights_shape():
     assert NetExtract(init, ["ScoringNet", "Linear", "Weights"]).shape == (5, 3)
     assert NetExtract(init, "Output") == ("Varying", 3)
     dot = SequenceAttentionLayer("Dot", Input=(7, 4), Query=(3, 4))
-    assert list(NetExtract(dot, "ScoringNet")._children()) == ["Dot"]
+    assert list(NetExtract(dot, "ScoringNet").children()) == ["Dot"]
     assert NetExtract(dot, "Output") == (3, 4)
 
 

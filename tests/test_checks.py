@@ -18,8 +18,8 @@ from netgraph import (
     check_padding,
     gradcheck,
 )
+from netgraph.extend import where
 from netgraph.numdiff import central_differences
-from netgraph.solver import place
 
 
 class Scale(Layer):
@@ -33,8 +33,8 @@ class Scale(Layer):
 
     def rules(self, S, path, ports):
         n = S.new_dim()
-        S.constrain(ports["Input"], (n,), None, place(path, "Input"), "Scale takes a vector")
-        S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))
+        S.constrain(ports["Input"], (n,), None, where(path, "Input"), "Scale takes a vector")
+        S.unify(ports["Input"], ports["Output"], where(path, "Input"), where(path, "Output"))
         return {"Scale": (n,)}
 
     def forward(self, ins, arrays, ctx):
@@ -64,7 +64,7 @@ class _SequenceLayer(Layer):
         super().__init__({}, ports)
 
     def rules(self, S, path, ports):
-        S.unify(ports["Input"], ports["Output"], place(path, "Input"), place(path, "Output"))
+        S.unify(ports["Input"], ports["Output"], where(path, "Input"), where(path, "Output"))
         return {}
 
 

@@ -214,7 +214,7 @@ EXTRA = {
     "loss-graph": (loss_graph, lambda: {"Input": seqs(3), "Target": targets(5)}),
     "nested": (nested, lambda: {"Input": seqs(2)}),
     "fold": (fold_graph, lambda: {"Input": seqs(3), "Init": np.eye(3, 5, dtype=np.float32)}),
-    "fold-alone": (lambda: NetFoldOperator(fold_graph()._nodes["fold"]._net, Input=(4, 3)),
+    "fold-alone": (lambda: NetFoldOperator(fold_graph().nodes["fold"].net, Input=(4, 3)),
                    lambda: {"Input": np.stack(seqs(3, lens=(4, 4, 4)))}),
 }
 

@@ -4,6 +4,7 @@ no top-level module "layers" exists for a user's own file to clash with."""
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -82,3 +83,60 @@ def test_the_wheel_installs_layers_as_netgraph_layers_only(tmp_path):
     assert sorted(n.split("/")[-1] for n in files if n.startswith("netgraph/layers/")) == library
     top_level = next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith("top_level.txt"))
     assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["netgraph"]
+
+
+# ------------------------------------------------------------------ the layering
+def _imports(folder: Path):
+    """``(file, line, imported module, imported names)`` of every import under ``folder``,
+    function-level imports included; relative imports resolved to absolute module names."""
+    for path in sorted(folder.rglob("*.py")):
+        package = ".".join(path.relative_to(ROOT).parent.parts)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    yield path, node.lineno, a.name, []
+            elif isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = node.module or ""
+                if node.level:
+                    module = f"{base}.{module}".rstrip(".")
+                yield path, node.lineno, module, [a.name for a in node.names]
+
+
+def test_the_core_imports_no_layer():
+    offenders = [(p.name, line, m) for p, line, m, names in _imports(ROOT / "netgraph")
+                 if p.name != "__init__.py" or p.parent.name != "netgraph"
+                 if m.startswith(("netgraph.layers", "layers")) or
+                 m == "netgraph" and "layers" in names]
+    assert offenders == []
+
+
+def test_layers_import_only_netgraph_extend():
+    offenders = []
+    for p, line, module, names in _imports(ROOT / "layers"):
+        module = module.replace("layers", "netgraph.layers", 1) if module.startswith(
+            "layers") else module
+        if module.startswith("netgraph") and not module.startswith("netgraph.layers"):
+            if module != "netgraph.extend" or any(n.startswith("_") for n in names):
+                offenders.append((p.name, line, module, names))
+    assert offenders == []
+
+
+def test_layers_touch_no_private_attribute_of_the_core():
+    """Every ``x._name`` the layer library reads is a name the library itself defines."""
+    defined, used = set(), set()
+    for path in (ROOT / "layers").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                defined.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                defined.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                if isinstance(node.ctx, ast.Store):
+                    defined.add(node.attr)
+                elif node.attr.startswith("_") and not node.attr.startswith("__"):
+                    used.add(node.attr)
+            elif isinstance(node, ast.alias) and node.name.startswith("_"):
+                defined.add(node.asname or node.name)
+    assert used - defined == set()
+    assert "__setattr__" not in "".join(p.read_text() for p in (ROOT / "layers").glob("*.py"))

@@ -1,5 +1,5 @@
 """Loss layers: hand computations (true-length averaging), shapes, float64 central-difference
-gradients, saturated logits, and the softmax/sigmoid fusion hook."""
+gradients, saturated logits, and the softmax/sigmoid fusion (a compile pass)."""
 
 import warnings
 
@@ -26,8 +26,9 @@ from netgraph import (
     SoftmaxLayer,
 )
 from netgraph.apply import run_net
+from netgraph.compile import fusion
 from netgraph.execute import backward
-from netgraph.layers.loss import EPS, fuse_softmax_cross_entropy
+from netgraph.layers.loss import EPS
 
 LENS = [4, 1, 6]
 rng = np.random.default_rng(7)
@@ -212,9 +213,9 @@ def test_saturated_logits_stay_finite():
 
 
 def _fused_grads(net, data, fuse):
-    plan, _, tape = run_net(net, data, np.float64)
-    if fuse:
-        assert fuse_softmax_cross_entropy(plan, tape) == 1
+    with fusion(fuse):
+        plan, _, tape = run_net(net, data, np.float64)
+    assert sum(bool(step.parts) for step in plan.steps) == (1 if fuse else 0)
     seeds = {p: np.ones_like(tape.values[m.slot]) for p, m in plan.outputs.items()}
     grads, agrads = backward(plan, tape, seeds)
     return grads, agrads, plan

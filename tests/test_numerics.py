@@ -59,6 +59,7 @@ from netgraph import (
     TotalLayer,
     gradcheck,
 )
+from netgraph.compile import fusion
 from netgraph.layers import ELEMENTWISE_FUNCTIONS
 from netgraph.tree import walk
 
@@ -131,8 +132,9 @@ def _loss_graph(act, loss, shape):
 def test_index_cross_entropy_after_softmax_of_huge_logits(dtype):
     net = _loss_graph(SoftmaxLayer(), CrossEntropyLossLayer("Index"), 5)
     targets = np.array([0, 0, 4])  # right, wrong by 2e4, right
-    loss, gx = net({"Input": LOGITS, "Target": targets}, ["Loss", NetPortGradient("Input")],
-                   dtype=dtype)
+    data = {"Input": LOGITS, "Target": targets}
+    with fusion(False):  # the two layers, one after the other
+        loss, gx = net(data, ["Loss", NetPortGradient("Input")], dtype=dtype)
     assert _finite(loss, gx)
     p = _softmax(LOGITS)
     want = -np.log(np.maximum(p[np.arange(3), targets], EPS))
@@ -142,6 +144,13 @@ def test_index_cross_entropy_after_softmax_of_huge_logits(dtype):
     assert_close(loss[0], 0.0, dtype=dtype, reduction=5, scale=1.0)
     # the exact gradient of the clipped loss: zero where the softmax is saturated
     assert_close(gx[[0, 1]], 0.0, dtype=dtype, reduction=5, scale=1.0)
+    # compiled as usual, the pair is one fused step: the same clipped loss (from the
+    # log-softmax), and the logit gradient p - onehot, which does not vanish when saturated
+    fused_loss, fused_gx = net(data, ["Loss", NetPortGradient("Input")], dtype=dtype)
+    assert _finite(fused_loss, fused_gx)
+    assert_close(fused_loss, want, dtype=dtype, reduction=5, scale=1.0)
+    assert_close(fused_gx, p - np.eye(5)[targets], dtype=dtype, reduction=5, scale=1.0)
+    assert_close(fused_gx[1], [-1, 0, 0, 0, 1], dtype=dtype)
 
 
 def test_probabilities_cross_entropy_after_softmax_of_huge_logits():

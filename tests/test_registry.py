@@ -10,7 +10,6 @@ import netgraph.layers as layers
 from netgraph import (
     CrossEntropyLossLayer,
     ElementwiseLayer,
-    Layer,
     MeanAbsoluteLossLayer,
     NetChain,
     NetError,
@@ -19,7 +18,7 @@ from netgraph import (
     load,
     save,
 )
-from netgraph.layer import layer_classes
+from netgraph.extend import Layer, layer_classes, where
 from netgraph.train.loss import plan_losses
 
 
@@ -32,7 +31,7 @@ class HalvingLayer(Layer):
         super().__init__({}, ports)
 
     def rules(self, S, path, ports):
-        S.unify(ports["Input"], ports["Output"], "Input", "Output")
+        S.unify(ports["Input"], ports["Output"], where(path, "Input"), where(path, "Output"))
         return {}
 
     def default_loss(self, port):

@@ -110,7 +110,7 @@ def test_initialized_net_is_not_mutated_and_result_read_only():
     trained = NetTrain(net, regression(), max_training_rounds=2, seed=0, progress=False)
     assert_same_net(net, before)
     assert not np.array_equal(arrays_of(net)[(0, "Weights")], arrays_of(trained)[(0, "Weights")])
-    w = trained._children()[0]._arrays()["Weights"]
+    w = trained.children()[0]._arrays()["Weights"]
     assert not w.flags.writeable
 
 

@@ -7,6 +7,7 @@ import pytest
 from tolerance import assert_close
 
 from netgraph import (
+    Automatic,
     CrossEntropyLossLayer,
     ElementwiseLayer,
     Index,
@@ -25,6 +26,7 @@ from netgraph import (
     SoftmaxLayer,
     TotalLayer,
 )
+from netgraph.compile import compile_net
 from netgraph.train.loss import attach_loss, plan_losses, target_ports
 
 
@@ -178,25 +180,22 @@ def test_one_sgd_step_matches_the_hand_gradient():
                  dtype=np.float32, reduction=5 * 4, scale=lr * 2 * np.abs(err).max() / 10)
 
 
-def test_fused_softmax_cross_entropy_is_used(monkeypatch):
-    import netgraph.layers.loss as loss_module
+def test_training_nets_compile_the_softmax_and_its_loss_to_one_fused_step():
+    def fused_steps(net, loss=Automatic):
+        plan = compile_net(attach_loss(net, plan_losses(net, loss)).net)
+        return [(type(s.parts[0].layer).__name__, s.parts[1].layer.params.form)
+                for s in plan.steps if s.parts]
 
-    calls = []
-    original = loss_module.fuse_softmax_cross_entropy
-
-    def spy(plan, tape):
-        n = original(plan, tape)
-        calls.append(n)
-        return n
-
-    monkeypatch.setattr(loss_module, "fuse_softmax_cross_entropy", spy)
-    x = np.eye(3, dtype=np.float32)
-    NetTrain(NetChain([3, SoftmaxLayer()], Input=3), (x, [0, 1, 2]), max_training_rounds=2,
-             seed=0, progress=False)
-    assert calls == [1, 1]
-    calls.clear()
-    NetTrain(NetChain([3], Input=3), (x, x), max_training_rounds=2, seed=0, progress=False)
-    assert calls == [0]  # nothing to fuse: not called again
+    assert fused_steps(NetChain([3, SoftmaxLayer()], Input=3)) == [
+        ("SoftmaxLayer", "Index")]
+    assert fused_steps(NetChain([1, ElementwiseLayer("LogisticSigmoid")], Input=3)) == [
+        ("ElementwiseLayer", "Binary")]
+    assert fused_steps(NetChain([3, SoftmaxLayer()], Input=3),
+                       CrossEntropyLossLayer("Probabilities")) == [
+        ("SoftmaxLayer", "Probabilities")]
+    assert fused_steps(NetChain([3], Input=3)) == []  # a mean squared loss: nothing to fuse
+    assert fused_steps(NetChain([3, "Tanh"], Input=3),
+                       CrossEntropyLossLayer("Binary")) == []  # Tanh is no sigmoid
 
 
 def test_saturated_softmax_still_learns():

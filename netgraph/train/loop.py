@@ -1,9 +1,17 @@
-"""NetTrain: the training loop (the executor run directly, with a flat-buffer optimizer)."""
+"""NetTrain: the training loop (the executor run directly, with a flat-buffer optimizer).
+
+``NetTrain`` runs named steps: prepare the data, attach the losses, build the training plan
+(compile, validate the data once, hold out validation examples, set up arrays, optimizer and
+random streams), then rounds (:func:`_one_round`) of batch steps (:func:`_batch_step`)
+followed by validation (:func:`_validate`), and finally the results. Everything that changes
+on the way lives in one :class:`~netgraph.train.state.TrainState`.
+"""
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,7 +22,6 @@ from ..compile import Plan, compile_net
 from ..errors import NetError
 from ..execute import RunContext, backward, forward
 from ..initialize import NetInitialize
-from ..layer import backward_passes
 from ..net import Net
 from ..shapes import Automatic
 from ..tree import update_at
@@ -25,6 +32,7 @@ from .options import Options, check_options
 from .params import Diverged, ParamSet, clip_and_regularize
 from .progress import Progress
 from .results import NetTrainResults, check_property, select_property
+from .state import TrainState
 
 __all__ = ["NetTrain"]
 
@@ -58,7 +66,6 @@ class _Trainer:
         self.plan, self.params, self.opt, self.opts = plan, params, opt, opts
         self.loss_names = list(tn.losses)
         self.loss_metas = [plan.outputs[name] for name in tn.losses]
-        self.fuse: bool | None = None  # unknown until the first tape
         self.tmp = np.empty_like(params.flat)
 
     def forward(self, data: TrainData, idx: np.ndarray, training: bool,
@@ -82,8 +89,6 @@ class _Trainer:
         for name, m in zip(self.loss_names, self.loss_metas, strict=True):
             v = tape.values[m.slot]
             seeds[name] = tape.run.zero_padding(np.full(v.shape, 1.0 / B, np.float32), m)
-        if self.fuse is not False:
-            self.fuse = sum(rewrite(self.plan, tape) for rewrite in backward_passes()) > 0
         _, array_grads = backward(self.plan, tape, seeds)
         g = self.params.load_grads(array_grads)
         clip_and_regularize(g, self.params.flat, self.opts.clip, self.opts.l2, self.tmp)
@@ -180,6 +185,18 @@ def NetTrain(net: Net, data: Any, loss: Any = Automatic, prop: str = "TrainedNet
                          l2_regularization=l2_regularization, seed=seed,
                          target_device=target_device, validation_set=validation_set)
     make_optimizer(method, learning_rate, 0)  # option errors before any work
+    losses, raw, raw_val = _prepare_data(net, data, loss, validation_set, opts)
+    net0, tn = _attach_loss(net, raw, losses, opts)
+    run, state = _training_plan(tn, raw, raw_val, opts, method, learning_rate)
+    _train(run, state, opts, progress)
+    return select_property(_results(net0, tn, run, state), prop)
+
+
+# --------------------------------------------------------------------- the steps
+def _prepare_data(net: Net, data: Any, loss: Any, validation_set: Any,
+                  opts: Options) -> tuple[dict[str, Net | None], dict, dict | None]:
+    """The losses to attach (output port -> loss net) and the training (and validation)
+    data as dicts port -> examples, holding the net's inputs and the losses' targets."""
     losses = plan_losses(net, loss)
     targets = target_ports(net, losses)
     raw = as_port_dict(data, list(net.input_ports), targets, "training data", net)
@@ -187,8 +204,37 @@ def NetTrain(net: Net, data: Any, loss: Any = Automatic, prop: str = "TrainedNet
     if validation_set is not None and opts.holdout is None:
         raw_val = as_port_dict(validation_set, list(net.input_ports), targets, "validation set",
                                net)
+    return losses, raw, raw_val
+
+
+def _attach_loss(net: Net, raw: dict, losses: dict[str, Net | None],
+                 opts: Options) -> tuple[Net, TrainingNet]:
+    """The user's net with open input shapes read off the first example and missing arrays
+    initialized (``net0``, what training starts from), and the training net around it."""
     net0 = NetInitialize(_fill_shapes(net, raw), seed=opts.seed)
-    tn = attach_loss(net0, losses)
+    return net0, attach_loss(net0, losses)
+
+
+@dataclass
+class _Run:
+    """What a training run holds fixed: the compiled training net, the data and batching."""
+
+    trainer: _Trainer
+    train: TrainData
+    #: the examples trained on (all, or those not held out for validation)
+    train_idx: np.ndarray
+    #: their sizes (for length bucketing), or None for fixed-shape data
+    train_sizes: np.ndarray | None
+    batch_size: int
+    per_round: int
+    val: TrainData | None = None
+    val_batches: list[np.ndarray] | None = None
+
+
+def _training_plan(tn: TrainingNet, raw: dict, raw_val: dict | None, opts: Options,
+                   method: Any, learning_rate: Any) -> tuple[_Run, TrainState]:
+    """Compile the training net, validate the data once, split off a held-out validation
+    set, and set up the arrays, the optimizer and the random streams."""
     plan = compile_net(tn.net)
     train = TrainData(raw, plan.inputs, "training data", data_hints(plan))
     shuffle_rng, dropout_rng, split_rng = (
@@ -199,70 +245,103 @@ def NetTrain(net: Net, data: Any, loss: Any = Automatic, prop: str = "TrainedNet
         val = TrainData(raw_val, plan.inputs, "validation set", data_hints(plan))
         val_idx = np.arange(val.n)
     elif opts.holdout is not None:
-        k = max(1, round(train.n * opts.holdout))
-        if k >= train.n:
-            raise NetError(f"NetTrain: holding out {opts.holdout!r} of {train.n} examples "
-                           "leaves none to train on")
-        perm = split_rng.permutation(train.n)
-        val, val_idx, train_idx = train, np.sort(perm[:k]), np.sort(perm[k:])
+        val, val_idx, train_idx = train, *_hold_out(train.n, opts.holdout, split_rng)
     params = ParamSet(collect_arrays(tn.net, np.float32))
     opt = make_optimizer(method, learning_rate, params.size)
-    trainer = _Trainer(plan, tn, params, opt, opts)
     B = min(opts.batch_size, len(train_idx))
-    val_batches = None
+    run = _Run(trainer=_Trainer(plan, tn, params, opt, opts), train=train, train_idx=train_idx,
+               train_sizes=None if train.sizes is None else train.sizes[train_idx],
+               batch_size=B, per_round=math.ceil(len(train_idx) / B), val=val)
     if val is not None:
         sizes = None if val.sizes is None else val.sizes[val_idx]
-        val_batches = [val_idx[b] for b in fixed_batches(len(val_idx), max(B, 256), sizes)]
-    train_sizes = None if train.sizes is None else train.sizes[train_idx]
-    per_round = math.ceil(len(train_idx) / B)
-    bar = Progress(bool(progress), opts.rounds, per_round)
-    round_losses: list[float] = []
-    val_losses: list[float] = []
-    batch_losses: list[float] = []
-    best, best_round, best_flat = math.inf, None, None
-    examples, r, reason = 0, 0, "MaxTrainingRounds"
-    start = time.perf_counter()
+        run.val_batches = [val_idx[b] for b in fixed_batches(len(val_idx), max(B, 256), sizes)]
+    return run, TrainState(params, opt, shuffle_rng, dropout_rng)
+
+
+def _hold_out(n: int, fraction: float,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(validation indices, training indices)``: a random ``fraction`` of ``n`` held out."""
+    k = max(1, round(n * fraction))
+    if k >= n:
+        raise NetError(f"NetTrain: holding out {fraction!r} of {n} examples leaves none to "
+                       "train on")
+    perm = rng.permutation(n)
+    return np.sort(perm[:k]), np.sort(perm[k:])
+
+
+def _train(run: _Run, state: TrainState, opts: Options, progress: bool) -> None:
+    """Rounds until ``max_training_rounds`` or the time goal; a diverging loss or gradient
+    becomes a ``NetError`` naming the round and batch."""
+    bar = Progress(bool(progress), opts.rounds, run.per_round)
+    state.start = time.perf_counter()
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            while opts.rounds is None or r < opts.rounds:
-                r += 1
-                total, b = 0.0, 0
+            while opts.rounds is None or state.round < opts.rounds:
+                state.round += 1
                 try:
-                    for b, batch in enumerate(round_batches(len(train_idx), B, shuffle_rng,
-                                                            train_sizes), 1):
-                        idx = train_idx[batch]
-                        batch_loss = trainer.train_batch(train, idx, dropout_rng)
-                        batch_losses.append(batch_loss)
-                        total += batch_loss * len(idx)
-                        examples += len(idx)
-                        bar.batch(r, b, batch_loss)
-                    b = 0
-                    round_losses.append(total / len(train_idx))
-                    vloss = None
-                    if val is not None:
-                        vloss = trainer.evaluate(val, val_batches)
-                        val_losses.append(vloss)
-                        if vloss < best:
-                            best, best_round, best_flat = vloss, r, params.snapshot()
+                    vloss = _one_round(run, state, bar)
                 except Diverged as d:
-                    raise _diverged(str(d), r, b, opt, opts.clip) from None
-                bar.round(r, round_losses[-1], vloss)
-                if opts.time_goal is not None and time.perf_counter() - start >= opts.time_goal:
-                    reason = "TimeGoal"
+                    raise _diverged(str(d), state.round, state.batch, state.optimizer,
+                                    opts.clip) from None
+                bar.round(state.round, state.round_losses[-1], vloss)
+                if opts.time_goal is not None and state.elapsed() >= opts.time_goal:
+                    state.stop_reason = "TimeGoal"
                     break
     finally:
         bar.close()
-    elapsed = time.perf_counter() - start
+
+
+def _one_round(run: _Run, state: TrainState, bar: Progress) -> float | None:
+    """One pass over the training data in reshuffled batches, then validation; returns the
+    validation loss (None without a validation set)."""
+    total = 0.0
+    batches = round_batches(len(run.train_idx), run.batch_size, state.shuffle_rng,
+                            run.train_sizes)
+    for state.batch, batch in enumerate(batches, 1):
+        idx = run.train_idx[batch]
+        total += _batch_step(run, state, idx) * len(idx)
+        bar.batch(state.round, state.batch, state.batch_losses[-1])
+    state.batch = 0
+    state.round_losses.append(total / len(run.train_idx))
+    return _validate(run, state)
+
+
+def _batch_step(run: _Run, state: TrainState, idx: np.ndarray) -> float:
+    """One optimizer step on the examples ``idx``; returns (and records) the batch loss."""
+    batch_loss = run.trainer.train_batch(run.train, idx, state.dropout_rng)
+    state.batch_losses.append(batch_loss)
+    state.examples += len(idx)
+    return batch_loss
+
+
+def _validate(run: _Run, state: TrainState) -> float | None:
+    """The validation loss after a round, keeping a copy of the arrays of the best round."""
+    if run.val is None:
+        return None
+    vloss = run.trainer.evaluate(run.val, run.val_batches)
+    state.validation_losses.append(vloss)
+    if vloss < state.best_loss:
+        state.best_loss, state.best_round = vloss, state.round
+        state.best_flat = state.params.snapshot()
+    return vloss
+
+
+def _results(net0: Net, tn: TrainingNet, run: _Run, state: TrainState) -> NetTrainResults:
+    """The trained nets (the user's net with the trained arrays) and the run's record."""
+    elapsed = state.elapsed()
+    params, opt = state.params, state.optimizer
     if not np.isfinite(params.flat).all():
-        raise _diverged("arrays", r, 0, opt, opts.clip)
+        raise _diverged("arrays", state.round, 0, opt, run.trainer.opts.clip)
     final = _with_arrays(net0, params.as_arrays())
-    trained = final if best_flat is None else _with_arrays(net0, params.as_arrays(best_flat))
-    results = NetTrainResults(
-        trained_net=trained, final_net=final, round_loss_list=round_losses,
-        validation_loss_list=val_losses, batch_loss_list=batch_losses,
-        total_training_time=elapsed, mean_examples_per_second=examples / max(elapsed, 1e-12),
-        total_rounds=r, total_batches=len(batch_losses), batches_per_round=per_round,
-        batch_size=B, examples_processed=examples, best_validation_round=best_round,
+    trained = final if state.best_flat is None else _with_arrays(
+        net0, params.as_arrays(state.best_flat))
+    return NetTrainResults(
+        trained_net=trained, final_net=final, round_loss_list=state.round_losses,
+        validation_loss_list=state.validation_losses, batch_loss_list=state.batch_losses,
+        total_training_time=elapsed,
+        mean_examples_per_second=state.examples / max(elapsed, 1e-12),
+        total_rounds=state.round, total_batches=len(state.batch_losses),
+        batches_per_round=run.per_round, batch_size=run.batch_size,
+        examples_processed=state.examples, best_validation_round=state.best_round,
         optimization_method=opt.describe(), initial_learning_rate=opt.lr,
-        reason_training_stopped=reason, loss_ports=dict(tn.losses))
-    return select_property(results, prop)
+        reason_training_stopped=state.stop_reason, loss_ports=dict(tn.losses))
