@@ -252,46 +252,68 @@ def _shown(seq: list[int], decoder: Any) -> Any:
     return "".join(chars) if decoder.kind == "Characters" else chars
 
 
+@dataclass
+class _Live:
+    """The live hypotheses of all examples, grouped by example: each one's example (``rows``),
+    tokens (start first), log-probability and states."""
+
+    rows: np.ndarray
+    tokens: np.ndarray
+    scores: np.ndarray
+    states: dict[str, np.ndarray]
+
+    def blocks(self) -> list[tuple[int, int]]:
+        """``(lo, hi)``: the rows of each example still searching."""
+        cuts = np.flatnonzero(np.diff(self.rows)) + 1
+        return list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(self.rows)].tolist()))
+
+    def advance(self, keep: list[tuple[int, int, float]],
+                states: dict[str, np.ndarray]) -> _Live:
+        """The hypotheses ``keep`` (parent row, token, score), their states from ``states``."""
+        parents = np.array([h for h, _, _ in keep])
+        tokens = np.array([v for _, v, _ in keep])[:, None]
+        return _Live(self.rows[parents], np.concatenate([self.tokens[parents], tokens], axis=1),
+                     np.array([s for _, _, s in keep]),
+                     {name: v[parents] for name, v in states.items()})
+
+
 def _search(model: _Model, start: int, stop: int | None, max_length: int,
             k: int) -> list[list[tuple[list[int], float]]]:
     """Beam search over all examples at once; per example its finished ``(tokens, log P)``."""
-    n, B = model.n, model.size
-    rows = np.arange(B)                                   # example of each live hypothesis
-    tokens = np.full((B, 1), start, np.int64)             # start + generated tokens
-    scores = np.zeros(B)
-    states = dict(model.initial_states)
+    B = model.size
+    live = _Live(np.arange(B), np.full((B, 1), start, np.int64), np.zeros(B),
+                 dict(model.initial_states))
     finished: list[list[tuple[list[int], float]]] = [[] for _ in range(B)]
     for t in range(1, max_length + 1):
-        logp, states = model.step(rows, tokens, states)
-        cand = scores[:, None] + logp                      # (H, n)
-        keep_parent, keep_token, keep_score = [], [], []
-        bounds = np.flatnonzero(np.diff(rows)) + 1
-        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(rows)]):
-            e = int(rows[lo])
-            flat = cand[lo:hi].ravel()
-            top = np.argsort(-flat, kind="stable")[:k]
-            best_live = -np.inf
-            for c in top.tolist():
-                h, v, s = lo + c // n, c % n, float(flat[c])
-                if v == stop or t == max_length:
-                    seq = tokens[h, 1:].tolist() + ([] if v == stop else [v])
-                    finished[e].append((seq, s))
-                else:
-                    keep_parent.append(h)
-                    keep_token.append(v)
-                    keep_score.append(s)
-                    best_live = max(best_live, s)
-            if len(finished[e]) >= k:
-                kth = sorted((sc for _, sc in finished[e]), reverse=True)[k - 1]
-                if best_live <= kth:  # no live hypothesis can beat the k finished ones
-                    while keep_parent and rows[keep_parent[-1]] == e:
-                        keep_parent.pop(), keep_token.pop(), keep_score.pop()
-        if not keep_parent:
+        logp, states = model.step(live.rows, live.tokens, live.states)
+        candidates = live.scores[:, None] + logp                          # (H, n)
+        keep: list[tuple[int, int, float]] = []
+        for lo, hi in live.blocks():
+            keep += _extend(candidates[lo:hi], lo, live.tokens, finished[int(live.rows[lo])],
+                            stop, t == max_length, k)
+        if not keep:
             break
-        parents = np.array(keep_parent)
-        rows = rows[parents]
-        tokens = np.concatenate([tokens[parents], np.array(keep_token)[:, None]], axis=1)
-        scores = np.array(keep_score)
-        states = {s: v[parents] for s, v in states.items()}
+        live = live.advance(keep, states)
     return finished
 
+
+def _extend(candidates: np.ndarray, lo: int, tokens: np.ndarray, finished: list, stop: Any,
+            last: bool, k: int) -> list[tuple[int, int, float]]:
+    """One example's step: its ``k`` best extensions (``candidates[h, v]``: the score of
+    hypothesis ``lo + h`` followed by token ``v``). Those ending in ``stop``, or reaching the
+    last step, join ``finished``; the others are returned as (row, token, score) — none when
+    ``k`` finished ones can no longer be beaten (a score only falls as tokens are added)."""
+    n = candidates.shape[1]
+    flat = candidates.ravel()
+    keep = []
+    for c in np.argsort(-flat, kind="stable")[:k].tolist():
+        h, v, score = lo + c // n, c % n, float(flat[c])
+        if v == stop or last:
+            finished.append((tokens[h, 1:].tolist() + ([] if v == stop else [v]), score))
+        else:
+            keep.append((h, v, score))
+    if keep and len(finished) >= k:
+        kth = sorted((score for _, score in finished), reverse=True)[k - 1]
+        if max(score for _, _, score in keep) <= kth:
+            return []
+    return keep
