@@ -20,6 +20,7 @@ from .initialize import NetInitialize
 from .io import load, save
 from .layer import Layer, Params
 from .net import Net
+from .onnx import export_onnx
 from .ports import NetArrayGradient, NetPort, NetPortGradient
 from .shapes import All, Automatic, Index, Varying
 from .take import NetTake
@@ -30,7 +31,8 @@ _CORE = [
     "NetGraph", "NetChain", "NetPort", "NetPortGradient", "NetArrayGradient", "NetExtract",
     "NetReplacePart", "NetInitialize", "Automatic", "All", "Varying", "Index", "Net", "Layer",
     "Params", "gradcheck", "check_padding", "NetTrain", "save", "load",
-    "NetInformation", "NetTake", "tune_malloc", "NetEncoder", "NetDecoder", "generate",
+    "NetInformation", "NetTake", "tune_malloc", "export_onnx", "NetEncoder", "NetDecoder",
+    "generate",
 ]
 
 tune_malloc_if_asked()
