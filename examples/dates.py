@@ -51,6 +51,7 @@ DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sun
 OUT_CHARS = "0123456789-"
 START = "^"                  # the decoder's start token: fed first, never generated
 TOKENS = START + OUT_CHARS   # the decoder's alphabet, in (Input) and out (Output)
+START_INDEX = TOKENS.index(START)
 ISO_LENGTH = 10
 IN_CHARS = "".join(sorted(set("0123456789 ,./-" + "".join(MONTHS + DAYS)
                               + "".join(MONTHS + DAYS).lower())))
@@ -87,6 +88,17 @@ def training_data(pairs: list[tuple[str, str]]) -> dict:
     return {"Input": [text for text, _ in pairs],
             "DecoderInput": [START + iso[:-1] for _, iso in pairs],
             "Output": [iso for _, iso in pairs]}
+
+
+def encode(pairs: list[tuple[str, str]]) -> dict:
+    """``training_data(pairs)`` as the index arrays the net's encoders make of it, for
+    comparisons with libraries that have no encoders (benchmarks/)."""
+    data = training_data(pairs)
+    dates, tokens = NetEncoder("Characters", IN_CHARS), NetEncoder("Characters", TOKENS)
+    return {"Input": [dates.encode(t, "Input") for t in data["Input"]],
+            "DecoderInput": np.stack([tokens.encode(t, "DecoderInput")
+                                      for t in data["DecoderInput"]]),
+            "Output": np.stack([tokens.encode(t, "Output") for t in data["Output"]])}
 
 
 def additive_scoring(hidden: int) -> NetGraph:
