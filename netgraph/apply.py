@@ -330,7 +330,8 @@ def apply_net(net: Net, data: Any, what: Any = None, *, dtype: Any = np.float32,
     wants = what if many else [what]
     if what is None:
         wants = list(plan.outputs)
-    wants, posts = zip(*(selection(net, w) for w in wants))
+    chosen = [selection(net, w) for w in wants]
+    wants, posts = [w for w, _ in chosen], [post for _, post in chosen]
     targets = [_target(net, plan, w) for w in wants]
     inputs, given_seeds = _split_data(net, data)
     plan, batch, tape = run_net(net, inputs, dt, training=training, rng=rng, fill=fill)

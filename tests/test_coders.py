@@ -291,6 +291,12 @@ def test_sequence_decoders_are_the_argmax_per_position():
     assert isinstance(chars("abc"), str) and len(chars("abc")) == 3
 
 
+def test_an_empty_selection_is_an_empty_list():
+    # regression: selecting nothing (gradcheck asks for []) once failed to unpack
+    assert classifier()(indices("ab"), []) == []
+    assert classifier(NetEncoder("Characters", ALPHABET))("ab", []) == []
+
+
 def test_selection_mistakes():
     net = classifier(NetEncoder("Characters", ALPHABET), NetDecoder("Class", LABELS))
     with pytest.raises(NetError, match="unknown property"):
