@@ -6,26 +6,44 @@ reported, so that load from other processes hits both alike.
 
     python benchmarks/train.py [--rounds 5] [--only-dates]
     OPENBLAS_NUM_THREADS=1 python benchmarks/train.py --torch-threads 1
+
+With ``--workers K [K ...]``: data-parallel training on Ray instead (``target_device=("CPU",
+K)``, each worker on one BLAS/OpenMP thread) against this process alone (its BLAS threads as
+they come: two on a two-core machine), for the sorting model (an LSTM encoder-decoder with
+dot attention sorting digit sequences of lengths 3..9) and the dates model. The runs of one
+model alternate; best-of-N and median examples per second (training loop only) are
+reported, with the time Ray takes to start (once) and the workers to start (every NetTrain).
+
+    python benchmarks/train.py --workers 1 2 [--rounds 3] [--batch-size 64]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from netgraph import (  # noqa: E402
+    CatenateLayer,
     EmbeddingLayer,
     GatedRecurrentLayer,
     Index,
+    LinearLayer,
+    LongShortTermMemoryLayer,
     NetChain,
+    NetGraph,
+    NetMapOperator,
+    NetPort,
     NetTrain,
+    SequenceAttentionLayer,
     SequenceLastLayer,
     SoftmaxLayer,
 )
@@ -147,12 +165,112 @@ def dates_case(n: int = 10000, batch: int = 64):
     return "dates attention encoder-decoder (examples/dates.py)", ours, theirs
 
 
+def sorting_model(embedding: int = 16, hidden: int = 64) -> NetGraph:
+    """An LSTM encoder-decoder with dot attention that sorts digit sequences: the encoder
+    reads the digits, the decoder (teacher forcing: a start token, then the sorted digits
+    but the last) starts from the encoder's final state and cell state and attends over its
+    states; per position, a softmax over the 10 digits."""
+    encoder = NetGraph({"embed": EmbeddingLayer(embedding, 10),
+                        "lstm": LongShortTermMemoryLayer(hidden)},
+                       [(NetPort("Input"), "embed", "lstm", NetPort("States")),
+                        (NetPort("lstm", "State"), NetPort("State")),
+                        (NetPort("lstm", "CellState"), NetPort("CellState"))],
+                       Input=("Varying", Index(10)))
+    decoder = NetGraph({"embed": EmbeddingLayer(embedding, 11),
+                        "lstm": LongShortTermMemoryLayer(hidden),
+                        "attend": SequenceAttentionLayer("Dot"), "cat": CatenateLayer(-1),
+                        "project": NetMapOperator(LinearLayer(10)), "softmax": SoftmaxLayer()},
+                       [(NetPort("Input"), "embed", "lstm"),
+                        (NetPort("State"), NetPort("lstm", "State")),
+                        (NetPort("CellState"), NetPort("lstm", "CellState")),
+                        (NetPort("EncoderStates"), NetPort("attend", "Input")),
+                        ("lstm", NetPort("attend", "Query")),
+                        (["lstm", "attend"], "cat", "project", "softmax", NetPort("Output"))],
+                       Input=("Varying", Index(11)))
+    return NetGraph({"encoder": encoder, "decoder": decoder},
+                    [(NetPort("Input"), "encoder"),
+                     (NetPort("encoder", "States"), NetPort("decoder", "EncoderStates")),
+                     (NetPort("encoder", "State"), NetPort("decoder", "State")),
+                     (NetPort("encoder", "CellState"), NetPort("decoder", "CellState")),
+                     (NetPort("DecoderInput"), NetPort("decoder", "Input"))])
+
+
+def sorting_data(n: int, rng: np.random.Generator) -> dict:
+    """``n`` digit sequences of lengths 3..9, their sorted versions and decoder inputs."""
+    xs = [rng.integers(0, 10, int(k)) for k in rng.integers(3, 10, n)]
+    ys = [np.sort(x) for x in xs]
+    return {"Input": xs, "DecoderInput": [np.concatenate([[10], y[:-1]]) for y in ys],
+            "Output": ys}
+
+
+def data_parallel_cases(n: int):
+    """(name, net, data, learning rate) of the models ``--workers`` trains."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    import dates
+
+    return [("sorting (LSTM encoder-decoder, dot attention)", sorting_model(),
+             sorting_data(n, np.random.default_rng(0)), 0.003),
+            ("dates (GRU encoder-decoder, additive attention)", dates.build_model(),
+             dates.encode(dates.random_dates(n, np.random.default_rng(0))), 0.003)]
+
+
+def blas_threads() -> int:
+    return max((lib["num_threads"] for lib in threadpool_info()
+                if lib.get("user_api") == "blas"), default=1)
+
+
+def data_parallel(workers: list[int], rounds: int, n: int, batch: int) -> None:
+    """Examples per second of one process against ``k`` Ray workers (see the docstring)."""
+    import ray
+
+    t0 = time.perf_counter()
+    ray.init(address="local", num_cpus=max(workers), include_dashboard=False, log_to_driver=False,
+             logging_level="WARNING")
+    print(f"Ray started in {time.perf_counter() - t0:.1f} s (ray.init, {max(workers)} CPUs); "
+          f"{n} examples, batch {batch}, one round per run, best of {rounds}", flush=True)
+    try:
+        for name, net, data, lr in data_parallel_cases(n):
+            # "1 thread": this process with its BLAS limited to one thread, for reference
+            devices = ["CPU", "1 thread", *[("CPU", k) for k in workers]]
+            speed: dict = {d: [] for d in devices}
+            start: dict = {d: [] for d in devices}
+            NetTrain(net, data, max_training_rounds=1, batch_size=batch, progress=False)  # warm
+            for _ in range(rounds):
+                for d in devices:
+                    t = time.perf_counter()
+                    with threadpool_limits(1) if d == "1 thread" else contextlib.nullcontext():
+                        res = NetTrain(net, data, prop="All", max_training_rounds=1,
+                                       batch_size=batch, learning_rate=lr, seed=0,
+                                       progress=False, target_device="CPU" if d == "1 thread"
+                                       else d)
+                    speed[d].append(res.mean_examples_per_second)
+                    start[d].append(time.perf_counter() - t - res.total_training_time)
+            print(name, flush=True)
+            base = max(speed["CPU"])
+            for d in devices:
+                label = (f"this process ({blas_threads()} BLAS threads)" if d == "CPU" else
+                         "this process, BLAS on 1 thread" if d == "1 thread" else
+                         f"{d[1]} Ray worker(s), 1 thread each")
+                print(f"  {label:34s} best {max(speed[d]):>8,.0f} ex/s  median "
+                      f"{statistics.median(speed[d]):>8,.0f}  x{max(speed[d]) / base:4.2f}  "
+                      f"(set-up {min(start[d]):.1f} s)", flush=True)
+    finally:
+        ray.shutdown()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5, help="alternating runs per side")
     ap.add_argument("--torch-threads", type=int, default=None)
     ap.add_argument("--only-dates", action="store_true", help="just the dates model")
+    ap.add_argument("--workers", type=int, nargs="+", default=None,
+                    help="data-parallel on Ray with these numbers of workers (needs ray)")
+    ap.add_argument("--examples", type=int, default=4000, help="examples (with --workers)")
+    ap.add_argument("--batch-size", type=int, default=64, help="batch size (with --workers)")
     args = ap.parse_args()
+    if args.workers:
+        data_parallel(args.workers, args.rounds, args.examples, args.batch_size)
+        return
     try:
         import torch
 

@@ -5,14 +5,17 @@ encoder on its input turns the string into indices); a GRU decoder, trained with
 forcing on raw string pairs, attends over the encoder states with additive scoring
 ``v . tanh(W e + U q)`` (a custom scoring NetGraph inside SequenceAttentionLayer) and gives
 per position the probabilities of the next character (a Characters decoder on its output
-turns them into a string). Translation is ``netgraph.generate`` on the decoder as a step net
-(its State is both an input and an output): greedy, and beam search with 4 beams. The
-script trains with a progress bar, reports exact-match accuracy and speed of both on
-held-out dates, prints translations and saves the alignment heat map (input characters x
-output characters).
+turns them into a string). The script trains printing one line per round with the
+exact-match accuracy (teacher-forced "SequenceAccuracy") on a validation set, stops early
+when that stops improving, can write a checkpoint every round and resume from one. Then it
+translates held-out dates with ``netgraph.generate`` on the decoder as a step net (its State
+is both an input and an output), greedily and with beam search (4 beams), reports the
+exact-match accuracy and speed of both, prints translations and saves the alignment heat
+map (input characters x output characters).
 
     python examples/dates.py [--train 10000] [--test 1000] [--rounds 10] [--out alignment.png]
-                             [--save model.ngz]
+        [--validation 500] [--patience 2] [--checkpoints DIR] [--resume DIR_OR_FILE]
+        [--beam-size 4] [--save model.ngz]
     python examples/dates.py --load model.ngz "Saturday, May 03, 1997"      # -> 1997-05-03
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import time
+from typing import Any
 
 import numpy as np
 
@@ -176,12 +180,28 @@ def save_alignment(net: NetGraph, text: str, path: str) -> np.ndarray:
     return weights
 
 
+def training_options(validation: dict | None, checkpoints: str | None = None,
+                     resume: str | None = None, patience: int = 2) -> dict:
+    """NetTrain options for a long run: exact-match accuracy ("SequenceAccuracy") measured
+    on a validation set every round, early stopping when it stops improving, a checkpoint
+    every round in the directory ``checkpoints``, and resuming from ``resume``."""
+    options = {"training_progress_measurements": ["SequenceAccuracy"], "resume": resume}
+    if validation is not None:
+        options.update(validation_set=validation, training_stopping_criterion={
+            "criterion": "SequenceAccuracy", "patience": patience})
+    if checkpoints:
+        options["training_progress_checkpointing"] = ("Directory", checkpoints)
+    return options
+
+
 def train_model(net: NetGraph, pairs: list[tuple[str, str]], rounds: int,
-                learning_rate: float, seed: int, progress: bool):
-    """The NetTrain call, on raw string pairs (all results, for the report)."""
+                learning_rate: float, seed: int, progress: bool, **options: Any):
+    """The NetTrain call, on raw string pairs (all results, for the report); ``options``
+    are :func:`training_options`."""
     return NetTrain(net, training_data(pairs), prop="All", batch_size=64,
                     max_training_rounds=rounds, learning_rate=learning_rate, seed=seed,
-                    progress=progress)
+                    progress="Print" if progress else False,  # a line per round
+                    **options)
 
 
 def evaluate(net: NetGraph, pairs: list[tuple[str, str]], beam_size: int) -> dict:
@@ -196,18 +216,24 @@ def evaluate(net: NetGraph, pairs: list[tuple[str, str]], beam_size: int) -> dic
 
 def main(train: int = 10000, test: int = 1000, rounds: int = 10, out: str = "alignment.png",
          seed: int = 0, progress: bool = True, learning_rate: float = 0.003,
-         model_plot: str | None = None, save: str | None = None, beam_size: int = 4) -> dict:
+         model_plot: str | None = None, validation: int = 500, patience: int = 2,
+         checkpoints: str | None = None, resume: str | None = None, save: str | None = None,
+         beam_size: int = 4) -> dict:
     rng = np.random.default_rng(seed)
     if model_plot:
         build_model().plot(expand=True).savefig(model_plot, dpi=110, bbox_inches="tight")
     train_pairs, test_pairs = random_dates(train, rng), random_dates(test, rng)
+    val = training_data(random_dates(validation, rng)) if validation else None
     start = time.perf_counter()
-    result = train_model(build_model(), train_pairs, rounds, learning_rate, seed, progress)
+    result = train_model(build_model(), train_pairs, rounds, learning_rate, seed, progress,
+                         **training_options(val, checkpoints, resume, patience))
     seconds = time.perf_counter() - start
+    print(f"stopped after round {result.total_rounds} ({result.reason_training_stopped}); "
+          f"using round {result.best_validation_round or result.total_rounds}")
     net = result.trained_net
     if save:
         netgraph.save(net, save)
-    print(f"trained {rounds} rounds on {train} dates in {seconds:.0f} s "
+    print(f"trained {result.total_rounds} rounds on {train} dates in {seconds:.0f} s "
           f"({result.mean_examples_per_second:.0f} examples/s); final loss "
           f"{result.round_loss_list[-1]:.4f}")
     greedy = evaluate(net, test_pairs, 1)
@@ -238,6 +264,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--learning-rate", type=float, default=0.003)
     ap.add_argument("--model-plot", default=None, help="also save a picture of the model")
+    ap.add_argument("--validation", type=int, default=500, help="validation dates (0: none)")
+    ap.add_argument("--patience", type=int, default=2, help="early stopping patience")
+    ap.add_argument("--checkpoints", default=None, help="write a checkpoint every round here")
+    ap.add_argument("--resume", default=None, help="continue from this checkpoint (or dir)")
     ap.add_argument("--beam-size", type=int, default=4)
     ap.add_argument("--save", default=None, help="save the trained model to this file")
     ap.add_argument("--load", default=None,
@@ -253,4 +283,5 @@ if __name__ == "__main__":
             print(iso)
     else:
         main(a.train, a.test, a.rounds, a.out, a.seed, learning_rate=a.learning_rate,
-             model_plot=a.model_plot, save=a.save, beam_size=a.beam_size)
+             model_plot=a.model_plot, validation=a.validation, patience=a.patience,
+             checkpoints=a.checkpoints, resume=a.resume, save=a.save, beam_size=a.beam_size)

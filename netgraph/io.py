@@ -32,6 +32,9 @@ One zip archive, written at exactly ``path`` (no suffix is added), holding:
   "elements": [...], "options": {"ignore_case": false}}`` (its own version: a newer one is
   refused). An ARRAY is ``{"member": "arrays/3.npy", "shape": [5, 3], "dtype": "float32"}``.
 * ``arrays/<k>.npy`` — one float32 array each in NumPy's ``.npy`` format, without pickles.
+* anything else is ignored by :func:`load`: a training checkpoint
+  (:mod:`netgraph.train.checkpoint`, written with :func:`save_with_members`) is a net file
+  with its training state in further ``training/...`` members.
 
 Every member is stored uncompressed, so a file holds at least as many bytes as it inflates
 to. (Files of earlier releases have a deflated ``net.json``; they load as long as it inflates
@@ -85,7 +88,8 @@ from .errors import NetError
 from .net import Net
 from .tree import walk
 
-__all__ = ["save", "load", "FORMAT", "FORMAT_VERSION", "MAX_JSON_DEPTH"]
+__all__ = ["save", "save_with_members", "load", "npy_header", "FORMAT", "FORMAT_VERSION",
+           "MAX_JSON_DEPTH"]
 
 FORMAT = "netgraph-net"
 FORMAT_VERSION = 1
@@ -131,6 +135,14 @@ def save(net: Net, path: str | os.PathLike) -> None:
         or the file cannot be written (``path`` is a directory, device, FIFO or other special
         file, or the directory is missing or not writable).
     """
+    save_with_members(net, path, {})
+
+
+def save_with_members(net: Net, path: str | os.PathLike,
+                      members: dict[str, bytes | np.ndarray]) -> None:
+    """:func:`save`, with further archive members (``name -> bytes``, or an array stored as
+    ``.npy``) that :func:`load` ignores — a training checkpoint's state. Member names must
+    not start with ``net.json`` or ``arrays/``."""
     if not isinstance(net, Net):
         raise NetError(f"save needs a net, got {type(net).__name__}")
     name = _fspath(path)
@@ -141,7 +153,7 @@ def save(net: Net, path: str | os.PathLike) -> None:
         text = json.dumps(doc, indent=1, allow_nan=False)
     except ValueError as e:
         raise NetError(f"cannot save the net: its spec is not valid JSON ({e})") from None
-    _atomic_write(name, lambda f: _write_zip(f, text, arrays))
+    _atomic_write(name, lambda f: _write_zip(f, text, arrays, members))
 
 
 def _member(name: str) -> zipfile.ZipInfo:
@@ -150,11 +162,17 @@ def _member(name: str) -> zipfile.ZipInfo:
     return info
 
 
-def _write_zip(f: IO[bytes], text: str, arrays: list[tuple[str, np.ndarray]]) -> None:
+def _write_zip(f: IO[bytes], text: str, arrays: list[tuple[str, np.ndarray]],
+               members: dict[str, bytes | np.ndarray]) -> None:
     with zipfile.ZipFile(f, "w") as zf:
         zf.writestr(_member(SPEC_MEMBER), text)  # stored: the file is as large as it inflates
         for member, array in arrays:
             _write_array(zf, member, array)
+        for member, value in members.items():
+            if isinstance(value, np.ndarray):
+                _write_array(zf, member, value)
+            else:
+                zf.writestr(_member(member), value)
 
 
 def _write_array(zf: zipfile.ZipFile, member: str, array: np.ndarray) -> None:
@@ -365,7 +383,7 @@ class _ArrayReader:
             raise NetError(f"{what}: member {ref.member!r} has {info.file_size} bytes, too many "
                            f"for a float32 array of shape {shape}")
         self.budget -= info.file_size
-        header, held = _npy_header(self.zf, info, what)
+        header, held = npy_header(self.zf, info, what)
         if held != shape:
             raise NetError(f"{what}: {SPEC_MEMBER!r} gives shape {shape}, but member "
                            f"{ref.member!r} holds shape {held}")
@@ -398,7 +416,7 @@ class _ArrayReader:
         return validated_array(array, what)  # float32, native byte order, read-only
 
 
-def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str) -> tuple[int, tuple]:
+def npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str) -> tuple[int, tuple]:
     """Check that member ``info`` starts with the ``.npy`` header of a float32 array; return
     the header's length in bytes and the shape it gives. Reads at most
     ``_NPY_HEADER_MAX + 12`` bytes of the member."""

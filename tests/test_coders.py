@@ -329,6 +329,27 @@ def test_net_train_takes_raw_strings_and_labels():
     assert NetExtract(d, "Output") == NetDecoder("Class", LABELS)
 
 
+def test_a_data_function_may_return_raw_strings_and_labels():
+    texts = ["ab", "cde", "a", "bad", "ee", "dab"]
+    labels = ["cat", "dog", "eel", "cat", "dog", "eel"]
+    net = classifier(NetEncoder("Characters", ALPHABET), NetDecoder("Class", LABELS))
+
+    def raw(info):
+        return {"Input": texts[:info["BatchSize"]], "Output": labels[:info["BatchSize"]]}
+
+    def encoded(info):
+        return {"Input": [indices(t) for t in texts[:info["BatchSize"]]],
+                "Output": [LABELS.index(x) for x in labels[:info["BatchSize"]]]}
+
+    opts = dict(round_length=6, batch_size=4, max_training_rounds=2, seed=1, progress=False)
+    a, b = NetTrain(net, raw, **opts), NetTrain(net, encoded, **opts)
+    np.testing.assert_array_equal(NetExtract(a, [3, "Weights"]), NetExtract(b, [3, "Weights"]))
+    with pytest.raises(InputDataError, match="made by the data function: port 'Input': the "
+                                             "character 'z'"):
+        NetTrain(net, lambda info: {"Input": ["z"] * info["BatchSize"],
+                                    "Output": ["cat"] * info["BatchSize"]}, **opts)
+
+
 def test_net_train_takes_strings_as_targets_of_a_characters_decoder():
     net = tagger(NetDecoder("Characters", "xyz"))
     texts = ["abc", "de", "eab"]

@@ -61,13 +61,17 @@ def _chunks(n: int) -> list[slice]:
 
 
 class Optimizer:
-    """Base: ``step(p, g)`` updates the flat parameters ``p`` in place from gradient ``g``.
-    Subclasses implement ``_update(p, g, sl)`` on the slice ``sl`` of every buffer, with
-    scalars prepared once per step in ``_scalars()``."""
+    """Base: ``step(p, g, rate, scale)`` updates the flat parameters ``p`` in place from
+    gradient ``g`` with learning rate ``rate`` (default: ``lr``), each scalar's step times
+    ``scale`` (per-array learning-rate multipliers, or None). Subclasses implement
+    ``_update(p, g, sl, k)`` on the slice ``sl`` of every buffer, with scalars prepared once
+    per step in ``_scalars(rate)``, ending in :meth:`_descend`. Their moment buffers are
+    named in ``buffers`` (saved and restored by checkpoints, with the step count ``t``)."""
 
     name = ""
     options: dict[str, Any] = {}
     default_learning_rate = 0.001
+    buffers: tuple[str, ...] = ("buf",)
 
     def __init__(self, n: int, learning_rate: float, **options: Any):
         self.lr = float(learning_rate)
@@ -75,10 +79,13 @@ class Optimizer:
         self.t = 0
         self.buf = np.zeros(n, dtype=np.float32)
         self._slices = _chunks(n)
+        self._scale: np.ndarray | None = None
 
-    def step(self, p: np.ndarray, g: np.ndarray) -> None:
+    def step(self, p: np.ndarray, g: np.ndarray, rate: float | None = None,
+             scale: np.ndarray | None = None) -> None:
         self.t += 1
-        k = self._scalars()
+        k = self._scalars(self.lr if rate is None else rate)
+        self._scale = scale
         if len(self._slices) == 1:
             self._update(p, g, self._slices[0], k)
             return
@@ -89,7 +96,17 @@ class Optimizer:
         for f in futures:
             f.result()
 
-    def _scalars(self) -> tuple:
+    def _descend(self, P: np.ndarray, step: np.ndarray, sl: slice) -> None:
+        """``P -= step`` (times the multipliers of the slice, when there are any)."""
+        if self._scale is not None:
+            step *= self._scale[sl]
+        P -= step
+
+    def state(self) -> tuple[int, dict[str, np.ndarray]]:
+        """The step count and the moment buffers (the arrays themselves, not copies)."""
+        return self.t, {name: getattr(self, name) for name in self.buffers}
+
+    def _scalars(self, rate: float) -> tuple:
         return ()
 
     def _update(self, p: np.ndarray, g: np.ndarray, sl: slice, k: tuple) -> None:
@@ -116,18 +133,19 @@ class Adam(Optimizer):
 
     name = "ADAM"
     options = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-5}
+    buffers = ("buf", "m", "v")
 
     def __init__(self, n: int, learning_rate: float, **options: Any):
         super().__init__(n, learning_rate, **options)
         self.m = np.zeros(n, dtype=np.float32)
         self.v = np.zeros(n, dtype=np.float32)
 
-    def _scalars(self) -> tuple:
+    def _scalars(self, rate: float) -> tuple:
         b1, b2, eps = self.opts["beta1"], self.opts["beta2"], self.opts["epsilon"]
         # lr/(1-b1^t) * m / (sqrt(v/(1-b2^t)) + eps) with m = (1-b1) M, v = (1-b2) V
         c = math.sqrt((1 - b2) / (1 - b2 ** self.t))
         return (np.float32(b1), np.float32(b2), np.float32(eps / c),
-                np.float32(self.lr * (1 - b1) / ((1 - b1 ** self.t) * c)))
+                np.float32(rate * (1 - b1) / ((1 - b1 ** self.t) * c)))
 
     def _update(self, p: np.ndarray, g: np.ndarray, sl: slice, k: tuple) -> None:
         b1, b2, eps, rate = k
@@ -136,7 +154,7 @@ class Adam(Optimizer):
         M += G
         _divide_by_rms(M, G, V, buf, b2, eps)
         buf *= rate
-        P -= buf
+        self._descend(P, buf, sl)
 
 
 class SGD(Optimizer):
@@ -144,22 +162,22 @@ class SGD(Optimizer):
     options = {"momentum": 0.9, "nesterov": False}
     default_learning_rate = 0.01
 
-    def _scalars(self) -> tuple:
-        return np.float32(self.opts["momentum"]), np.float32(self.lr)
+    def _scalars(self, rate: float) -> tuple:
+        return np.float32(self.opts["momentum"]), np.float32(rate)
 
     def _update(self, p: np.ndarray, g: np.ndarray, sl: slice, k: tuple) -> None:
         mu, lr = k
         P, G, u = p[sl], g[sl], self.buf[sl]
         if not mu:
             np.multiply(G, lr, out=u)
-            P -= u
+            self._descend(P, u, sl)
             return
         u *= mu
         u += G
         if self.opts["nesterov"]:
-            P -= lr * (G + mu * u)
+            self._descend(P, lr * (G + mu * u), sl)
         else:
-            P -= lr * u
+            self._descend(P, lr * u, sl)
 
 
 class RMSProp(Optimizer):
@@ -167,17 +185,18 @@ class RMSProp(Optimizer):
 
     name = "RMSProp"
     options = {"beta": 0.95, "momentum": 0.9, "epsilon": 1e-8}
+    buffers = ("buf", "v", "u")
 
     def __init__(self, n: int, learning_rate: float, **options: Any):
         super().__init__(n, learning_rate, **options)
         self.v = np.zeros(n, dtype=np.float32)
         self.u = np.zeros(n, dtype=np.float32)
 
-    def _scalars(self) -> tuple:
+    def _scalars(self, rate: float) -> tuple:
         beta, eps = self.opts["beta"], self.opts["epsilon"]
         c = math.sqrt(1 - beta)  # g/(sqrt(v) + eps) = (1/c) g/(sqrt(V) + eps/c)
         return (np.float32(beta), np.float32(self.opts["momentum"]), np.float32(eps / c),
-                np.float32(1 / c), np.float32(self.lr))
+                np.float32(1 / c), np.float32(rate))
 
     def _update(self, p: np.ndarray, g: np.ndarray, sl: slice, k: tuple) -> None:
         beta, mu, eps, inv_c, lr = k
@@ -187,7 +206,7 @@ class RMSProp(Optimizer):
         u *= mu
         u += buf
         np.multiply(u, lr, out=buf)
-        P -= buf
+        self._descend(P, buf, sl)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"ADAM": Adam, "SGD": SGD, "RMSProp": RMSProp}

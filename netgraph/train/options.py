@@ -27,6 +27,8 @@ class Options:
     l2: float
     seed: int | None
     holdout: float | None
+    #: ``target_device=("CPU", k)``: train data-parallel on k Ray workers; None: in-process
+    workers: int | None = None
 
 
 def _is_number(x: Any) -> bool:
@@ -39,13 +41,27 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def _workers(target_device: Any) -> int | None:
+    """``target_device``: "CPU" (None: this process) or ``("CPU", k)`` (k Ray workers)."""
+    if isinstance(target_device, str) and target_device.upper() == "CPU":
+        return None
+    if isinstance(target_device, (tuple, list)) and len(target_device) == 2 and \
+            isinstance(target_device[0], str) and target_device[0].upper() == "CPU":
+        k = target_device[1]
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise NetError(f"NetTrain: target_device=('CPU', k) needs a number of worker "
+                           f"processes k >= 1, got {k!r}")
+        return int(k)
+    raise NetError(f"NetTrain: target_device {target_device!r} is not available; netgraph "
+                   "computes with NumPy on the CPU (target_device='CPU', or ('CPU', k) for k "
+                   "worker processes run by Ray)")
+
+
 def check_options(*, batch_size: Any, max_training_rounds: Any, time_goal: Any,
                   gradient_clipping: Any, l2_regularization: Any, seed: Any,
                   target_device: Any, validation_set: Any) -> Options:
     """Validate NetTrain's scalar options."""
-    if not isinstance(target_device, str) or target_device.upper() != "CPU":
-        raise NetError(f"NetTrain: target_device {target_device!r} is not available; netgraph "
-                       "computes with NumPy on the CPU (target_device='CPU')")
+    workers = _workers(target_device)
     auto = (Automatic, None)
     size = DEFAULT_BATCH_SIZE if batch_size in auto else _positive_int("batch_size", batch_size)
     if time_goal is not None and (not _is_number(time_goal) or time_goal <= 0):
@@ -73,4 +89,5 @@ def check_options(*, batch_size: Any, max_training_rounds: Any, time_goal: Any,
         holdout = float(validation_set)
     return Options(size, rounds, None if time_goal is None else float(time_goal),
                    None if gradient_clipping is None else float(gradient_clipping),
-                   float(l2_regularization), None if seed is None else int(seed), holdout)
+                   float(l2_regularization), None if seed is None else int(seed), holdout,
+                   workers)

@@ -33,6 +33,17 @@ class NetTrainResults:
         Seconds spent in the training loop (validation included).
     mean_examples_per_second
         Training examples processed per second of ``total_training_time``.
+    round_measurements_list
+        Per completed round, measurement name -> value on that round's training batches
+        (``training_progress_measurements``; empty dicts without measurements).
+    validation_measurements_list
+        Per completed round, measurement name -> value on the validation set (empty without
+        a validation set).
+    learning_rate_list
+        The effective learning rate of every batch (schedule and warm-up applied).
+    reason_training_stopped
+        "MaxTrainingRounds", "TimeGoal", "TrainingStoppingCriterion",
+        "TrainingProgressFunction" or "ManualStop".
     """
 
     trained_net: Net
@@ -52,6 +63,9 @@ class NetTrainResults:
     initial_learning_rate: float = 0.0
     reason_training_stopped: str = ""
     loss_ports: dict[str, str] = field(default_factory=dict)
+    round_measurements_list: list[dict[str, float]] = field(default_factory=list)
+    validation_measurements_list: list[dict[str, float]] = field(default_factory=list)
+    learning_rate_list: list[float] = field(default_factory=list)
 
     def loss_plot(self) -> Any:
         """A matplotlib ``Figure``: batch losses, round losses and (if any) validation
