@@ -42,6 +42,7 @@ from .compile import Plan, compile_net
 from .errors import NetError
 from .execute import RunContext, forward
 from .net import Net
+from .ports import NetPort
 from .shapes import Index
 
 __all__ = ["generate"]
@@ -147,6 +148,8 @@ def _other_data(net: Net, data: Any) -> dict[str, Any]:
             raise NetError(f"generate: the net's inputs other than 'Input' are {others}; give "
                            "data as a dict port -> value")
         data = {others[0]: data}
+    data = {k.port if isinstance(k, NetPort) and k.layer is None else k: v
+            for k, v in data.items()}
     if "Input" in data:
         raise NetError("generate: data must not hold 'Input': the generated tokens go there")
     return encode_inputs(net, data)

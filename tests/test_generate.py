@@ -273,7 +273,7 @@ def test_a_batch_equals_per_example_calls(beam, form):
         assert [q for q, _ in got] == [q for q, _ in alone]
         assert_close(np.array([x for _, x in got]), np.array([x for _, x in alone]),
                      dtype=np.float32, reduction=40)
-    firsts = generate(net, {"State": list(states)}, start=0, stop=STOP, max_length=6,
+    firsts = generate(net, {NetPort("State"): list(states)}, start=0, stop=STOP, max_length=6,
                       beam_size=beam)
     assert firsts == [b[0][0] for b in batch]
 
