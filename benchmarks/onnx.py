@@ -39,7 +39,7 @@ if __name__ == "__main__":
 import netgraph  # noqa: E402
 from netgraph import All, NetExtract, NetTrain, export_onnx  # noqa: E402
 
-DEFAULT_MODEL = Path(tempfile.gettempdir()) / "netgraph-dates-model.ngz"
+DEFAULT_MODEL = Path(tempfile.gettempdir()) / "netgraph-dates-text-model.ngz"
 
 
 def load_dates() -> Any:
@@ -104,7 +104,7 @@ def translate_onnx(dates: Any, encoder: Any, step: Any, texts: list[str],
         padded[b, :len(s)] = s
     states, states_lengths, state = encoder.run(["States", "States_lengths", "State"],
                                                 {"Input": padded, "Input_lengths": lens})
-    tokens = np.full((len(texts), 1), dates.START, dtype=np.int64)
+    tokens = np.full((len(texts), 1), dates.START_INDEX, dtype=np.int64)
     ones = np.ones(len(texts), dtype=np.int64)
     chars = []
     for _ in range(length):
@@ -113,7 +113,7 @@ def translate_onnx(dates: Any, encoder: Any, step: Any, texts: list[str],
             "EncoderStates": states, "EncoderStates_lengths": states_lengths})
         tokens = probs[:, -1].argmax(axis=1)[:, None]
         chars.append(tokens[:, 0])
-    return ["".join(dates.OUT_CHARS[i] for i in row) for row in np.stack(chars, axis=1)]
+    return ["".join(dates.TOKENS[i] for i in row) for row in np.stack(chars, axis=1)]
 
 
 def _batched(fn: Any, texts: list[str], batch: int | None) -> list[str]:

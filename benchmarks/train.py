@@ -134,9 +134,9 @@ def dates_case(n: int = 10000, batch: int = 64):
         nn = torch.nn
         torch.manual_seed(0)
         enc_emb, enc = nn.Embedding(len(dates.IN_CHARS), 32), nn.GRU(32, 64, batch_first=True)
-        dec_emb, dec = nn.Embedding(dates.START + 1, 32), nn.GRU(32, 64, batch_first=True)
+        dec_emb, dec = nn.Embedding(len(dates.TOKENS), 32), nn.GRU(32, 64, batch_first=True)
         W, U = nn.Linear(64, 64, bias=False), nn.Linear(64, 64, bias=False)
-        v, out = nn.Linear(64, 1, bias=False), nn.Linear(128, len(dates.OUT_CHARS))
+        v, out = nn.Linear(64, 1, bias=False), nn.Linear(128, len(dates.TOKENS))
         modules = [enc_emb, enc, dec_emb, dec, W, U, v, out]
         opt = torch.optim.Adam([p for m in modules for p in m.parameters()], lr=lr, eps=1e-5)
         seqs = [torch.tensor(s) for s in data["Input"]]

@@ -1,17 +1,22 @@
 """Date translation with attention (Bahdanau et al. 2015): "Saturday, May 03, 1997" -> 1997-05-03.
 
-A character-level GRU encoder reads a human-readable date; a GRU decoder, trained with
-teacher forcing, attends over the encoder states with additive scoring
-``v . tanh(W e + U q)`` (a custom scoring NetGraph inside SequenceAttentionLayer) and
-predicts the ISO date one character at a time (softmax over "0123456789-"). At inference the
-decoder runs step by step through its State ports, greedily. The script trains printing one
-line per round with the exact-match accuracy (teacher-forced "SequenceAccuracy") on a
-validation set, stops early when that stops improving, can write a checkpoint every round and
-resume from one; then it reports exact-match accuracy on held-out dates, prints translations
-and saves the alignment heat map (input characters x output characters).
+Text in, text out. A character-level GRU encoder reads a human-readable date (a Characters
+encoder on its input turns the string into indices); a GRU decoder, trained with teacher
+forcing on raw string pairs, attends over the encoder states with additive scoring
+``v . tanh(W e + U q)`` (a custom scoring NetGraph inside SequenceAttentionLayer) and gives
+per position the probabilities of the next character (a Characters decoder on its output
+turns them into a string). The script trains printing one line per round with the
+exact-match accuracy (teacher-forced "SequenceAccuracy") on a validation set, stops early
+when that stops improving, can write a checkpoint every round and resume from one. Then it
+translates held-out dates with ``netgraph.generate`` on the decoder as a step net (its State
+is both an input and an output), greedily and with beam search (4 beams), reports the
+exact-match accuracy and speed of both, prints translations and saves the alignment heat
+map (input characters x output characters).
 
     python examples/dates.py [--train 10000] [--test 1000] [--rounds 10] [--out alignment.png]
         [--validation 500] [--patience 2] [--checkpoints DIR] [--resume DIR_OR_FILE]
+        [--beam-size 4] [--save model.ngz]
+    python examples/dates.py --load model.ngz "Saturday, May 03, 1997"      # -> 1997-05-03
 """
 
 from __future__ import annotations
@@ -19,17 +24,20 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import time
+from typing import Any
 
 import numpy as np
 
+import netgraph
 from netgraph import (
     All,
     CatenateLayer,
     ElementwiseLayer,
     EmbeddingLayer,
     GatedRecurrentLayer,
-    Index,
     LinearLayer,
+    NetDecoder,
+    NetEncoder,
     NetExtract,
     NetGraph,
     NetMapOperator,
@@ -38,13 +46,17 @@ from netgraph import (
     SequenceAttentionLayer,
     SoftmaxLayer,
     ThreadingLayer,
+    generate,
 )
 
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
           "September", "October", "November", "December"]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 OUT_CHARS = "0123456789-"
-START = len(OUT_CHARS)  # the decoder's start token (decoder input vocabulary: 12)
+START = "^"                  # the decoder's start token: fed first, never generated
+TOKENS = START + OUT_CHARS   # the decoder's alphabet, in (Input) and out (Output)
+START_INDEX = TOKENS.index(START)
+ISO_LENGTH = 10
 IN_CHARS = "".join(sorted(set("0123456789 ,./-" + "".join(MONTHS + DAYS)
                               + "".join(MONTHS + DAYS).lower())))
 
@@ -74,12 +86,23 @@ def random_dates(count: int, rng: np.random.Generator) -> list[tuple[str, str]]:
     return pairs
 
 
+def training_data(pairs: list[tuple[str, str]]) -> dict:
+    """Raw strings for the three ports: the date, the decoder's teacher-forcing input (the
+    start token and the ISO date but its last character) and the ISO date to predict."""
+    return {"Input": [text for text, _ in pairs],
+            "DecoderInput": [START + iso[:-1] for _, iso in pairs],
+            "Output": [iso for _, iso in pairs]}
+
+
 def encode(pairs: list[tuple[str, str]]) -> dict:
-    """Index sequences for the encoder; teacher-forcing inputs and targets for the decoder."""
-    inputs = [np.array([IN_CHARS.index(c) for c in text]) for text, _ in pairs]
-    targets = np.array([[OUT_CHARS.index(c) for c in iso] for _, iso in pairs])
-    shifted = np.concatenate([np.full((len(pairs), 1), START), targets[:, :-1]], axis=1)
-    return {"Input": inputs, "DecoderInput": shifted, "Output": targets}
+    """``training_data(pairs)`` as the index arrays the net's encoders make of it, for
+    comparisons with libraries that have no encoders (benchmarks/)."""
+    data = training_data(pairs)
+    dates, tokens = NetEncoder("Characters", IN_CHARS), NetEncoder("Characters", TOKENS)
+    return {"Input": [dates.encode(t, "Input") for t in data["Input"]],
+            "DecoderInput": np.stack([tokens.encode(t, "DecoderInput")
+                                      for t in data["DecoderInput"]]),
+            "Output": np.stack([tokens.encode(t, "Output") for t in data["Output"]])}
 
 
 def additive_scoring(hidden: int) -> NetGraph:
@@ -92,22 +115,23 @@ def additive_scoring(hidden: int) -> NetGraph:
 
 
 def decoder_layers(embedding: int, hidden: int) -> dict:
-    return {"embed": EmbeddingLayer(embedding, START + 1), "gru": GatedRecurrentLayer(hidden),
+    return {"embed": EmbeddingLayer(embedding, len(TOKENS)), "gru": GatedRecurrentLayer(hidden),
             "attend": SequenceAttentionLayer(additive_scoring(hidden)),
-            "cat": CatenateLayer(-1), "project": NetMapOperator(LinearLayer(len(OUT_CHARS))),
+            "cat": CatenateLayer(-1), "project": NetMapOperator(LinearLayer(len(TOKENS))),
             "softmax": SoftmaxLayer()}
 
 
 def decoder(layers: dict, final_state: bool) -> NetGraph:
     """Decoder: previous characters + initial State + encoder states -> next-character
-    probabilities (and, for step-by-step decoding, the final State)."""
+    probabilities (and, as the step net that generates, the final State)."""
     connections = [(NetPort("Input"), "embed", "gru"), (NetPort("State"), NetPort("gru", "State")),
                    (NetPort("EncoderStates"), NetPort("attend", "Input")),
                    ("gru", NetPort("attend", "Query")),
                    (["gru", "attend"], "cat", "project", "softmax", NetPort("Output"))]
     if final_state:
         connections.append((NetPort("gru", "State"), NetPort("State")))
-    return NetGraph(layers, connections, Input=("Varying", Index(START + 1)))
+    return NetGraph(layers, connections, Input=NetEncoder("Characters", TOKENS),
+                    Output=NetDecoder("Characters", TOKENS))
 
 
 def build_model(embedding: int = 32, hidden: int = 64) -> NetGraph:
@@ -115,7 +139,7 @@ def build_model(embedding: int = 32, hidden: int = 64) -> NetGraph:
                         "gru": GatedRecurrentLayer(hidden)},
                        [(NetPort("Input"), "embed", "gru", NetPort("States")),
                         (NetPort("gru", "State"), NetPort("State"))],
-                       Input=("Varying", Index(len(IN_CHARS))))
+                       Input=NetEncoder("Characters", IN_CHARS))
     return NetGraph({"encoder": encoder, "decoder": decoder(decoder_layers(embedding, hidden),
                                                             final_state=False)},
                     [(NetPort("Input"), "encoder"),
@@ -124,20 +148,13 @@ def build_model(embedding: int = 32, hidden: int = 64) -> NetGraph:
                      (NetPort("DecoderInput"), NetPort("decoder", "Input"))])
 
 
-def translate(net: NetGraph, texts: list[str]) -> list[str]:
-    """Greedy decoding, one character at a time through the decoder's State ports."""
-    encoded = encode([(t, "2000-01-01") for t in texts])["Input"]
-    enc = NetExtract(net, "encoder")({"Input": encoded})
+def translate(net: NetGraph, texts: list[str], beam_size: int = 1) -> list[str]:
+    """ISO dates for ``texts``: the encoder runs once, then ``generate`` runs the decoder as a
+    step net from the encoder's final State, attending over its States."""
+    encoded = NetExtract(net, "encoder")(list(texts))
     step = decoder(NetExtract(net, ["decoder", All]), final_state=True)
-    tokens = np.full((len(texts), 1), START)
-    state, chars = enc["State"], []
-    for _ in range(10):
-        out = step({"Input": tokens, "State": state, "EncoderStates": enc["States"]})
-        probs = np.stack([p[-1] for p in out["Output"]])
-        tokens = probs.argmax(axis=1)[:, None]
-        state = out["State"]
-        chars.append(tokens[:, 0])
-    return ["".join(OUT_CHARS[i] for i in row) for row in np.stack(chars, axis=1)]
+    return generate(step, {"State": encoded["State"], "EncoderStates": encoded["States"]},
+                    start=START, max_length=ISO_LENGTH, beam_size=beam_size)
 
 
 def save_alignment(net: NetGraph, text: str, path: str) -> np.ndarray:
@@ -148,8 +165,7 @@ def save_alignment(net: NetGraph, text: str, path: str) -> np.ndarray:
     import matplotlib.pyplot as plt
 
     iso = translate(net, [text])[0]
-    data = encode([(text, iso)])
-    weights = net({"Input": data["Input"][0], "DecoderInput": data["DecoderInput"][0]},
+    weights = net({"Input": text, "DecoderInput": START + iso[:-1]},
                   NetPort(("decoder", "attend"), "AttentionWeights"))
     fig, ax = plt.subplots(figsize=(0.32 * len(text) + 2, 4.2))
     ax.imshow(weights, cmap="Greys", vmin=0, vmax=1, aspect="auto")
@@ -178,41 +194,69 @@ def training_options(validation: dict | None, checkpoints: str | None = None,
     return options
 
 
+def train_model(net: NetGraph, pairs: list[tuple[str, str]], rounds: int,
+                learning_rate: float, seed: int, progress: bool, **options: Any):
+    """The NetTrain call, on raw string pairs (all results, for the report); ``options``
+    are :func:`training_options`."""
+    return NetTrain(net, training_data(pairs), prop="All", batch_size=64,
+                    max_training_rounds=rounds, learning_rate=learning_rate, seed=seed,
+                    progress="Print" if progress else False,  # a line per round
+                    **options)
+
+
+def evaluate(net: NetGraph, pairs: list[tuple[str, str]], beam_size: int) -> dict:
+    """Exact-match accuracy of ``translate`` on ``pairs`` and its time per 1,000 dates."""
+    start = time.perf_counter()
+    predicted = translate(net, [text for text, _ in pairs], beam_size)
+    seconds = time.perf_counter() - start
+    accuracy = float(np.mean([p == iso for p, (_, iso) in zip(predicted, pairs)]))
+    return {"accuracy": accuracy, "predicted": predicted,
+            "seconds_per_1000": 1000 * seconds / len(pairs)}
+
+
 def main(train: int = 10000, test: int = 1000, rounds: int = 10, out: str = "alignment.png",
          seed: int = 0, progress: bool = True, learning_rate: float = 0.003,
          model_plot: str | None = None, validation: int = 500, patience: int = 2,
-         checkpoints: str | None = None, resume: str | None = None) -> dict:
+         checkpoints: str | None = None, resume: str | None = None, save: str | None = None,
+         beam_size: int = 4) -> dict:
     rng = np.random.default_rng(seed)
     if model_plot:
         build_model().plot(expand=True).savefig(model_plot, dpi=110, bbox_inches="tight")
     train_pairs, test_pairs = random_dates(train, rng), random_dates(test, rng)
-    val = encode(random_dates(validation, rng)) if validation else None
+    val = training_data(random_dates(validation, rng)) if validation else None
     start = time.perf_counter()
-    result = NetTrain(build_model(), encode(train_pairs), prop="All", batch_size=64,
-                      max_training_rounds=rounds, learning_rate=learning_rate, seed=seed,
-                      progress="Print" if progress else False,  # a line per round
-                      **training_options(val, checkpoints, resume, patience))
+    result = train_model(build_model(), train_pairs, rounds, learning_rate, seed, progress,
+                         **training_options(val, checkpoints, resume, patience))
     seconds = time.perf_counter() - start
     print(f"stopped after round {result.total_rounds} ({result.reason_training_stopped}); "
           f"using round {result.best_validation_round or result.total_rounds}")
     net = result.trained_net
-    predicted = translate(net, [t for t, _ in test_pairs])
-    accuracy = float(np.mean([p == iso for p, (_, iso) in zip(predicted, test_pairs)]))
+    if save:
+        netgraph.save(net, save)
     print(f"trained {result.total_rounds} rounds on {train} dates in {seconds:.0f} s "
           f"({result.mean_examples_per_second:.0f} examples/s); final loss "
           f"{result.round_loss_list[-1]:.4f}")
-    print(f"exact match on {test} held-out dates: {100 * accuracy:.2f}%")
-    for (text, iso), p in list(zip(test_pairs, predicted))[:8]:
+    greedy = evaluate(net, test_pairs, 1)
+    beam = evaluate(net, test_pairs, beam_size)
+    for name, r in (("greedy", greedy), (f"beam {beam_size}", beam)):
+        print(f"exact match on {test} held-out dates, {name}: {100 * r['accuracy']:.2f}% "
+              f"({r['seconds_per_1000']:.2f} s per 1,000 translations)")
+    for (text, iso), p in list(zip(test_pairs, greedy["predicted"]))[:8]:
         print(f"  {text:32s} -> {p}  {'ok' if p == iso else 'expected ' + iso}")
+    if save:
+        print(f"model saved to {save}")
     example = "Saturday, May 03, 1997"
     weights = save_alignment(net, example, out) if out else None
     if out:
         print(f"alignment of {example!r} saved to {out}")
-    return {"accuracy": accuracy, "seconds": seconds, "results": result, "weights": weights}
+    return {"accuracy": greedy["accuracy"], "beam_accuracy": beam["accuracy"],
+            "seconds": seconds, "greedy": greedy, "beam": beam, "results": result,
+            "weights": weights, "net": net}
 
 
-if __name__ == "__main__":
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dates", nargs="*", help="with --load: dates to translate")
     ap.add_argument("--train", type=int, default=10000)
     ap.add_argument("--test", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=10)
@@ -224,7 +268,20 @@ if __name__ == "__main__":
     ap.add_argument("--patience", type=int, default=2, help="early stopping patience")
     ap.add_argument("--checkpoints", default=None, help="write a checkpoint every round here")
     ap.add_argument("--resume", default=None, help="continue from this checkpoint (or dir)")
-    a = ap.parse_args()
-    main(a.train, a.test, a.rounds, a.out, a.seed, learning_rate=a.learning_rate,
-         model_plot=a.model_plot, validation=a.validation, patience=a.patience,
-         checkpoints=a.checkpoints, resume=a.resume)
+    ap.add_argument("--beam-size", type=int, default=4)
+    ap.add_argument("--save", default=None, help="save the trained model to this file")
+    ap.add_argument("--load", default=None,
+                    help="translate the given dates with a saved model (no training)")
+    return ap.parse_args(argv)
+
+
+if __name__ == "__main__":
+    a = parse_args()
+    if a.load:
+        model = netgraph.load(a.load)
+        for iso in translate(model, a.dates, a.beam_size):
+            print(iso)
+    else:
+        main(a.train, a.test, a.rounds, a.out, a.seed, learning_rate=a.learning_rate,
+             model_plot=a.model_plot, validation=a.validation, patience=a.patience,
+             checkpoints=a.checkpoints, resume=a.resume, save=a.save, beam_size=a.beam_size)

@@ -59,8 +59,8 @@ def _dates_module():
 
 
 dates = _dates_module()
-IN_CHARS, OUT_CHARS, START = dates.IN_CHARS, dates.OUT_CHARS, dates.START
-TOKENS = START + 1  # decoder tokens: the 11 output characters and the start token
+IN_CHARS, START = dates.IN_CHARS, dates.START_INDEX  # the start token's index
+TOKENS = len(dates.TOKENS)  # decoder tokens: the start token and the 11 output characters
 MAX_POSITIONS = 40  # longest input: "Wednesday, September 30, 1998" has 29 characters
 
 
@@ -172,7 +172,7 @@ def translate(net: NetGraph, texts: list[str], batch: int = 500) -> list[str]:
             probs = dec({"Input": tokens, "EncoderStates": states})
             last = np.stack([p[-1] for p in probs])
             tokens = np.concatenate([tokens, last.argmax(axis=1)[:, None]], axis=1)
-        results += ["".join(OUT_CHARS[i] if i < START else "?" for i in row[1:])
+        results += ["".join(dates.TOKENS[i] if i != START else "?" for i in row[1:])
                     for row in tokens]
     return results
 

@@ -10,8 +10,10 @@ described in :mod:`netgraph._memory`.
 
 from ._memory import tune_malloc, tune_malloc_if_asked
 from .checks import check_padding, gradcheck
+from .coders import NetDecoder, NetEncoder
 from .errors import InputDataError, NetError, PortError, ShapeError, SpecificationError
 from .extract import NetExtract, NetReplacePart
+from .generate import generate
 from .graph import NetChain, NetGraph
 from .info import NetInformation
 from .initialize import NetInitialize
@@ -30,6 +32,7 @@ _CORE = [
     "NetReplacePart", "NetInitialize", "Automatic", "All", "Varying", "Index", "Net", "Layer",
     "Params", "gradcheck", "check_padding", "NetTrain", "save", "load",
     "NetInformation", "NetTake", "tune_malloc", "export_onnx", "NetSharedArray",
+    "NetEncoder", "NetDecoder", "generate",
 ]
 
 tune_malloc_if_asked()

@@ -14,15 +14,16 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from .arrays import validated_array
+from .coders import coder_from_json
 from .errors import NetError, where
 from .graph import NetChain, NetGraph, _is_graph_end
 from .layer import Layer, _validation_message, layer_classes
 from .net import Net
 from .ports import NetSharedArray
-from .shapes import Automatic, Index, is_automatic, parse_spec
+from .shapes import Automatic, Index, PortCoder, is_automatic, parse_spec
 from .shared import shared_of, uses
 
 __all__ = ["FileJSON", "ArrayJSON", "registry", "encode", "encode_shared", "decode",
@@ -43,9 +44,20 @@ class IndexJSON(_Model):
     Index: StrictInt
 
 
+class CoderJSON(_Model):
+    """A ``NetEncoder``/``NetDecoder`` standing for a port's spec (``coder.to_json()``),
+    versioned on its own (``netgraph.coders.CODER_JSON_VERSION``)."""
+
+    coder: Literal["NetEncoder", "NetDecoder"]
+    version: StrictInt
+    kind: StrictStr
+    elements: list[StrictStr | StrictInt] = Field(min_length=1)
+    options: dict[StrictStr, StrictBool] = {}
+
+
 Name = StrictInt | StrictStr
 _Entry = StrictInt | StrictStr | IndexJSON | None
-SpecJSON = _Entry | list[_Entry]
+SpecJSON = _Entry | list[_Entry] | CoderJSON
 
 
 class ArrayJSON(_Model):
@@ -140,6 +152,8 @@ def registry() -> dict[str, type[Net]]:
 def _encode_spec(spec: Any, path: tuple) -> Any:
     if is_automatic(spec):
         return None
+    if isinstance(spec, PortCoder):
+        return spec.to_json()
     if isinstance(spec, Index):
         return {"Index": spec.n}
     if isinstance(spec, (int, np.integer)) and not isinstance(spec, (bool, np.bool_)):
@@ -156,16 +170,19 @@ def _decode_spec(value: Any) -> Any:
         return Automatic
     if isinstance(value, IndexJSON):
         return Index(value.Index)
+    if isinstance(value, CoderJSON):
+        return coder_from_json(value.model_dump())
     if isinstance(value, list):
         return tuple(_decode_spec(v) for v in value)
     return value
 
 
 def _decode_specs(ports: dict[str, Any], path: tuple) -> dict[str, Any]:
-    specs = {k: _decode_spec(v) for k, v in ports.items()}
-    for k, v in specs.items():
+    specs = {}
+    for k, v in ports.items():
         try:
-            parse_spec(v)
+            specs[k] = _decode_spec(v)
+            parse_spec(specs[k])
         except NetError as e:
             raise NetError(f"{where(path, k)}: {e}") from None
     return specs

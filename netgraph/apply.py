@@ -17,6 +17,7 @@ from .batch import (
     unwrap_objects,
     with_hints,
 )
+from .coding import encode_inputs, selection
 from .compile import Plan, compile_net
 from .errors import InputDataError, NetError, PortError, ShapeError, where
 from .execute import RunContext, Tape, backward, forward
@@ -324,12 +325,15 @@ def _seeds(plan: Plan, batch: Any, given: dict[str, Any], dtype: Any, tape: Tape
 def apply_net(net: Net, data: Any, what: Any = None, *, dtype: Any = np.float32,
               training: bool = False, rng: Any = None, fill: float = 0.0) -> Any:
     dt = _check_dtype(dtype)
+    data = encode_inputs(net, data)
     net = _fill_shapes_from_data(net, data)
     plan = compile_net(net)
     many = isinstance(what, list)
     wants = what if many else [what]
     if what is None:
         wants = list(plan.outputs)
+    chosen = [selection(net, w) for w in wants]
+    wants, posts = [w for w, _ in chosen], [post for _, post in chosen]
     targets = [_target(net, plan, w) for w in wants]
     inputs, given_seeds = _split_data(net, data)
     plan, batch, tape = run_net(net, inputs, dt, training=training, rng=rng, fill=fill)
@@ -349,6 +353,7 @@ def apply_net(net: Net, data: Any, what: Any = None, *, dtype: Any = np.float32,
         else:
             g = array_grads.get(x)
             results.append(np.zeros_like(tape.run.arrays[x]) if g is None else g)
+    results = [r if post is None else post(r, batch.is_batch) for r, post in zip(results, posts)]
     if many:
         return results
     if what is None and len(results) > 1:

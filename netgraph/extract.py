@@ -34,8 +34,10 @@ def _leaf(net: Net, step: Any, walked: tuple) -> Any:
         a = arrays[step]
         return None if a is None else np.array(a, dtype=np.float32)
     if step in net.input_ports or step in net.output_ports:
-        return net.port_shape(step) if step in net.input_ports else net._specs.get(
-            net.output_key(step), Automatic)
+        encoders, decoders = net.port_coders()
+        if step in net.input_ports:
+            return encoders.get(step, net.port_shape(step))
+        return decoders.get(step, net._specs.get(net.output_key(step), Automatic))
     if isinstance(net, Layer) and isinstance(step, str) and step in type(net.params).model_fields:
         v = getattr(net.params, step)
         return Automatic if v is None else v

@@ -129,6 +129,34 @@ class NetGraph(Net):
     def children(self) -> dict:
         return dict(self._nodes)
 
+    def _find_coders(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A graph port without a coder of its own takes the coder of the node ports it is
+        wired to: an input the encoder of the node inputs it feeds (they must agree), an
+        output the decoder of the node output that feeds it."""
+        encoders, decoders = super()._find_coders()
+        for p in self._ins:
+            if p in encoders:
+                continue
+            found = {}
+            for src, (node, port) in self._edges:
+                if src == (_IN, p) and node is not _OUT:
+                    coder = self._nodes[node].port_coders()[0].get(port)
+                    if coder is not None:
+                        found.setdefault(coder, (node, port))
+            if len(found) > 1:
+                shown = "; ".join(f"{c!r} at port {q!r} of node {n!r}"
+                                  for c, (n, q) in found.items())
+                raise NetError(f"graph input {p!r} feeds node ports with different encoders "
+                               f"({shown}); give the graph port an encoder of its own")
+            if found:
+                encoders[p] = next(iter(found))
+        for (node, port), dst in self._edges:
+            if dst[0] is _OUT and dst[1] not in decoders and node is not _IN:
+                coder = self._nodes[node].port_coders()[1].get(port)
+                if coder is not None:
+                    decoders[dst[1]] = coder
+        return encoders, decoders
+
     def with_children(self, children: dict) -> NetGraph:
         nodes = dict(self._nodes)
         nodes.update(children)
@@ -168,8 +196,7 @@ class NetGraph(Net):
         for key, spec in self._user_specs.items():
             if key in gports and spec is not Automatic:
                 origin = f"{key}={spec!r} of the graph at {where(path, None)}"
-                S.unify(gports[key], S.from_spec(parse_spec(spec), origin), where(path, key),
-                        origin)
+                S.user_spec(gports[key], spec, key not in self._ins, where(path, key), origin)
 
         def type_of(end: tuple, source: bool) -> tuple[int, str]:
             kind, port = end

@@ -104,13 +104,20 @@ def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
 
 def summary(net: Net) -> str:
     """A fixed-width table of every node (nested ones by path such as
-    ``attend/ScoringNet/Linear``), its type, every port with its inferred shape, every array
+    ``attend/ScoringNet/Linear``), its type, every port with its inferred shape (and its
+    encoder or decoder, kind and size, on a row of its own), every array
     with its shape, element count and state, and totals. Needs no data and no arrays."""
     require_net(net, "summary")
     shapes = array_shapes(net)
     rows: list[tuple[str, ...]] = []
     for path, sub in walk(net):
-        cells = [(k, p, repr(s), "", "") for k, p, s in port_rows(sub)]
+        cells = []
+        encoders, decoders = sub.port_coders()
+        for k, p, s in port_rows(sub):
+            cells.append((k, p, repr(s), "", ""))
+            coder = {"in": encoders, "out": decoders}.get(k, {}).get(p)
+            if coder is not None:
+                cells.append((coder.role, p, coder.describe(), "", ""))
         uses = shared_of(sub)
         for name, value in sub._arrays().items():
             shape = shapes[path + (name,)]
@@ -169,8 +176,10 @@ _PROPERTIES: dict[str, Any] = {
     "Arrays": _arrays,
     "ArraysDimensions": _arrays_dimensions,
     "ArraysTotalElementCount": _total_elements,
-    "InputPorts": lambda net: {p: port_spec(net, p, False) for p in net.input_ports},
-    "OutputPorts": lambda net: {p: port_spec(net, p, True) for p in net.output_ports},
+    "InputPorts": lambda net: {p: net.port_coders()[0].get(p, port_spec(net, p, False))
+                               for p in net.input_ports},
+    "OutputPorts": lambda net: {p: net.port_coders()[1].get(p, port_spec(net, p, True))
+                                for p in net.output_ports},
     "Summary": summary,
     "SummaryGraphic": lambda net: plot(net),
 }
@@ -187,7 +196,8 @@ def NetInformation(net: Net, prop: str = "Properties") -> Any:
     * ``"ArraysDimensions"`` — dict path -> shape (``Automatic`` for an unknown dimension)
     * ``"ArraysTotalElementCount"`` — total number of array elements, a shared array counted
       once (``Automatic`` while a shape is unknown)
-    * ``"InputPorts"`` / ``"OutputPorts"`` — dict port name -> shape (canonical form)
+    * ``"InputPorts"`` / ``"OutputPorts"`` — dict port name -> shape (canonical form), or the
+      port's ``NetEncoder``/``NetDecoder`` where it has one
     * ``"Summary"`` — ``net.summary()``; ``"SummaryGraphic"`` — ``net.plot()``
 
     Paths are tuples usable with ``NetExtract``, e.g. ``("attend", "ScoringNet", "Linear",

@@ -30,8 +30,10 @@ One zip archive, written at exactly ``path`` (no suffix is added), holding:
 
   An END is ``{"node": name, "port": "Output"}``, or ``{"node": null, "port": p}`` for graph
   port ``p``. A SPEC is a shape spec: an int, a string, ``null`` for Automatic,
-  ``{"Index": n}`` for ``Index(n)``, or a list (a tuple) of those. An ARRAY is
-  ``{"member": "arrays/3.npy", "shape": [5, 3], "dtype": "float32"}``.
+  ``{"Index": n}`` for ``Index(n)``, or a list (a tuple) of those; or an encoder/decoder,
+  ``{"coder": "NetEncoder" | "NetDecoder", "version": 1, "kind": "Characters",
+  "elements": [...], "options": {"ignore_case": false}}`` (its own version: a newer one is
+  refused). An ARRAY is ``{"member": "arrays/3.npy", "shape": [5, 3], "dtype": "float32"}``.
 * ``arrays/<k>.npy`` — one float32 array each in NumPy's ``.npy`` format, without pickles.
 * anything else is ignored by :func:`load`: a training checkpoint
   (:mod:`netgraph.train.checkpoint`, written with :func:`save_with_members`) is a net file

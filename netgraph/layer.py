@@ -315,8 +315,8 @@ class Layer(Net):
         for name, spec in self._user_specs.items():
             if name in ports and spec is not Automatic:
                 origin = f"{name}={spec!r} of {type(self).__name__} at {where(path, name)}"
-                S.unify(ports[name], S.from_spec(parse_spec(spec), origin), where(path, name),
-                        origin)
+                S.user_spec(ports[name], spec, name not in self.input_ports, where(path, name),
+                            origin)
         for name, child in self.children().items():
             child._constrain(S, path + (name,))
         array_dims, reals = {}, self.real_outputs

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NetError
-from .shapes import Automatic
+from .shapes import Automatic, PortCoder
 from .shared import unify_values
 from .solution import Solution
 from .solver import Solver
@@ -76,6 +76,20 @@ class Net:
         """The inferred shape of ``port`` in the canonical user form."""
         return self._specs.get(port, Automatic)
 
+    def port_coders(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(encoders, decoders)``: input port -> its ``NetEncoder`` and output port -> its
+        ``NetDecoder``, for the ports that have one (see :meth:`_find_coders`)."""
+        return self.cached("coders", self._find_coders)
+
+    def _find_coders(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The coders given as this net's own port specs (a graph also inherits those of the
+        node ports its ports are wired to)."""
+        specs = self._user_specs
+        encoders = {p: specs[p] for p in self.input_ports if isinstance(specs.get(p), PortCoder)}
+        decoders = {p: specs[k] for p in self.output_ports
+                    if isinstance(specs.get(k := self.output_key(p)), PortCoder)}
+        return encoders, decoders
+
     # --------------------------------------------------------------- structure
     def children(self) -> dict:
         """Sub-nets addressable by NetExtract (name -> net); empty for plain layers."""
@@ -105,7 +119,8 @@ class Net:
         """A copy whose own ports are fixed to their inferred shapes, so that it can be used
         (compiled, applied) on its own, as a net extracted from a larger one must be."""
         keys = set(self.input_ports) | {self.output_key(p) for p in self.output_ports}
-        specs = {k: v for k, v in self._specs.items() if v is not Automatic and k in keys}
+        specs = {k: v for k, v in self._specs.items() if v is not Automatic and k in keys
+                 and not isinstance(self._user_specs.get(k), PortCoder)}  # coders stay
         return self.derive(_user_specs={**self._user_specs, **specs})
 
     def _solve(self) -> Solver:
@@ -126,6 +141,7 @@ class Net:
         S = self._solve()
         new = unify_values(self._specialize(S, ()))  # the uses of a shared array: one value
         new._cache["solution"] = Solution.of(S)
+        new.port_coders()  # coders that disagree are an error of construction
         return new
 
     def _same_shapes_as(self, other: Net) -> Net:

@@ -1,12 +1,13 @@
 """``net.plot()``: a matplotlib Figure of a net's graph, left to right, shapes on the edges.
 
 Vertices are the graph's input ports (green), its nodes (blue; a collapsed NetGraph/NetChain
-is lavender with a dashed border) and its output ports (orange). Each edge carries the shape
-that flows along it (plus the port names where a node has several inputs or outputs). The
-layout is layered (Sugiyama style): every vertex sits in the column of its longest path from
-the inputs, inputs as late as possible, outputs in the last column; rows are ordered by a few
-barycenter sweeps, and column gaps are sized to fit the edge labels, so labels never overlap
-boxes. matplotlib is optional and imported only here.
+is lavender with a dashed border) and its output ports (orange); a port with an encoder or
+decoder shows its kind and size under the name. Each edge carries the shape that flows along
+it (plus the port names where a node has several inputs or outputs). The layout is layered
+(Sugiyama style): every vertex sits in the column of its longest path from the inputs,
+inputs as late as possible, outputs in the last column; rows are ordered by a few barycenter
+sweeps, and column gaps are sized to fit the edge labels, so labels never overlap boxes.
+matplotlib is optional and imported only here.
 """
 
 from __future__ import annotations
@@ -65,14 +66,15 @@ def plot_data(net: Net, expand: bool = False) -> tuple[dict, list]:
         return ("node", path) if path in drawn else None  # None: inside an expanded graph
 
     vertices: dict[tuple, tuple[str, str]] = {}
+    encoders, decoders = net.port_coders()
     for p in net.input_ports:
-        vertices[("in", p)] = (p, "in")
+        vertices[("in", p)] = (_port_label(p, encoders.get(p)), "in")
     for path, node in drawn.items():
         kind = "graph" if isinstance(node, NetGraph) else "node"
         name = show_path(path)
         vertices[("node", path)] = (f"{name}\n{_type_lines(node)}".lstrip("\n"), kind)
     for p in net.output_ports:
-        vertices[("out", p)] = (p, "out")
+        vertices[("out", p)] = (_port_label(p, decoders.get(p)), "out")
 
     edges = []
     for point in list(succ):
@@ -92,6 +94,13 @@ def plot_data(net: Net, expand: bool = False) -> tuple[dict, list]:
             edges.append((v, w, _edge_label(net, drawn, point, target)))
     rank = {v: i for i, v in enumerate(vertices)}
     return vertices, sorted(edges, key=lambda e: rank[e[0]])
+
+
+def _port_label(port: str, coder: Any) -> str:
+    """A graph port's name, and its encoder or decoder (kind and size) below it."""
+    if coder is None:
+        return port
+    return f"{port}\n{coder.kind} {coder.role} ({coder.size})"
 
 
 def _type_lines(node: Net) -> str:

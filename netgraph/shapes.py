@@ -5,6 +5,9 @@ A *spec* is what a user writes for a port: ``3``, ``(4, 5)``, ``("Varying", 2)``
 :class:`ParsedSpec` (a dims list plus an element type), and :func:`display` turns inference
 results back into the canonical user form: a tuple for every array, ``"Real"``/``"Integer"``/
 ``Index(n)`` for scalars, ``Automatic`` for anything unknown.
+
+An encoder or decoder (:mod:`netgraph.coders`) may stand wherever a spec may: it is a
+:class:`PortCoder`, whose ``parsed_spec()`` is the port type it implies.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import numpy as np
 
 from .errors import NetError
 
-__all__ = ["Automatic", "All", "Varying", "Index", "parse_spec", "display", "ParsedSpec"]
+__all__ = ["Automatic", "All", "Varying", "Index", "parse_spec", "display", "ParsedSpec", "Tail",
+           "PortCoder"]
 
 
 class _Constant:
@@ -68,11 +72,38 @@ class Dim:
 
 
 @dataclass(frozen=True)
+class Tail:
+    """A type known only by its last dimension: rank one of ``ranks``, last dimension ``size``
+    (a decoder's type: "a vector of n, or a sequence of them"). While nothing else fixes the
+    rank it defaults to ``min(ranks)``, with varying leading dimensions. ``what`` describes
+    the type for messages."""
+
+    size: int
+    ranks: tuple[int, ...]
+    what: str
+
+
+@dataclass(frozen=True)
 class ParsedSpec:
-    """A parsed port spec: ``dims`` (``None`` when even the rank is unknown) and element type."""
+    """A parsed port spec: ``dims`` (``None`` when even the rank is unknown) and element type;
+    ``tail`` for a type known only by its last dimension (``dims`` is then ``None``)."""
 
     dims: tuple[Dim, ...] | None
     elem: Any = None  # None (unspecified, reals), "Real", "Integer" or Index(n)
+    tail: Tail | None = None
+
+
+class PortCoder:
+    """Base of the values that may stand for a port's spec and also convert its data: the
+    encoders and decoders of :mod:`netgraph.coders`. ``parsed_spec()`` is the port type."""
+
+    __slots__ = ()
+
+    #: "encoder" (on input ports) or "decoder" (on output ports)
+    role = ""
+
+    def parsed_spec(self) -> ParsedSpec:
+        raise NotImplementedError
 
 
 def is_automatic(x: Any) -> bool:
@@ -112,6 +143,8 @@ def parse_spec(spec: Any) -> ParsedSpec:
         return ParsedSpec(None)
     if isinstance(spec, ParsedSpec):
         return spec
+    if isinstance(spec, PortCoder):
+        return spec.parsed_spec()
     if isinstance(spec, (bool, np.bool_)):
         raise NetError(f"invalid shape spec {spec!r}")
     if _as_int(spec) is not None:

@@ -16,8 +16,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ShapeError
-from .shapes import Automatic, Index, ParsedSpec, display
+from .errors import NetError, ShapeError
+from .shapes import Automatic, Index, ParsedSpec, PortCoder, Tail, display, parse_spec
 
 __all__ = ["Solver", "Conflict"]
 
@@ -200,9 +200,50 @@ class Solver:
     def from_spec(self, parsed: ParsedSpec, origin: str) -> int:
         """A fresh type holding a parsed user spec; each "Varying" gets its own length dim."""
         if parsed.dims is None:
-            return self.new_type(origin=origin)
+            t = self.new_type(origin=origin)
+            if parsed.tail is not None:
+                self._tail(t, parsed.tail, origin)
+            return t
         dims = tuple(self.new_dim(d.value, d.varying, origin) for d in parsed.dims)
         return self.new_type(dims, parsed.elem, origin)
+
+    def _tail(self, t: int, tail: Tail, origin: str) -> None:
+        """Rules for a type known by its last dimension (see :class:`~netgraph.shapes.Tail`):
+        once the rank is known it must be one of ``tail.ranks`` and the last dimension is
+        ``tail.size``; while nothing fixes the rank, it defaults to the smallest."""
+        last = self.new_dim(tail.size, False, origin)
+
+        def rule() -> None:
+            dims = self.dims(t)
+            if dims is None:
+                return
+            if len(dims) not in tail.ranks:
+                raise ShapeError(f"{origin} needs {tail.what}, but the port has shape "
+                                 f"{self.show(t)!r}")
+            try:
+                self.unify_dims(dims[-1], last)
+            except Conflict as c:
+                raise ShapeError(f"{origin} needs {tail.what}, but the port has shape "
+                                 f"{self.show(t)!r}: {c}") from None
+
+        def default() -> None:
+            if self.dims(t) is None:
+                lead = tuple(self.new_dim(None, True, origin) for _ in range(min(tail.ranks) - 1))
+                self.bind(t, lead + (last,), origin=origin)
+
+        self.rules.append(rule)
+        self.defaults.append(default)
+
+    def user_spec(self, t: int, spec: Any, output: bool, place_: str, origin: str) -> None:
+        """Unify port type ``t`` with the spec a user gave for it (a shape, an encoder on an
+        input or a decoder on an output; ``output`` says which side the port is on)."""
+        parsed = parse_spec(spec)
+        if isinstance(spec, PortCoder) and (spec.role == "decoder") != output:
+            side, other = ("an output", "input") if output else ("an input", "output")
+            raise NetError(f"{place_} is {side} port, but it was given the {spec.role} "
+                             f"{spec!r}: {'encoders' if spec.role == 'encoder' else 'decoders'} "
+                             f"belong on {other} ports")
+        self.unify(t, self.from_spec(parsed, origin), place_, origin)
 
     # ---------------------------------------------------------------- ports
     def port(self, path: tuple, name: str) -> int:

@@ -106,7 +106,8 @@ def compare(net: Any, session: ort.InferenceSession, examples: dict[str, list[np
     # the reference computes on exactly the inputs the model gets: reals rounded to float32
     data = {p: [x if np.asarray(x).dtype.kind in "iu" else np.float32(x) for x in xs]
             for p, xs in examples.items()}
-    wants = {dt: dict(zip(ports, net(data, ports, dtype=dt))) for dt in (np.float64, np.float32)}
+    raw = [(p, None) for p in ports]  # the arrays, also of ports with a decoder
+    wants = {dt: dict(zip(ports, net(data, raw, dtype=dt))) for dt in (np.float64, np.float32)}
     for port in ports:
         name = port + "_out" if port in net.input_ports else port
         value = got[name]

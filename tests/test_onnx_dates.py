@@ -52,14 +52,14 @@ def _batches(make, lengths=((9, 4, 13), (5, 12, 3, 8, 1))):
 
 def test_whole_encoder_decoder_matches(net, tmp_path):
     check_two_batches(net, tmp_path / "dates.onnx", _batches(lambda rng, T: {
-        "Input": _chars(rng, T), "DecoderInput": rng.integers(0, dates.START + 1, T % 4 + 1)}))
+        "Input": _chars(rng, T), "DecoderInput": rng.integers(0, len(dates.TOKENS), T % 4 + 1)}))
 
 
 def test_step_net_with_state_ports_matches(net, tmp_path):
     step = bench.step_net(dates, net)
     assert "State" in step.input_ports and "State" in step.output_ports
     session = check_two_batches(step, tmp_path / "step.onnx", _batches(lambda rng, T: {
-        "Input": rng.integers(0, dates.START + 1, T % 3 + 1),
+        "Input": rng.integers(0, len(dates.TOKENS), T % 3 + 1),
         "State": smooth_reals(rng, (HIDDEN,)), "EncoderStates": smooth_reals(rng, (T, HIDDEN))}))
     assert sorted(o.name for o in session.get_outputs()) == ["Output", "Output_lengths",
                                                             "State_out"]

@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 from ..batch import check_values, pad_examples, split_examples, with_hints
+from ..coding import encode_training_data
 from ..compile import PortMeta
 from ..errors import InputDataError
+from ..net import Net
 from ..ports import NetPort
 
 __all__ = ["as_port_dict", "PortData", "TrainData", "round_batches", "fixed_batches"]
@@ -33,9 +35,11 @@ def _key(k: Any) -> Any:
 
 
 def as_port_dict(data: Any, inputs: Sequence[str], targets: Sequence[str],
-                 what: str = "training data") -> dict[str, Any]:
+                 what: str = "training data", net: Net | None = None) -> dict[str, Any]:
     """``data`` in any accepted form as a dict ``port -> examples`` holding exactly the ports
-    ``inputs`` + ``targets`` (the training net's inputs)."""
+    ``inputs`` + ``targets`` (the training net's inputs). With the user's ``net``, raw
+    examples (strings, labels) of its encoded inputs and of the targets of its decoded
+    outputs become indices."""
     expected = list(inputs) + list(targets)
     if isinstance(data, dict):
         out = {_key(k): v for k, v in data.items()}
@@ -72,7 +76,12 @@ def as_port_dict(data: Any, inputs: Sequence[str], targets: Sequence[str],
         if port not in expected:
             raise InputDataError(f"{what}: unknown port {port!r}; the training net takes "
                                  f"{expected}")
-    return out
+    if net is None:
+        return out
+    try:
+        return encode_training_data(net, out, list(targets))
+    except InputDataError as e:
+        raise InputDataError(f"{what}: {e}") from None
 
 
 def _fast_fixed(x: Any, meta: PortMeta) -> np.ndarray | None:

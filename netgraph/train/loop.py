@@ -294,13 +294,13 @@ def _prepare_data(net: Net, data: Any, loss: Any, validation_set: Any, opts: Opt
     ports = (list(net.input_ports), targets)
     fn = None
     if cfg.round_length is not None:
-        fn = FunctionBatches(data, cfg.round_length, opts.batch_size, ports)
+        fn = FunctionBatches(data, cfg.round_length, opts.batch_size, ports, net)
         raw = fn.first(1 if saved is None else int(saved[1].get("round", 0)) + 1)
     else:
-        raw = as_port_dict(data, *ports, "training data")
+        raw = as_port_dict(data, *ports, "training data", net)
     raw_val = None
     if validation_set is not None and opts.holdout is None:
-        raw_val = as_port_dict(validation_set, *ports, "validation set")
+        raw_val = as_port_dict(validation_set, *ports, "validation set", net)
     return losses, raw, raw_val, fn
 
 

@@ -46,8 +46,9 @@ class FunctionBatches:
     """Batches made by a user function, ``round_length`` examples per round."""
 
     def __init__(self, fn: Callable[[dict], Any], round_length: int, batch_size: int,
-                 ports: tuple[list[str], list[str]]):
+                 ports: tuple[list[str], list[str]], net: Any = None):
         self.fn, self.ports = fn, ports
+        self.net = net  # the user's net: its coders encode raw batches
         self.examples = round_length
         self.batch_size = min(batch_size, round_length)
         self.per_round = math.ceil(round_length / self.batch_size)
@@ -67,7 +68,8 @@ class FunctionBatches:
             return raw
         info = {"BatchSize": self.size(b), "Round": round_, "Batch": b}
         return as_port_dict(self.fn(info), *self.ports,
-                            f"the batch of round {round_}, batch {b} made by the data function")
+                            f"the batch of round {round_}, batch {b} made by the data function",
+                            self.net)
 
     def first(self, round_: int) -> dict[str, Any]:
         """The first batch of round ``round_``, kept to be trained on (f is called once per
