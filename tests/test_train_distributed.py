@@ -43,7 +43,7 @@ from netgraph import (
 )
 from netgraph.apply import collect_arrays
 from netgraph.extend import Layer, where
-from netgraph.train.distributed import merge_outputs
+from netgraph.train.distributed import merge_outputs, ray_connection
 from netgraph.train.measure import BatchOutputs
 
 CLEANUP_SECONDS = 10  # "no Ray process it started outlives it by more than a few seconds"
@@ -168,17 +168,68 @@ def test_ray_not_installed_names_the_extra(monkeypatch):
         NetTrain(mlp(), (x, y), target_device=("CPU", 2), progress=False)
 
 
+class FakeRay:
+    """Records what ``ray_connection`` asks of Ray."""
+
+    def __init__(self, initialized):
+        self.initialized, self.calls = initialized, []
+
+    def is_initialized(self):
+        return self.initialized
+
+    def init(self, **options):
+        self.calls.append(("init", options))
+        self.initialized = True
+
+    def shutdown(self):
+        self.calls.append(("shutdown", {}))
+        self.initialized = False
+
+
+def test_ray_connection_uses_the_connected_ray_else_ray_address_else_a_new_local_one(
+        monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    connected = FakeRay(True)
+    with ray_connection(connected, 2):
+        pass
+    assert connected.calls == []  # left connected, never shut down
+    monkeypatch.setenv("RAY_ADDRESS", "10.1.2.3:6379")
+    remote = FakeRay(False)
+    with pytest.raises(RuntimeError), ray_connection(remote, 2):
+        raise RuntimeError("training failed")
+    (what, options), (last, _) = remote.calls
+    assert what == "init" and "num_cpus" not in options and "address" not in options
+    assert last == "shutdown"  # disconnected again, also after an error
+    monkeypatch.delenv("RAY_ADDRESS")
+    local = FakeRay(False)
+    with ray_connection(local, 3):
+        assert local.calls[0][1]["num_cpus"] == 3
+        assert local.calls[0][1]["address"] == "local"  # not a `ray start` cluster
+    assert local.calls[-1][0] == "shutdown" and not local.initialized
+    failing = FakeRay(False)
+    failing.init = lambda **options: (_ for _ in ()).throw(ConnectionError("no cluster"))
+    with pytest.raises(NetError, match=r"could not start a local Ray with 2 CPUs: "
+                                       r"ConnectionError: no cluster"):
+        with ray_connection(failing, 2):
+            pass
+    assert failing.calls == [("shutdown", {})]
+
+
 # --------------------------------------------------------------------------- a local Ray
 # These two run before the shared Ray exists: NetTrain starts a local Ray and shuts it down.
-def test_local_ray_is_started_and_shut_down():
+def test_local_ray_is_started_and_shut_down(capfd):
+    """... and starting it writes nothing to stdout (progress="Print" prints only its lines)."""
     ray = pytest.importorskip("ray")
     assert not ray.is_initialized()
     before = descendants()
     x, y = mlp_data()
     one = NetTrain(mlp(), (x, y), batch_size=11, max_training_rounds=3, seed=1, progress=False,
                    prop="All")
+    capfd.readouterr()
     many = NetTrain(mlp(), (x, y), batch_size=11, max_training_rounds=3, seed=1,
-                    progress=False, prop="All", target_device=("CPU", 2))
+                    progress="Print", prop="All", target_device=("CPU", 2))
+    printed = capfd.readouterr().out.splitlines()
+    assert len(printed) == 3 and all(line.startswith("round") for line in printed), printed
     assert not ray.is_initialized()
     assert_no_new_processes(before)
     assert_trained_alike(one, many, mlp())
@@ -277,6 +328,26 @@ def test_same_seed_and_k_are_bit_identical_with_dropout(cluster):
     for p in A:
         np.testing.assert_array_equal(A[p], B[p], err_msg=str(p))
     assert a.batch_loss_list == b.batch_loss_list
+
+
+def test_divergence_on_workers_is_reported_as_in_one_process(cluster):
+    """A worker's non-finite loss comes back as NaN; the calling process raises the one
+    process's NetError (same round, batch and advice)."""
+    x, y = mlp_data()
+    opts = dict(batch_size=11, method="SGD", learning_rate=1e12, seed=1, progress=False,
+                max_training_rounds=3)
+    messages = []
+    for device in ("CPU", ("CPU", 2)):
+        with pytest.raises(NetError, match="diverged") as e:
+            NetTrain(mlp(), (x, y), target_device=device, **opts)
+        messages.append(str(e.value))
+    assert messages[0] == messages[1]
+
+
+def test_more_workers_than_the_cluster_has_cpus(cluster):
+    x, y = mlp_data()
+    with pytest.raises(NetError, match=r"needs 4 CPUs, but the Ray cluster connected to has 3"):
+        NetTrain(mlp(), (x, y), progress=False, target_device=("CPU", 4))
 
 
 @pytest.mark.parametrize("how, what", [("raise", "failed"), ("exit", "died")])
