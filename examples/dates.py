@@ -4,11 +4,14 @@ A character-level GRU encoder reads a human-readable date; a GRU decoder, traine
 teacher forcing, attends over the encoder states with additive scoring
 ``v . tanh(W e + U q)`` (a custom scoring NetGraph inside SequenceAttentionLayer) and
 predicts the ISO date one character at a time (softmax over "0123456789-"). At inference the
-decoder runs step by step through its State ports, greedily. The script trains with a
-progress bar, reports exact-match accuracy on held-out dates, prints translations and saves
-the alignment heat map (input characters x output characters).
+decoder runs step by step through its State ports, greedily. The script trains printing one
+line per round with the exact-match accuracy (teacher-forced "SequenceAccuracy") on a
+validation set, stops early when that stops improving, can write a checkpoint every round and
+resume from one; then it reports exact-match accuracy on held-out dates, prints translations
+and saves the alignment heat map (input characters x output characters).
 
     python examples/dates.py [--train 10000] [--test 1000] [--rounds 10] [--out alignment.png]
+        [--validation 500] [--patience 2] [--checkpoints DIR] [--resume DIR_OR_FILE]
 """
 
 from __future__ import annotations
@@ -161,22 +164,41 @@ def save_alignment(net: NetGraph, text: str, path: str) -> np.ndarray:
     return weights
 
 
+def training_options(validation: dict | None, checkpoints: str | None = None,
+                     resume: str | None = None, patience: int = 2) -> dict:
+    """NetTrain options for a long run: exact-match accuracy ("SequenceAccuracy") measured
+    on a validation set every round, early stopping when it stops improving, a checkpoint
+    every round in the directory ``checkpoints``, and resuming from ``resume``."""
+    options = {"training_progress_measurements": ["SequenceAccuracy"], "resume": resume}
+    if validation is not None:
+        options.update(validation_set=validation, training_stopping_criterion={
+            "criterion": "SequenceAccuracy", "patience": patience})
+    if checkpoints:
+        options["training_progress_checkpointing"] = ("Directory", checkpoints)
+    return options
+
+
 def main(train: int = 10000, test: int = 1000, rounds: int = 10, out: str = "alignment.png",
          seed: int = 0, progress: bool = True, learning_rate: float = 0.003,
-         model_plot: str | None = None) -> dict:
+         model_plot: str | None = None, validation: int = 500, patience: int = 2,
+         checkpoints: str | None = None, resume: str | None = None) -> dict:
     rng = np.random.default_rng(seed)
     if model_plot:
         build_model().plot(expand=True).savefig(model_plot, dpi=110, bbox_inches="tight")
     train_pairs, test_pairs = random_dates(train, rng), random_dates(test, rng)
+    val = encode(random_dates(validation, rng)) if validation else None
     start = time.perf_counter()
     result = NetTrain(build_model(), encode(train_pairs), prop="All", batch_size=64,
                       max_training_rounds=rounds, learning_rate=learning_rate, seed=seed,
-                      progress=progress)
+                      progress="Print" if progress else False,  # a line per round
+                      **training_options(val, checkpoints, resume, patience))
     seconds = time.perf_counter() - start
+    print(f"stopped after round {result.total_rounds} ({result.reason_training_stopped}); "
+          f"using round {result.best_validation_round or result.total_rounds}")
     net = result.trained_net
     predicted = translate(net, [t for t, _ in test_pairs])
     accuracy = float(np.mean([p == iso for p, (_, iso) in zip(predicted, test_pairs)]))
-    print(f"trained {rounds} rounds on {train} dates in {seconds:.0f} s "
+    print(f"trained {result.total_rounds} rounds on {train} dates in {seconds:.0f} s "
           f"({result.mean_examples_per_second:.0f} examples/s); final loss "
           f"{result.round_loss_list[-1]:.4f}")
     print(f"exact match on {test} held-out dates: {100 * accuracy:.2f}%")
@@ -198,6 +220,11 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--learning-rate", type=float, default=0.003)
     ap.add_argument("--model-plot", default=None, help="also save a picture of the model")
+    ap.add_argument("--validation", type=int, default=500, help="validation dates (0: none)")
+    ap.add_argument("--patience", type=int, default=2, help="early stopping patience")
+    ap.add_argument("--checkpoints", default=None, help="write a checkpoint every round here")
+    ap.add_argument("--resume", default=None, help="continue from this checkpoint (or dir)")
     a = ap.parse_args()
     main(a.train, a.test, a.rounds, a.out, a.seed, learning_rate=a.learning_rate,
-         model_plot=a.model_plot)
+         model_plot=a.model_plot, validation=a.validation, patience=a.patience,
+         checkpoints=a.checkpoints, resume=a.resume)

@@ -107,6 +107,7 @@ class ElementwiseLayer(Layer):
     "ReLU" = "Ramp", "Sigmoid" = "LogisticSigmoid"). Any shape, varying lengths included."""
 
     Params = ElementwiseParams
+    signature = "Input[...x] -> Output[...x]"
     real_outputs = ("Output",)
 
     def __init__(self, f: str, **ports):
@@ -131,10 +132,6 @@ class ElementwiseLayer(Layer):
                 and consumer_port == "Input" and consumer.params.form == "Binary"):
             return FusedCrossEntropy(self, consumer)
         return None
-
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.unify(ports["Input"], ports["Output"], where(path, "Input"), where(path, "Output"))
-        return {}
 
     def forward(self, ins, arrays, ctx):
         f, df, _ = ELEMENTWISE_FUNCTIONS[self.function]

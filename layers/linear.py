@@ -32,15 +32,13 @@ class LinearParams(Params):
     @field_validator("n", mode="before")
     @classmethod
     def _sizes(cls, v):
-        if v is None:
-            return v
         sizes = tuple(v) if isinstance(v, (list, tuple)) else (v,)
-        if not all(isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))
-                   and k >= 1 for k in sizes):
+        if v is not None and not all(isinstance(k, (int, np.integer)) and k >= 1 and not
+                                     isinstance(k, (bool, np.bool_)) for k in sizes):
             raise ValueError("must be a positive int, a tuple of positive ints, or () for a "
                              "scalar output")
-        sizes = tuple(int(k) for k in sizes)
-        return sizes if isinstance(v, (list, tuple)) else sizes[0]
+        return v if v is None else tuple(map(int, sizes)) if isinstance(v, (list, tuple)) \
+            else int(v)
 
 
 class LinearLayer(Layer):
@@ -53,7 +51,7 @@ class LinearLayer(Layer):
     """
 
     Params = LinearParams
-    real_outputs = ("Output",)
+    signature = "Input -> Output:Real"  # the sizes follow from n: see rules
     array_init = {"Weights": "weights", "Biases": "zeros"}
 
     def __init__(self, n=Automatic, *, biases: bool = True, **ports):
@@ -65,64 +63,32 @@ class LinearLayer(Layer):
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
         n = self.params.n
-        tin, tout = ports["Input"], ports["Output"]
-        pin, pout = where(path, "Input"), where(path, "Output")
         desc = f"LinearLayer({Automatic if n is None else n!r}) at {where(path)}"
-        if isinstance(n, tuple):
-            out_dims = tuple(S.new_dim(k, origin=desc) for k in n)
-            out_size = out_dims[0] if len(n) == 1 else S.new_dim(math.prod(n), origin=desc)
-        else:
-            out_size = S.new_dim(n, origin=desc if n is not None else "")
-            out_dims = (out_size,)
-        S.constrain(tout, out_dims, None, pout,
-                    f"{desc} produces shape {S.show(S.new_type(out_dims))!r}")
-        in_size = S.new_dim()
-
-        def rule() -> None:
-            dims = S.dims(tin)
-            if dims is None:
-                return
-            if any(S.is_varying(d) for d in dims):
-                raise ShapeError(f"{pin} has shape {S.show(tin)!r}, but LinearLayer needs a "
-                                 "fixed-size input; map it over a sequence with "
-                                 "NetMapOperator(LinearLayer(...))")
-            if len(dims) == 1:
-                S.equal_sizes(dims[0], in_size, pin, f"the input size of the weights of {desc}")
-                return
-            sizes = [S.size(d) for d in dims]
-            if None not in sizes:
-                try:
-                    S.set_size(in_size, math.prod(sizes), f"the shape of {pin}")
-                except Conflict as c:
-                    raise ShapeError(f"{pin} has shape {S.show(tin)!r}, inconsistent with the "
-                                     f"weights of {desc}: {c}") from None
-
-        def default() -> None:
-            if S.dims(tin) is None:
-                S.constrain(tin, (in_size,), None, pin, "LinearLayer takes a vector")
-
-        S.rules.append(rule)
-        S.defaults.append(default)
-        scalar = isinstance(n, tuple) and len(n) == 0
-        arrays = {"Weights": (in_size,) if scalar else (out_size, in_size)}
-        if self.params.biases:
-            arrays["Biases"] = () if scalar else (out_size,)
-        return arrays
+        sizes = n if isinstance(n, tuple) else (n,)
+        out = tuple(S.new_dim(k, origin=desc if k else "") for k in sizes)
+        S.constrain(ports["Output"], out, None, where(path, "Output"),
+                    f"{desc} produces shape {S.show_dims(out)!r}")
+        k = S.new_dim()  # the input size: the product of the Input's dims
+        S.flatten(ports["Input"], k, where(path, "Input"), f"the weights of {desc}",
+                  "LinearLayer needs a fixed-size input; map it over a sequence with "
+                  "NetMapOperator(LinearLayer(...))")
+        if not out:  # a scalar output
+            return {"Weights": (k,), "Biases": ()}
+        rows = out[0] if len(out) == 1 else S.new_dim(math.prod(sizes), origin=desc)
+        return {"Weights": (rows, k), "Biases": (rows,)}
 
     def forward(self, ins, arrays, ctx):
         x, W, b = ins["Input"], arrays["Weights"], arrays.get("Biases")
-        in_rank, out_dims = len(ctx.dims("Input")), ctx.dims("Output")
-        lead = x.shape[:x.ndim - in_rank]
+        lead = x.shape[:x.ndim - len(ctx.dims("Input"))]
         scalar = W.ndim == 1
         x2 = x.reshape(-1, W.shape[-1])
         y2 = x2 @ W if scalar else x2 @ W.T
         if b is not None:
             y2 = y2 + b
-        y = y2.reshape(lead + tuple(out_dims))
+        y = y2.reshape(lead + tuple(ctx.dims("Output")))
 
         def backward(g):
-            gy = g["Output"]
-            gy2 = gy.reshape(-1) if scalar else gy.reshape(-1, W.shape[0])
+            gy2 = g["Output"].reshape(-1) if scalar else g["Output"].reshape(-1, W.shape[0])
             grads = {"Weights": gy2 @ x2 if scalar else gy2.T @ x2}
             if b is not None:
                 grads["Biases"] = gy2.sum(0)

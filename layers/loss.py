@@ -38,8 +38,6 @@ from typing import Any, Literal
 import numpy as np
 
 from netgraph.extend import (
-    Conflict,
-    Index,
     Layer,
     Params,
     ShapeError,
@@ -58,20 +56,11 @@ EPS = 2.220446049250313e-16
 class _Loss(Layer):
     """Shared machinery: ports, the per-example (true-length) mean and its gradient."""
 
-    inputs = ("Input", "Target")
-    outputs = ("Loss",)
+    signature = "Input[...x], Target[...x] -> Loss[]:Real"
     pad_clean = True
     is_loss = True
     #: the loss is per position of all but the last (class) axis
     per_class_axis: bool = False
-
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.constrain(ports["Loss"], (), "Real", where(path, "Loss"), "a loss is a real scalar")
-        self._tie(S, path, ports)
-        return {}
-
-    def _tie(self, S: Solver, path: tuple, ports: dict[str, int]) -> None:
-        S.unify(ports["Input"], ports["Target"], where(path, "Input"), where(path, "Target"))
 
     def _weights(self, ctx: Any, x: np.ndarray, pos: tuple) -> np.ndarray:
         """``valid / count`` per position of ``x`` (the Input; positions ``pos`` follow the
@@ -147,22 +136,17 @@ class CrossEntropyLossLayer(_Loss):
                     'vectors (in NetTrain: loss=CrossEntropyLossLayer("Probabilities"))')
         return ""
 
-    def _tie(self, S: Solver, path: tuple, ports: dict[str, int]) -> None:
-        form = self.params.form
-        tin, tt = ports["Input"], ports["Target"]
-        pin = where(path, "Input")
-        if form == "Binary":
-            super()._tie(S, path, ports)
-            return
-        name = f"CrossEntropyLossLayer({form!r}) at {where(path)}"
-        if form == "Probabilities":
-            super()._tie(S, path, ports)
-            classes = None
-        else:
-            classes = S.new_dim(origin=name)
-            S.relate(tin, tt, suffix=(classes,), same_elem=False,
-                     places=(pin, where(path, "Target")),
-                     what=f"{name} takes probabilities (..., c) and indices of one rank less")
+    @property
+    def signature(self) -> str:  # type: ignore[override]
+        if self.params.form == "Index":  # probabilities (..., c), indices of one rank less
+            return "Input[...x, c], Target[...x]:Index(c) -> Loss[]:Real"
+        return _Loss.signature
+
+    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
+        if self.params.form == "Binary":
+            return {}
+        tin, pin = ports["Input"], where(path, "Input")
+        name = f"CrossEntropyLossLayer({self.params.form!r}) at {where(path)}"
 
         def rule() -> None:
             dims = S.dims(tin)
@@ -172,20 +156,9 @@ class CrossEntropyLossLayer(_Loss):
             if dims and S.is_varying(dims[-1]):
                 raise ShapeError(f"{pin} has shape {S.show(tin)!r}: the class dimension of "
                                  f"{name} must have a fixed size")
-            if classes is None:
-                return
-            elem, c = S.elem(tt), S.size(classes)
-            try:
-                if c is not None:
-                    S.set_elem(tt, Index(c))
-                elif isinstance(elem, Index):
-                    S.set_size(classes, elem.n, where(path, "Target"))
-            except Conflict as err:
-                raise ShapeError(f"{where(path, 'Target')} has shape {S.show(tt)!r}, "
-                                 f"inconsistent with {pin} of shape {S.show(tin)!r}: "
-                                 f"{err}") from None
 
         S.rules.append(rule)
+        return {}
 
     def _elementwise(self, x, t):
         form = self.params.form

@@ -32,12 +32,21 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.extend import Automatic, Int, Layer, Params, Solver, where
+from netgraph.extend import Automatic, Int, Layer, Params
 
 from . import _cells
 from ._ops import broadcast_lead, sum_to
 
 __all__ = ["BasicRecurrentLayer", "GatedRecurrentLayer", "LongShortTermMemoryLayer"]
+
+
+def _signature(gates: tuple[str, ...], states: tuple[str, ...] = ("State",)) -> str:
+    """Ports ``Input[*t, k] -> Output[*t, n]``, the optional states ``[n]``, and per gate the
+    arrays ``<gate>InputWeights[n, k]``, ``<gate>StateWeights[n, n]``, ``<gate>Biases[n]``."""
+    s = "".join(f", {p}[n]" for p in states)
+    arrays = ", ".join(f"{g}InputWeights[n, k], {g}StateWeights[n, n], {g}Biases[n]"
+                       for g in gates)
+    return f"Input[*t, k]{s} -> Output[*t, n]{s}; {arrays}"
 
 
 class RecurrentParams(Params):
@@ -70,25 +79,6 @@ class _Recurrent(Layer):
     @classmethod
     def _group(cls, kind: str) -> list[str]:
         return [f"{g}{kind}" for g in cls.gates]
-
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        name = f"{type(self).__name__}({self.params.n or Automatic}) at {where(path)}"
-        n = S.new_dim(self.params.n, origin=name)
-        k = S.new_dim()
-        length = S.new_dim(varying=True, origin=name)
-        S.constrain(ports["Input"], (length, k), None, where(path, "Input"),
-                    f"{name} takes a sequence of vectors")
-        S.constrain(ports["Output"], (length, n), None, where(path, "Output"),
-                    f"{name} gives a sequence of {self.params.n or 'n'}-vectors")
-        for p in self.optional_inputs:
-            for key in ({p} & set(self.input_ports)) | (
-                    {self.output_key(p)} if p in self.output_ports else set()):
-                S.constrain(ports[key], (n,), None, where(path, p), f"the states of {name}")
-        arrays = {}
-        for g in self.gates:
-            arrays.update({f"{g}InputWeights": (n, k), f"{g}StateWeights": (n, n),
-                           f"{g}Biases": (n,)})
-        return arrays
 
     def forward(self, ins, arrays, ctx):
         # the Input and the initial states may come with different broadcasting leading axes
@@ -152,6 +142,7 @@ class BasicRecurrentLayer(_Recurrent):
     ``StateWeights`` (n, n), ``Biases`` (n,). Ports as in the module docstring."""
 
     gates = ("",)
+    signature = _signature(gates)
     array_init = {"InputWeights": "weights", "StateWeights": "weights", "Biases": "zeros"}
     cell = _cells.Basic
 
@@ -166,6 +157,7 @@ class GatedRecurrentLayer(_Recurrent):
     ``StateWeights``/``Biases``."""
 
     gates = ("InputGate", "ResetGate", "MemoryGate")
+    signature = _signature(gates)
     array_init = {f"{g}{a}": kind for g in gates for a, kind in
                   (("InputWeights", "weights"), ("StateWeights", "weights"), ("Biases", "zeros"))}
     cell = _cells.GRU
@@ -184,6 +176,7 @@ class LongShortTermMemoryLayer(_Recurrent):
     optional_inputs = ("State", "CellState")
     optional_outputs = ("State", "CellState")
     gates = ("InputGate", "OutputGate", "ForgetGate", "MemoryGate")
+    signature = _signature(gates, ("State", "CellState"))
     array_init = {f"{g}{a}": ("ones" if g == "ForgetGate" else "zeros") if a == "Biases"
                   else "weights" for g in gates for a in ("InputWeights", "StateWeights",
                                                           "Biases")}

@@ -11,7 +11,6 @@ from pydantic import field_validator
 from netgraph.extend import (
     Automatic,
     Conflict,
-    Index,
     InputDataError,
     Int,
     Layer,
@@ -45,45 +44,21 @@ class EmbeddingLayer(Layer):
     by default)."""
 
     Params = EmbeddingParams
-    real_outputs = ("Output",)
+    signature = "Input[...x]:Index(n) -> Output[...x, size]:Real; Weights[n, size]"
     array_init = {"Weights": "weights"}
 
     def __init__(self, size=Automatic, n=Automatic, **ports):
         super().__init__({"size": size, "n": n}, ports)
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        tin, tout = ports["Input"], ports["Output"]
-        origin = f"EmbeddingLayer at {where(path)}"
-        size = S.new_dim(self.params.size, origin=origin)
-        n = S.new_dim(self.params.n, origin=origin)
-        pin = where(path, "Input")
-        S.relate(tout, tin, suffix=(size,), same_elem=False,
-                 places=(where(path, "Output"), pin), what="an embedding adds a vector dimension")
+        def default() -> None:  # a varying-length sequence of indices, unless told otherwise
+            if S.dims(ports["Input"]) is None:
+                origin = f"EmbeddingLayer at {where(path)}"
+                S.constrain(ports["Input"], (S.new_dim(varying=True, origin=origin),), None,
+                            where(path, "Input"), origin)
 
-        def rule() -> None:
-            elem, known = S.elem(tin), S.size(n)
-            try:
-                if elem == "Real":
-                    raise Conflict(f"it holds reals{S.type_origin(tin)}, but an embedding reads "
-                                   "indices (Index(n))")
-                if isinstance(elem, Index) and known is None:
-                    S.set_size(n, elem.n, pin)
-                elif known is not None and not isinstance(elem, Index):
-                    S.set_elem(tin, Index(known))
-                elif isinstance(elem, Index) and known != elem.n:
-                    raise Conflict(f"{elem!r} versus {known} embedding rows")
-            except Conflict as c:
-                raise ShapeError(f"{pin} has shape {S.show(tin)!r}, inconsistent with {origin}: "
-                                 f"{c}") from None
-
-        def default() -> None:
-            if S.dims(tin) is None:
-                S.constrain(tin, (S.new_dim(varying=True, origin=origin),), None, pin, origin)
-
-        rule()  # now too, before edges are unified: a conflict there names both ports
-        S.rules.append(rule)
         S.defaults.append(default)
-        return {"Weights": (n, size)}
+        return {}
 
     def forward(self, ins, arrays, ctx):
         idx, W = ins["Input"], arrays["Weights"]
@@ -98,28 +73,16 @@ class EmbeddingLayer(Layer):
 
 
 class _SequenceLayer(Layer):
-    """A layer taking a sequence ``Input`` (rank >= 1, first dim the length)."""
+    """A layer taking a sequence ``Input`` (rank >= 1, first dim the length ``t``) whose
+    elements ``x`` it moves (any shape and element type)."""
 
     def __init__(self, **ports):
         super().__init__({}, ports)
 
-    def _relate(self, S: Solver, path: tuple, ports: dict[str, int], out_len: int | None) -> int:
-        """Tie Output to Input: same element shape; Output's length dim ``out_len`` (None: no
-        length dim, as for SequenceLast). Returns the Input's length dim."""
-        length = S.new_dim(varying=True, origin=f"{type(self).__name__} at {where(path)}")
-        item = S.new_type()
-        at = (where(path, "Input"), where(path, "Output"))
-        S.relate(ports["Input"], item, prefix=(length,), places=(at[0], at[0]),
-                 what=f"{type(self).__name__} needs a sequence", inner_may_vary=True)
-        S.relate(ports["Output"], item, prefix=() if out_len is None else (out_len,),
-                 places=(at[1], at[1]),
-                 what=f"{type(self).__name__} gives elements of its input sequence",
-                 inner_may_vary=True)
-        return length
-
-    def _shift_rule(self, S: Solver, path: tuple, length: int, out_len: int) -> None:
-        """Fixed lengths: output length = input length - 1 (both ways)."""
+    def _shift_rule(self, S: Solver, path: tuple) -> None:
+        """Fixed lengths: output length ``u`` = input length ``t`` - 1 (both ways)."""
         name = type(self).__name__
+        length, out_len = S.size_var(path, "t"), S.size_var(path, "u")
 
         def rule() -> None:
             n, m = S.size(length), S.size(out_len)
@@ -149,11 +112,8 @@ class _SequenceLayer(Layer):
 class SequenceLastLayer(_SequenceLayer):
     """The last element of each sequence (the true last one for varying lengths)."""
 
+    signature = "Input[*t, ...x] -> Output[...x]"
     pad_clean = True
-
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        self._relate(S, path, ports, None)
-        return {}
 
     def forward(self, ins, arrays, ctx):
         x = ins["Input"]
@@ -178,11 +138,10 @@ class _DropOne(_SequenceLayer):
     """A sequence without one end element: ``keep`` selects what remains (lengths >= 2)."""
 
     keep: ClassVar[slice]
+    signature = "Input[*t, ...x] -> Output[*u, ...x]"
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        out_len = S.new_dim(varying=True, origin=f"{type(self).__name__} at {where(path)}")
-        length = self._relate(S, path, ports, out_len)
-        self._shift_rule(S, path, length, out_len)
+        self._shift_rule(S, path)
         return {}
 
     def forward(self, ins, arrays, ctx):
@@ -217,15 +176,8 @@ class SequenceRestLayer(_DropOne):
 class SequenceReverseLayer(_SequenceLayer):
     """Each sequence reversed (its true part; padding stays at the end)."""
 
+    signature = "Input[*t, ...x] -> Output[*t, ...x]"
     pad_clean = True
-
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.unify(ports["Input"], ports["Output"], where(path, "Input"), where(path, "Output"))
-        length = S.new_dim(varying=True, origin=f"SequenceReverseLayer at {where(path)}")
-        S.relate(ports["Input"], S.new_type(), prefix=(length,),
-                 places=(where(path, "Input"), where(path, "Input")),
-                 what="SequenceReverseLayer needs a sequence", inner_may_vary=True)
-        return {}
 
     def forward(self, ins, arrays, ctx):
         x = ins["Input"]

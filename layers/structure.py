@@ -140,15 +140,10 @@ class CatenateLayer(_Variadic):
 class SummationLayer(Layer):
     """The total of all elements of the input: an array -> "Real"."""
 
-    real_outputs = ("Output",)
+    signature = "Input -> Output[]:Real"
 
     def __init__(self, **ports):
         super().__init__({}, ports)
-
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.constrain(ports["Output"], (), None, where(path, "Output"),
-                    "SummationLayer gives a scalar")
-        return {}
 
     def forward(self, ins, arrays, ctx):
         x = ins["Input"]
@@ -243,6 +238,7 @@ class SoftmaxLayer(Layer):
     Along a varying dimension the padded positions get weight exactly 0."""
 
     Params = SoftmaxParams
+    signature = "Input[...x] -> Output[...x]"
     real_outputs = ("Output",)
 
     def __init__(self, level: int = -1, **ports):
@@ -267,8 +263,6 @@ class SoftmaxLayer(Layer):
         return None
 
     def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.unify(ports["Input"], ports["Output"], where(path, "Input"), where(path, "Output"))
-
         def rule() -> None:
             r = S.rank(ports["Input"])
             if r is not None:
@@ -312,15 +306,12 @@ class DropoutLayer(Layer):
     ``1/(1-p)``; outside training it is the identity."""
 
     Params = DropoutParams
+    signature = "Input[...x] -> Output[...x]"
     pad_clean = True
     real_outputs = ("Output",)
 
     def __init__(self, p: float = 0.5, **ports):
         super().__init__({"p": p}, ports)
-
-    def rules(self, S: Solver, path: tuple, ports: dict[str, int]) -> dict:
-        S.unify(ports["Input"], ports["Output"], where(path, "Input"), where(path, "Output"))
-        return {}
 
     def forward(self, ins, arrays, ctx):
         x = ins["Input"]

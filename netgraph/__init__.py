@@ -18,6 +18,7 @@ from .initialize import NetInitialize
 from .io import load, save
 from .layer import Layer, Params
 from .net import Net
+from .onnx import export_onnx
 from .ports import NetArrayGradient, NetPort, NetPortGradient
 from .shapes import All, Automatic, Index, Varying
 from .take import NetTake
@@ -28,7 +29,7 @@ _CORE = [
     "NetGraph", "NetChain", "NetPort", "NetPortGradient", "NetArrayGradient", "NetExtract",
     "NetReplacePart", "NetInitialize", "Automatic", "All", "Varying", "Index", "Net", "Layer",
     "Params", "gradcheck", "check_padding", "NetTrain", "save", "load",
-    "NetInformation", "NetTake", "tune_malloc",
+    "NetInformation", "NetTake", "tune_malloc", "export_onnx",
 ]
 
 tune_malloc_if_asked()

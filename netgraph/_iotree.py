@@ -299,48 +299,6 @@ def _decode_graph(node: GraphJSON, read_array: ReadArray, path: tuple) -> NetGra
             raise NetError(f"{where(path)}: two nodes are named {g.name!r}")
         nodes[g.name] = _decode(g.net, read_array, path + (g.name,))
     edges = [((s.node, s.port), (d.node, d.port)) for s, d in node.edges]
-    _check_structure(nodes, edges, node.inputs, node.outputs, node.order, path)
     specs = _decode_specs(node.ports, path)
-    allowed = set(node.inputs) | set(node.outputs) | {"out:" + p for p in node.outputs}
-    if set(specs) - allowed:
-        raise NetError(f"{where(path)}: shape given for {sorted(set(specs) - allowed)[0]!r}, "
-                       "which is not a port of the graph")
     return cls._from_parts(nodes, edges, node.inputs, node.outputs, node.order, specs,
-                           infer=False)
-
-
-def _check_structure(nodes: dict, edges: list, ins: list, outs: list, order: list,
-                     path: tuple) -> None:
-    """Every edge joins existing ports, every node input and graph output is fed exactly
-    once, and ``order`` lists every node once, sources before destinations."""
-    def bad(msg: str) -> NetError:
-        return NetError(f"{where(path)}: {msg}")
-
-    if len(set(ins)) != len(ins) or len(set(outs)) != len(outs):
-        raise bad("a graph port is listed twice")
-    fed: dict[tuple, tuple] = {}
-    for src, dst in edges:
-        n, p = src
-        if n is None and p not in ins:
-            raise bad(f"an edge starts at {p!r}, which is not a graph input")
-        if n is not None and (n not in nodes or p not in nodes[n].output_ports + getattr(
-                nodes[n], "hidden_outputs", ())):
-            raise bad(f"an edge starts at {where((n,), p)}, which is not an output")
-        n, p = dst
-        if n is None and p not in outs:
-            raise bad(f"an edge ends at {p!r}, which is not a graph output")
-        if n is not None and (n not in nodes or p not in nodes[n].input_ports):
-            raise bad(f"an edge ends at {where((n,), p)}, which is not an input")
-        if dst in fed:
-            raise bad(f"two edges end at {p!r} of {'the graph' if n is None else repr(n)}")
-        fed[dst] = src
-    needed = [(n, p) for n, net in nodes.items() for p in net.input_ports]
-    for n, p in needed + [(None, p) for p in outs]:
-        if (n, p) not in fed:
-            raise bad(f"nothing feeds {where((n,), p) if n is not None else repr(p)}")
-    if len(order) != len(nodes) or set(order) != set(nodes):
-        raise bad(f"the node order {order!r} does not list the nodes {list(nodes)}")
-    position = {n: i for i, n in enumerate(order)}
-    for (a, _), (b, _) in edges:
-        if a is not None and b is not None and position[a] >= position[b]:
-            raise bad(f"the node order {order!r} puts {b!r} before its source {a!r}")
+                           infer=False, who=where(path))

@@ -26,6 +26,7 @@ from .compile import Plan, compile_net
 from .errors import NetError, where
 from .execute import RunContext, backward, forward
 from .net import Net
+from .numdiff import central_differences
 from .ports import NetArrayGradient, NetPort, NetPortGradient
 
 __all__ = ["gradcheck", "check_padding", "CheckReport"]
@@ -151,20 +152,10 @@ def gradcheck(net: Net, data: Any, *, eps: float = 1e-6, rtol: float = 1e-5,
     def numeric(target: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Central differences at the ``valid`` entries of ``target`` (perturbed in place);
         NaN where nothing was checked (entries left out of the sample)."""
-        grad = np.full(target.shape, np.nan)
         idx = np.flatnonzero(valid)
         if max_entries is not None and idx.size > max_entries:
             idx = np.sort(rng.choice(idx, max_entries, replace=False))
-        flat, gflat = target.reshape(-1), grad.reshape(-1)
-        for i in idx:
-            old = flat[i]
-            flat[i] = old + eps
-            up = objective()
-            flat[i] = old - eps
-            down = objective()
-            flat[i] = old
-            gflat[i] = (up - down) / (2 * eps)
-        return grad
+        return central_differences(objective, target, h=eps, at=idx)
 
     report = CheckReport()
     for key, got in zip(keys, analytic, strict=True):

@@ -1,6 +1,7 @@
-"""The NetGraph edge grammar: parsing connection chains, resolving endpoints to ports,
-turning dangling ports into graph ports, and the structural checks (cycles, two sources into
-one port).
+"""The NetGraph edge grammar: parsing connection chains, resolving endpoints to ports and
+turning dangling ports into graph ports; and ``check_structure``, the one validation of a
+graph's resolved structure (node names, edges, ports, cycles, evaluation order), run on every
+graph, whether built from connections or loaded from a file.
 
 Edges come out fully resolved: a source is ``(GRAPH_IN, name)`` (a graph input) or
 ``(node, port)``; a destination is ``(GRAPH_OUT, name)`` (a graph output) or ``(node, port)``.
@@ -8,6 +9,7 @@ Edges come out fully resolved: a source is ``(GRAPH_IN, name)`` (a graph input) 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import networkx as nx
@@ -184,16 +186,7 @@ def _resolve(groups: list, nodes: dict) -> tuple[dict, list[tuple[tuple, tuple]]
             nodes, src_end = _source(srcs[0], nodes)
             nodes, dst_end = _dest(d, nodes)
             edges.append((src_end, dst_end))
-    seen: dict[tuple, tuple] = {}
-    for src, dst in edges:
-        if dst in seen and seen[dst] != src:
-            what = (f"graph output {dst[1]!r}" if dst[0] is _OUT
-                    else where((dst[0],), dst[1]))
-            raise PortError(f"two sources are connected to {what}: {_show_end(seen[dst])} and "
-                            f"{_show_end(src)}")
-        seen[dst] = src
-    unique = list(dict.fromkeys(edges))
-    return nodes, unique
+    return nodes, list(dict.fromkeys(edges))  # one edge given twice is one edge
 
 
 def _show_end(end: tuple) -> str:
@@ -204,11 +197,17 @@ def _show_end(end: tuple) -> str:
 
 def _dangling(nodes: dict, edges: list) -> tuple[list[str], list[str], list]:
     """Turn unconnected node ports into graph ports; return (inputs, outputs, edges)."""
-    fed = {dst for _, dst in edges}
-    used = {src for src, _ in edges}
-    explicit_out = [dst[1] for _, dst in edges if dst[0] is _OUT]
-    ins: list[str] = []
     edges = list(edges)
+    ins = _graph_inputs(nodes, edges)
+    outs = _graph_outputs(nodes, edges)
+    return ins, outs, edges
+
+
+def _graph_inputs(nodes: dict, edges: list) -> list[str]:
+    """The graph's inputs in node order; a node input nothing feeds becomes the graph input
+    of its name (its edge appended to ``edges``)."""
+    fed = {dst for _, dst in edges}
+    ins: list[str] = []
     for name, node in nodes.items():
         for p in node.input_ports:
             if (name, p) not in fed:
@@ -221,15 +220,16 @@ def _dangling(nodes: dict, edges: list) -> tuple[list[str], list[str], list]:
     for src, _ in edges:
         if src[0] is _IN and src[1] not in ins:
             ins.append(src[1])
-    dangling = [(name, p) for name, node in nodes.items() for p in node.output_ports
-                if (name, p) not in used]
-    counts: dict[str, int] = {}
-    for _, p in dangling:
-        counts[p] = counts.get(p, 0) + 1
+    return ins
+
+
+def _graph_outputs(nodes: dict, edges: list) -> list[str]:
+    """The graph's outputs in node order; a node output nothing reads becomes a graph output
+    (its edge appended to ``edges``), named by ``_dangling_names``."""
+    used = {src for src, _ in edges}
+    explicit_out = {dst[1] for _, dst in edges if dst[0] is _OUT}
+    names = _dangling_names(nodes, used)
     outs: list[str] = []
-    numbering: dict[str, int] = {}
-    # numbered names skip names already taken (a nested graph's own "Output1")
-    taken = {p for p, c in counts.items() if c == 1}
     for name, node in nodes.items():
         for p in node.output_ports:
             for src, dst in edges:
@@ -237,15 +237,7 @@ def _dangling(nodes: dict, edges: list) -> tuple[list[str], list[str], list]:
                     outs.append(dst[1])
             if (name, p) in used:
                 continue
-            if counts[p] > 1:
-                k = numbering.get(p, 0) + 1
-                while f"{p}{k}" in taken:
-                    k += 1
-                numbering[p] = k
-                gname = f"{p}{k}"
-                taken.add(gname)
-            else:
-                gname = p
+            gname = names[(name, p)]
             if gname in explicit_out:
                 raise PortError(f"dangling output {p!r} of {_node_label(name)} clashes with the "
                                 f"graph output {gname!r}; connect it or rename the graph port")
@@ -254,12 +246,129 @@ def _dangling(nodes: dict, edges: list) -> tuple[list[str], list[str], list]:
     for _src, dst in edges:
         if dst[0] is _OUT and dst[1] not in outs:
             outs.append(dst[1])
+    return outs
+
+
+def _dangling_names(nodes: dict, used: set) -> dict[tuple, str]:
+    """The graph-output name of each unread node output: its own name, or, when several share
+    it, the name numbered in node order (``Output1``, ``Output2``, ...), skipping names already
+    taken (a nested graph's own ``Output1``)."""
+    dangling = [(name, p) for name, node in nodes.items() for p in node.output_ports
+                if (name, p) not in used]
+    counts = Counter(p for _, p in dangling)
+    taken = {p for p, c in counts.items() if c == 1}
+    numbering: dict[str, int] = {}
+    names: dict[tuple, str] = {}
+    for end in dangling:
+        p = end[1]
+        if counts[p] == 1:
+            names[end] = p
+            continue
+        k = numbering.get(p, 0) + 1
+        while f"{p}{k}" in taken:
+            k += 1
+        numbering[p] = k
+        names[end] = f"{p}{k}"
+        taken.add(names[end])
+    return names
+
+
+# ------------------------------------------------------------ the structure check
+def check_node_names(names: Any, who: str = "NetGraph") -> None:
+    """A graph has one node or more, named by strings or ints (not bools)."""
+    names = list(names)
+    if not names:
+        raise NetError(f"{who}: a graph needs at least one layer")
+    for n in names:
+        if not isinstance(n, (str, int)) or isinstance(n, bool):
+            raise NetError(f"{who}: layer names must be strings, got {n!r}")
+
+
+def _end_label(end: tuple, side: str) -> str:
+    """``port 'p' of node 'n'``, or ``graph input 'p'`` / ``graph output 'p'``."""
+    return f"graph {side} {end[1]!r}" if _is_graph_end(end) else where((end[0],), end[1])
+
+
+def check_structure(nodes: dict, edges: list, ins: list, outs: list, *,
+                    order: list | None = None, specs: Any = (),
+                    who: str = "NetGraph") -> list:
+    """Validate a graph's resolved structure; return its evaluation order.
+
+    The graph built by ``NetGraph(...)`` and the graph read from a file pass through this one
+    check. ``edges`` are ``(src, dst)`` pairs of resolved ends (module docstring); ``specs``
+    are the keys of the graph's own port shapes; ``order``, when given (a file's), must be a
+    valid evaluation order, else the order is computed: the nodes sorted topologically, ties
+    broken by construction order. Checked, in this order: node names; each graph port listed
+    once; every edge joins a source (a graph input, a node's output or hidden output) to a
+    destination (a graph output, a node's input); at most one source per destination; no
+    cycle; at least one graph output; every node input and graph output fed; the order; every
+    shape given names a port (``"out:" + name`` for an output named like an input).
+
+    Raises
+    ------
+    PortError
+        Prefixed by ``who`` (``"NetGraph"``, or the node path of a loaded graph), naming the
+        nodes, ports and edges at fault.
+    """
+    check_node_names(nodes, who)
+    if len(set(ins)) != len(ins) or len(set(outs)) != len(outs):
+        raise PortError(f"{who}: a graph port is listed twice")
+    fed = _fed_ports(nodes, edges, ins, outs, who)
+    computed = _topological_order(nodes, edges, who)
     if not outs:
-        raise PortError("NetGraph: the graph has no output ports")
-    return ins, outs, edges
+        raise PortError(f"{who}: the graph has no output ports")
+    needed = [(n, p) for n, net in nodes.items() for p in net.input_ports]
+    for end in needed + [(_OUT, p) for p in outs]:
+        if end not in fed:
+            raise PortError(f"{who}: nothing feeds {_end_label(end, 'output')}")
+    if order is not None:
+        _check_order(order, nodes, edges, who)
+    keys = set(ins) | {"out:" + p if p in ins else p for p in outs}
+    for k in specs:
+        if k not in keys:
+            raise PortError(f"{who}: shape given for {k!r}, which is not a port of the graph "
+                            f"(inputs {list(ins)}, outputs {list(outs)})")
+    return list(order) if order is not None else computed
 
 
-def _topological_order(nodes: dict, edges: list) -> list:
+def _fed_ports(nodes: dict, edges: list, ins: list, outs: list, who: str) -> dict:
+    """Destination -> source of every edge, after checking that each edge joins a source (a
+    graph input, a node's output or hidden output) to a destination (a graph output, a node's
+    input) and that no destination has two sources."""
+    fed: dict[tuple, tuple] = {}
+    for src, dst in edges:
+        n, p = src
+        if n is _IN and p not in ins:
+            raise PortError(f"{who}: an edge starts at {p!r}, which is not a graph input")
+        if n is not _IN and (n not in nodes or p not in nodes[n].output_ports + getattr(
+                nodes[n], "hidden_outputs", ())):
+            raise PortError(f"{who}: an edge starts at {where((n,), p)}, which is not an output")
+        n, p = dst
+        if n is _OUT and p not in outs:
+            raise PortError(f"{who}: an edge ends at {p!r}, which is not a graph output")
+        if n is not _OUT and (n not in nodes or p not in nodes[n].input_ports):
+            raise PortError(f"{who}: an edge ends at {where((n,), p)}, which is not an input")
+        if dst in fed:
+            if fed[dst] == src:
+                raise PortError(f"{who}: two edges end at {_end_label(dst, 'output')}: the edge "
+                                f"from {_show_end(src)} is listed twice")
+            raise PortError(f"{who}: two sources are connected to {_end_label(dst, 'output')}: "
+                            f"{_show_end(fed[dst])} and {_show_end(src)}")
+        fed[dst] = src
+    return fed
+
+
+def _check_order(order: list, nodes: dict, edges: list, who: str) -> None:
+    """``order`` lists every node once, each after the sources of its inputs."""
+    if len(order) != len(nodes) or set(order) != set(nodes):
+        raise PortError(f"{who}: the node order {order!r} does not list the nodes {list(nodes)}")
+    position = {n: i for i, n in enumerate(order)}
+    for (a, _), (b, _) in edges:
+        if a in nodes and b in nodes and position[a] >= position[b]:
+            raise PortError(f"{who}: the node order {order!r} puts {b!r} before its source {a!r}")
+
+
+def _topological_order(nodes: dict, edges: list, who: str) -> list:
     g = nx.DiGraph()
     g.add_nodes_from(nodes)
     for src, dst in edges:
@@ -271,6 +380,6 @@ def _topological_order(nodes: dict, edges: list) -> list:
         cycle = None
     if cycle:
         path = " -> ".join(repr(a) for a, _ in cycle) + f" -> {cycle[0][0]!r}"
-        raise PortError(f"NetGraph: the connections form a cycle: {path}")
+        raise PortError(f"{who}: the connections form a cycle: {path}")
     position = {n: i for i, n in enumerate(nodes)}
     return list(nx.lexicographical_topological_sort(g, key=lambda n: position[n]))

@@ -19,9 +19,10 @@ from .edges import (
     _is_graph_end,
     _parse_connections,
     _resolve,
-    _topological_order,
+    check_node_names,
+    check_structure,
 )
-from .errors import NetError, PortError, where
+from .errors import NetError, where
 from .net import Net
 from .shapes import Automatic, parse_spec
 from .solver import Solver
@@ -82,24 +83,16 @@ class NetGraph(Net):
         else:
             raise NetError("NetGraph: layers must be a dict or a list, got "
                            f"{type(layers).__name__}")
-        if not names:
-            raise NetError("NetGraph: a graph needs at least one layer")
-        for n in names:
-            if not isinstance(n, (str, int)) or isinstance(n, bool):
-                raise NetError(f"NetGraph: layer names must be strings, got {n!r}")
+        check_node_names(names)
         nodes = {n: as_net(v, n) for n, v in zip(names, values)}
         if isinstance(connections, tuple) and connections and not isinstance(
                 connections[0], (tuple, list)):
             connections = [connections]
         groups = _parse_connections(connections, nodes)
         nodes, edges = _resolve(groups, nodes)
-        # cycles first: in a cycle every output is used, so _dangling would only say "no outputs"
-        order = _topological_order(nodes, edges)
         ins, outs, edges = _dangling(nodes, edges)
-        for k, v in port_shapes.items():
-            if k not in ins and k not in outs:
-                raise PortError(f"NetGraph: shape given for {k!r}, which is not a port of the "
-                                f"graph (inputs {ins}, outputs {outs})")
+        order = check_structure(nodes, edges, ins, outs, specs=port_shapes)
+        for v in port_shapes.values():
             parse_spec(v)
         self._set(_nodes=nodes, _edges=tuple(edges), _ins=tuple(ins), _outs=tuple(outs),
                   _order=tuple(order), _specs=dict(port_shapes), _user_specs=dict(port_shapes),
@@ -143,19 +136,21 @@ class NetGraph(Net):
 
     @classmethod
     def _from_parts(cls, nodes: dict, edges: list, ins: list, outs: list, order: list,
-                    port_shapes: dict, *, infer: bool = True) -> NetGraph:
+                    port_shapes: dict, *, infer: bool = True, who: str = "NetGraph") -> NetGraph:
         """Rebuild a graph from resolved parts without re-parsing connections (used by
         ``netgraph.io.load``). ``edges`` are ``(src, dst)`` pairs of ``(node, port)`` ends,
-        with ``None`` for the node of a graph port; the caller checks the structure.
+        with ``None`` for the node of a graph port. The structure passes the constructor's
+        check (``check_structure``, its errors prefixed by ``who``), ``order`` included.
         ``infer=False`` skips inference (the loader infers once, for the whole tree)."""
+        def end(e: tuple, side: Any) -> tuple:
+            return (side, e[1]) if e[0] is None else tuple(e)
+
+        edges = [(end(s, _IN), end(d, _OUT)) for s, d in edges]
+        order = check_structure(nodes, edges, ins, outs, order=order, specs=port_shapes, who=who)
         graph = object.__new__(cls)
         if issubclass(cls, NetChain):
             object.__setattr__(graph, "_chain", True)
-
-        def end(e: tuple, side: str) -> tuple:
-            return (side, e[1]) if e[0] is None else tuple(e)
-
-        graph._set(_nodes=dict(nodes), _edges=tuple((end(s, _IN), end(d, _OUT)) for s, d in edges),
+        graph._set(_nodes=dict(nodes), _edges=tuple(edges),
                    _ins=tuple(ins), _outs=tuple(outs), _order=tuple(order),
                    _specs=dict(port_shapes), _user_specs=dict(port_shapes), _cache={})
         if not infer:

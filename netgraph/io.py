@@ -30,6 +30,9 @@ One zip archive, written at exactly ``path`` (no suffix is added), holding:
   ``{"Index": n}`` for ``Index(n)``, or a list (a tuple) of those. An ARRAY is
   ``{"member": "arrays/3.npy", "shape": [5, 3], "dtype": "float32"}``.
 * ``arrays/<k>.npy`` — one float32 array each in NumPy's ``.npy`` format, without pickles.
+* anything else is ignored by :func:`load`: a training checkpoint
+  (:mod:`netgraph.train.checkpoint`, written with :func:`save_with_members`) is a net file
+  with its training state in further ``training/...`` members.
 
 Every member is stored uncompressed, so a file holds at least as many bytes as it inflates
 to. (Files of earlier releases have a deflated ``net.json``; they load as long as it inflates

@@ -26,6 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from .errors import NetError, ShapeError, where
 from .net import Net
 from .shapes import Automatic, is_automatic, parse_spec
+from .signature import parse_signature
 from .solver import Conflict, Solver
 
 __all__ = ["Layer", "Params", "Int", "Real", "Bool", "Backward", "layer_classes",
@@ -105,6 +106,11 @@ class Layer(Net):
     #: outputs that hold real numbers whatever their inputs hold, so they never carry indices
     #: (a layer that passes its input through, e.g. SequenceLastLayer, leaves its out)
     real_outputs: ClassVar[tuple[str, ...]] = ()
+    #: the ports and arrays as data, e.g. ``"Input[k] -> Output[n]; Weights[n, k]"`` (see
+    #: :mod:`netgraph.signature`; a property when it depends on the parameters); ``rules``
+    #: adds what a signature cannot say. A class's signature also sets ``inputs`` and
+    #: ``outputs`` (the ports it names, less the optional and hidden ones) unless it does
+    signature: ClassVar[str | None] = None
     #: names of the sub-nets the layer holds (given to ``__init__`` as ``children=``), e.g.
     #: NetMapOperator's ``"Net"``: addressable by NetExtract, replaceable by NetReplacePart
     sub_nets: ClassVar[tuple[str, ...]] = ()
@@ -114,6 +120,13 @@ class Layer(Net):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if isinstance(cls.__dict__.get("signature"), str):  # a malformed one fails right here
+            sig = parse_signature(cls.signature, cls.__name__)
+            if "inputs" not in cls.__dict__:  # the ports it names, less the optional ones
+                cls.inputs = tuple(e.name for e in sig.inputs if e.name not in cls.optional_inputs)
+            if "outputs" not in cls.__dict__:
+                cls.outputs = tuple(e.name for e in sig.outputs if e.name not in
+                                    cls.optional_outputs + cls.hidden_outputs)
         if not cls.__name__.startswith("_") and "<locals>" not in cls.__qualname__:
             _CLASSES.setdefault(cls.__name__, cls)
 
@@ -277,14 +290,22 @@ class Layer(Net):
                         origin)
         for name, child in self.children().items():
             child._constrain(S, path + (name,))
-        array_dims = self.rules(S, path, ports)
-        for name in self.real_outputs:
+        array_dims, reals = {}, self.real_outputs
+        if self.signature is not None:
+            sig = parse_signature(self.signature, type(self).__name__)
+            letters, array_dims = sig.apply(S, self, path, ports)
+            S.size_vars.update({(path, k): d for k, d in letters.items()})
+            reals += sig.real_outputs()
+        array_dims.update(self.rules(S, path, ports))
+        for name in reals:
             key = self.output_key(name)
             if key in ports:
                 origin = f"the real-valued {name!r} of {type(self).__name__} at {where(path)}"
                 S.unify(ports[key], S.new_type(elem="Real", origin=origin), where(path, name),
                         origin)
         for name, dims in array_dims.items():
+            if name not in self._array_values:  # an array these parameters leave out
+                continue
             S.arrays[(path, name)] = dims
             value = self._array_values.get(name)
             if value is not None:

@@ -34,6 +34,14 @@ class Net:
     def __getstate__(self) -> dict:  # copy, deepcopy, pickle: the caches (plans) stay behind
         return {**self.__dict__, "_cache": {}}
 
+    def __setstate__(self, state: dict) -> None:
+        """Copies and unpickled nets stay immutable: their arrays (which ``copy.deepcopy`` and
+        ``pickle`` make writeable) are read-only again."""
+        self.__dict__.update(state)
+        for a in self._arrays().values():
+            if a is not None:
+                a.flags.writeable = False
+
     def derive(self, **attrs: Any) -> Net:
         """A copy with attributes ``attrs`` replaced (nets are immutable: a method that changes
         a net returns a derived copy). Caches (compiled plans) are not copied."""

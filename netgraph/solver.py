@@ -12,6 +12,7 @@ to a fixed point, for relations unification cannot express (products, sums, offs
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -65,6 +66,8 @@ class Solver:
         self.defaults: list[Callable[[], None]] = []
         #: run once the solution is final (checks that must not see intermediate states)
         self.checks: list[Callable[[], None]] = []
+        #: (node path, letter) -> dim of the letters of a layer's signature
+        self.size_vars: dict[tuple[tuple, str], int] = {}
         self.version = 0
 
     # ----------------------------------------------------------------- dims
@@ -114,6 +117,10 @@ class Solver:
             self._dorigin[ra] = self._dorigin[rb]
         self._dvarying[ra] = self._dvarying[ra] or self._dvarying[rb]
         self.version += 1
+
+    def size_var(self, path: tuple, letter: str) -> int:
+        """The dim of ``letter`` in the signature of the layer at ``path``."""
+        return self.size_vars[(path, letter)]
 
     # ---------------------------------------------------------------- types
     def new_type(self, dims: tuple[int, ...] | None = None, elem: Any = None,
@@ -284,6 +291,36 @@ class Solver:
                                          f"{what}: {c}") from None
 
         self.rules.append(rule)
+
+    def flatten(self, t: int, size: int, place: str, of: str, needs: str) -> None:
+        """Rule: dim ``size`` is the number of elements of type ``t`` (at ``place``), which
+        must have fixed sizes (else ``ShapeError`` saying ``needs``); a vector when nothing
+        else gives its rank. ``of`` names what ``size`` belongs to, e.g. "the weights of
+        LinearLayer(3) at node 'lin'"."""
+
+        def rule() -> None:
+            dims = self.dims(t)
+            if dims is None:
+                return
+            if any(self.is_varying(d) for d in dims):
+                raise ShapeError(f"{place} has shape {self.show(t)!r}, but {needs}")
+            if len(dims) == 1:
+                self.equal_sizes(dims[0], size, place, f"the input size of {of}")
+                return
+            sizes = [self.size(d) for d in dims]
+            if None not in sizes:
+                try:
+                    self.set_size(size, math.prod(sizes), f"the shape of {place}")
+                except Conflict as c:
+                    raise ShapeError(f"{place} has shape {self.show(t)!r}, inconsistent with "
+                                     f"{of}: {c}") from None
+
+        def default() -> None:
+            if self.dims(t) is None:
+                self.constrain(t, (size,), None, place, f"{of} takes a vector")
+
+        self.rules.append(rule)
+        self.defaults.append(default)
 
     def equal_sizes(self, a: int, b: int, place_a: str, place_b: str) -> None:
         """Tie two dims, raising ``ShapeError`` that names both places on a conflict."""

@@ -2,7 +2,8 @@
 
 ``fd_check(net, data)`` seeds every output with a random array, takes the executor's gradients
 of ``sum(seed * output)`` for every real input port and every array, and compares them element
-by element with central differences of the same objective, all in float64 (the arrays are
+by element with central differences (``netgraph.numdiff.central_differences``, the routine
+``gradcheck`` uses) of the same objective, all in float64 (the arrays are
 up-cast copies, so perturbations of 1e-6 are not lost to float32 storage). Gradients at padded
 positions must be exactly zero.
 """
@@ -17,6 +18,7 @@ from netgraph.apply import collect_arrays
 from netgraph.batch import to_batch
 from netgraph.compile import compile_net
 from netgraph.execute import RunContext, backward, forward
+from netgraph.numdiff import central_differences
 
 
 def _objective(plan, inputs, arrays, lengths, seeds) -> tuple[float, Any]:
@@ -44,22 +46,14 @@ def fd_check(net: Any, data: dict, *, seed: int = 0, h: float = 1e-6, rtol: floa
                 seeds[p] = tape.run.zero_padding(rng.standard_normal(v.shape), m)
     grads, agrads = backward(plan, tape, seeds)
 
-    def numeric(target: np.ndarray, i: tuple) -> float:
-        old = target[i]
-        target[i] = old + h
-        fp, _ = _objective(plan, inputs, arrays, batch.lengths, seeds)
-        target[i] = old - h
-        fm, _ = _objective(plan, inputs, arrays, batch.lengths, seeds)
-        target[i] = old
-        return (fp - fm) / (2 * h)
+    def objective() -> float:
+        return _objective(plan, inputs, arrays, batch.lengths, seeds)[0]
 
     report = {}
     for path, a in arrays.items():
         g = agrads.get(path)
         g = np.zeros_like(a) if g is None else g
-        num = np.zeros_like(a)
-        for i in np.ndindex(a.shape):
-            num[i] = numeric(a, i)
+        num = central_differences(objective, a, h=h)
         np.testing.assert_allclose(g, num, rtol=rtol, atol=atol, err_msg=f"array {path}")
         report[path] = float(np.abs(g - num).max(initial=0))
     for p, m in plan.inputs.items():
@@ -70,9 +64,7 @@ def fd_check(net: Any, data: dict, *, seed: int = 0, h: float = 1e-6, rtol: floa
         g = np.zeros_like(x) if g is None else g
         valid = tape.run.zero_padding(np.ones_like(x), m).astype(bool)
         assert np.all(g[~valid] == 0), f"input {p}: nonzero gradient at padded positions"
-        num = np.zeros_like(x)
-        for i in map(tuple, np.argwhere(valid)):
-            num[i] = numeric(x, i)
+        num = central_differences(objective, x, h=h, at=np.flatnonzero(valid), fill=0.0)
         np.testing.assert_allclose(g, num, rtol=rtol, atol=atol, err_msg=f"input {p}")
         report[p] = float(np.abs(g - num).max(initial=0))
     return report

@@ -1,5 +1,6 @@
-"""Shared test helpers: random arrays for nets, inputs away from kinks, batch forms, example
-counts of property tests. (Comparisons of computed numbers: ``tolerance.assert_close``.)"""
+"""Shared test helpers: random arrays for nets, snapshots and comparisons of whole nets, inputs
+away from kinks, batch forms, example counts of property tests. (Comparisons of computed
+numbers: ``tolerance.assert_close``.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from netgraph import NetExtract, NetInitialize, NetReplacePart
+from netgraph import NetExtract, NetGraph, NetInitialize, NetReplacePart
+from netgraph.graph import _is_graph_end
+from netgraph.shapes import parse_spec
 from netgraph.tree import walk
 
 
@@ -29,6 +32,67 @@ def randomized(net: Any, seed: int = 0) -> Any:
 def arrays64(net: Any) -> dict[tuple, np.ndarray]:
     """The arrays of ``net`` as float64, keyed by path, read through ``NetExtract``."""
     return {p: np.asarray(NetExtract(net, list(p)), dtype=np.float64) for p in array_paths(net)}
+
+
+def _array_record(a: np.ndarray | None, where: Any) -> tuple | None:
+    """An array as (dtype, shape, bytes): equal only for the same bits (NaN payloads and signed
+    zeros included). Asserts that the net's array is read-only."""
+    if a is None:
+        return None
+    assert not a.flags.writeable, f"array {where} of a net is writeable"
+    return a.dtype.str, a.shape, a.tobytes()
+
+
+def _net_record(net: Any, path: tuple) -> dict[str, Any]:
+    """What one net holds itself (its sub-nets have records of their own)."""
+    rec: dict[str, Any] = {
+        "class": type(net),
+        "state": sorted(set(net.__dict__) - {"_cache"}),
+        "specs": dict(net._specs),
+        "user_specs": {k: parse_spec(v) for k, v in net._user_specs.items()},
+        "ports": (net.input_ports, net.output_ports),
+        "port shapes": [NetExtract(net, p) for p in net.input_ports + net.output_ports],
+        "arrays": [(k, _array_record(a, path + (k,))) for k, a in net._arrays().items()],
+        "children": list(net.children()),
+    }
+    if isinstance(net, NetGraph):
+        rec["nodes"] = [(n, type(c)) for n, c in net.nodes.items()]
+        rec["edges"] = [(s, _is_graph_end(s), d, _is_graph_end(d)) for s, d in net.edges]
+        rec["graph ports"] = (net._ins, net._outs, net._order)
+    else:
+        rec["params"] = net.params
+        rec["enabled"] = (net._enabled_in, net._enabled_out)
+    return rec
+
+
+def net_snapshot(net: Any) -> dict[Any, Any]:
+    """Everything ``net`` is, as plain comparable data: for the net and every sub-net (keyed by
+    path) its class, state keys (caches left out), port specs (inferred and as given), ports
+    and their shapes, arrays (in order, bit for bit; asserted read-only), sub-net
+    names, and a graph's nodes, edges and ports or a layer's params and enabled ports; and
+    the net's ``repr`` and ``summary()``. Take one before an operation and compare it after
+    with ``assert_same_net(net, before)``."""
+    snap: dict[Any, Any] = {path: _net_record(sub, path) for path, sub in walk(net)}
+    snap["repr"], snap["summary"] = repr(net), net.summary()
+    return snap
+
+
+def assert_same_net(a: Any, b: Any, what: str = "") -> None:
+    """``a`` and ``b`` (nets, or snapshots from ``net_snapshot``) are the same net: every entry
+    of their snapshots is equal; the message (after ``what``) names the first path and entry
+    that differ."""
+    sa = a if isinstance(a, dict) else net_snapshot(a)
+    sb = b if isinstance(b, dict) else net_snapshot(b)
+    what = what and what + ": "
+    assert list(sa) == list(sb), f"{what}different parts: {list(sa)} vs {list(sb)}"
+    for key, ra in sa.items():
+        rb = sb[key]
+        if not isinstance(ra, dict):
+            assert ra == rb, f"{what}{key} differs:\n{ra}\nvs\n{rb}"
+            continue
+        assert list(ra) == list(rb), f"{what}part {key}: entries {list(ra)} vs {list(rb)}"
+        for entry, va in ra.items():
+            assert va == rb[entry], f"{what}part {key}, {entry}: {va!r:.300} vs {rb[entry]!r:.300}"
 
 
 def smooth_reals(rng: np.random.Generator, shape: Any) -> np.ndarray:

@@ -9,9 +9,12 @@ axis cannot pass.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +40,20 @@ from netgraph.layers import (
     ThreadingLayer,
     TotalLayer,
 )
+
+
+def example_module(name: str):
+    """The module ``examples/<name>.py``, imported once (its layer classes register once)."""
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+#: the worked example of docs/extending.md, checked like every library layer
+ScaleShiftLayer = example_module("custom_layer").ScaleShiftLayer
 
 SEQ_LENGTHS = (3, 1, 5)
 SEQ_LENGTHS_2 = (3, 2, 5)  # SequenceMost/Rest need length >= 2
@@ -257,6 +274,10 @@ def _cases() -> list[Case]:
                                     Input=("Varying", 7)),
              ports(Input=seq(7)),
              out(lambda A, x: _linear_rows(A, np.tanh(_linear_rows(A, x, ("Net", 0))), ("Net", 2))), L),
+        Case("Custom-ScaleShift-varying", lambda: ScaleShiftLayer(Input=("Varying", 7)),
+             ports(Input=seq(7)), out(lambda A, x: x * A[("Scale",)] + A[("Shift",)]), L),
+        Case("Custom-ScaleShift-matrix", lambda: ScaleShiftLayer(5, Input=(3, 5)),
+             ports(Input=fixed(3, 5)), out(lambda A, x: x * A[("Scale",)] + A[("Shift",)])),
     ]
     return cases
 

@@ -629,9 +629,11 @@ def valid_nets(draw: Any, mode: str = "smooth", max_len: int = 4) -> NetCase:
 
 def _fan_out(c: _Ctx, body: Call, T: tuple) -> Call:
     """``body`` (whose output has type ``T``) in a graph where its one output value feeds
-    two graph outputs and two more nodes, each continued by a step to its own graph output:
-    its gradient must be the sum of all four."""
-    tails = {name: Call(NetChain, _chain(c, T, 1)[0]) for name in ("t1", "t2")}
+    two graph outputs and two more nodes, each a bounded function to its own graph output:
+    its gradient must be the sum of all four. (Bounded: so that central differences stay
+    exact on nets that may already end in a loss or a power.)"""
+    bounded = st.sampled_from(["Tanh", "Sin", "LogisticSigmoid"])
+    tails = {name: Call(layers.ElementwiseLayer, c.draw(bounded)) for name in ("t1", "t2")}
     P = lambda p: Call(NetPort, p)  # noqa: E731
     return Call(NetGraph, {"body": body, **tails},
                 [("body", P("Output")), ("body", P("Copy")), ("body", "t1", P("T1")),

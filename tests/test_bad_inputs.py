@@ -4,6 +4,7 @@ leaves the net exactly as it was."""
 
 import numpy as np
 import pytest
+from helpers import assert_same_net, net_snapshot
 from tolerance import assert_close
 
 from netgraph import (
@@ -22,7 +23,6 @@ from netgraph import (
     SequenceLastLayer,
     TotalLayer,
 )
-from netgraph.tree import walk
 
 X = np.linspace(-1, 1, 5)
 S = np.arange(8.0).reshape(4, 2) / 8
@@ -134,31 +134,18 @@ CASES = [
 ]
 
 
-def snapshot(net):
-    arrays, ports = {}, {}
-    for path, sub in walk(net):
-        for name, a in sub._arrays().items():
-            arrays[path + (name,)] = None if a is None else np.array(a)
-        ports[path] = {p: sub.port_shape(p) for p in sub.input_ports + sub.output_ports}
-    return arrays, ports
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(case):
     _, key, data, what, dtype, cls, named = case
     net = NETS[key]
-    arrays, ports = snapshot(net)
+    before = net_snapshot(net)
     kwargs = {} if dtype is None else {"dtype": dtype}
     with pytest.raises(NetError) as e:
         net(data, what, **kwargs)
     assert type(e.value) is cls, f"{type(e.value).__name__}: {e.value}"
     for part in named:
         assert part in str(e.value), f"{part!r} not in {str(e.value)!r}"
-    after_arrays, after_ports = snapshot(net)
-    assert after_ports == ports
-    assert after_arrays.keys() == arrays.keys()
-    for k, a in arrays.items():
-        assert (a is None and after_arrays[k] is None) or np.array_equal(a, after_arrays[k])
+    assert_same_net(net, before)
 
 
 def test_the_table_is_large_enough():

@@ -19,6 +19,7 @@ from netgraph import (
     gradcheck,
 )
 from netgraph.extend import where
+from netgraph.numdiff import central_differences
 
 
 class Scale(Layer):
@@ -188,3 +189,35 @@ def test_check_padding_catches_mixing_across_the_batch():
     gradcheck(BatchMixer(Input="Varying"), data)  # a correct gradient of a batch function...
     with pytest.raises(NetError, match="example 0 changed"):  # ...but not per example
         check_padding(BatchMixer(Input="Varying"), data)
+
+
+# -------------------------------------------------------------- the central-difference routine
+def test_central_differences_values_entries_and_restore():
+    """``(f(x + h e_i) - f(x - h e_i)) / 2h`` of ``f = sum(c * sin(x))`` against ``c * cos(x)``
+    within the truncation bound ``h²/6 · |c|`` (``|sin'''| <= 1``) plus round-off; only the
+    entries asked for, ``fill`` elsewhere; ``x`` restored bit for bit."""
+    rng = np.random.default_rng(4)
+    x, c = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
+    before = x.copy()
+    h = 1e-4
+    num = central_differences(lambda: float(np.sum(c * np.sin(x))), x, h=h)
+    bound = h**2 / 6 * np.abs(c) + 4 * np.finfo(float).eps * np.sum(np.abs(c)) / h
+    assert np.all(np.abs(num - c * np.cos(x)) <= bound)
+    assert x.tobytes() == before.tobytes()
+    part = central_differences(lambda: float(np.sum(c * np.sin(x))), x, h=h, at=[0, 7], fill=-3.0)
+    assert np.array_equal(part.ravel()[[0, 7]], num.ravel()[[0, 7]])
+    assert np.all(np.delete(part.ravel(), [0, 7]) == -3.0)
+    assert np.isnan(central_differences(lambda: 0.0, x, h=h, at=[])).all()
+
+
+def test_central_differences_restores_x_when_f_raises_and_refuses_a_copy():
+    x = np.arange(7.0)
+
+    def boom() -> float:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        central_differences(boom, x, h=0.5)
+    assert np.array_equal(x, np.arange(7.0))
+    with pytest.raises(NetError, match="contiguous"):
+        central_differences(lambda: 0.0, np.ones((3, 5))[:, ::2], h=0.5)

@@ -62,3 +62,23 @@ def test_dates_data_and_encoding():
     assert data["DecoderInput"][:, 0].tolist() == [dates.START] * 3
     np.testing.assert_array_equal(data["DecoderInput"][:, 1:], data["Output"][:, :-1])
     assert "".join(dates.IN_CHARS[i] for i in data["Input"][0]) == pairs[0][0]
+
+
+def test_custom_layer_learns_its_scale_and_shift_and_round_trips():
+    from layer_cases import example_module
+
+    result = example_module("custom_layer").main(rounds=200)
+    # the targets are tanh(2 x - 0.5): the layer before the Tanh converges (to 6e-5 in 200
+    # rounds) to Scale 2, Shift -0.5
+    np.testing.assert_allclose(result["scale"], [2.0] * 3, atol=2e-4)
+    np.testing.assert_allclose(result["shift"], [-0.5] * 3, atol=2e-4)
+    data = {"Input": result["inputs"][:5]}
+    for a, b in zip(result["net"](data), result["loaded"](data), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_docs_show_the_custom_layer_as_it_is():
+    doc = (EXAMPLES.parent / "docs" / "extending.md").read_text()
+    block = doc.split("<!-- custom_layer:", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert "class ScaleShiftLayer(Layer):" in block
+    assert block.strip() in (EXAMPLES / "custom_layer.py").read_text()

@@ -4,6 +4,7 @@ immutability."""
 
 import numpy as np
 import pytest
+from helpers import assert_same_net, net_snapshot
 from tolerance import assert_close
 
 from netgraph import (
@@ -25,7 +26,7 @@ from netgraph import (
     ThreadingLayer,
     TotalLayer,
 )
-from netgraph.tree import walk
+from netgraph.numdiff import central_differences
 
 RNG = np.random.default_rng(7)
 
@@ -50,12 +51,9 @@ def close(got, want):
 
 
 def central_diff(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = h
-        g[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
+    """Central differences of ``f(x)`` (``netgraph.numdiff``) at a float64 copy of ``x``."""
+    x = np.array(x, dtype=np.float64)
+    return central_differences(lambda: f(x), x, h=h)
 
 
 # ----------------------------------------------------------------------------- edge grammar
@@ -305,28 +303,13 @@ def test_fan_out_array_gradient_matches_central_differences():
 
 
 # ----------------------------------------------------------------------------- immutability
-def snapshot(net):
-    arrays = {p + (n,): (None if a is None else np.array(a))
-              for p, sub in walk(net) for n, a in sub._arrays().items()}
-    ports = {p: net.port_shape(p) for p in net.input_ports + net.output_ports}
-    return arrays, ports
-
-
-def same(s1, s2):
-    a1, p1 = s1
-    a2, p2 = s2
-    assert p1 == p2 and a1.keys() == a2.keys()
-    for k in a1:
-        assert (a1[k] is None and a2[k] is None) or np.array_equal(a1[k], a2[k]), k
-
-
 def test_every_operation_returns_a_new_net_and_leaves_the_original_alone():
     raw = NetChain({"a": LinearLayer(5), "b": "Tanh"})
-    before = snapshot(raw)
+    before = net_snapshot(raw)
     sized = NetReplacePart(raw, {"Input": 3})
     init = NetInitialize(sized, seed=15)
     again = NetInitialize(init, seed=16, reinitialize=True)
-    same(snapshot(raw), before)
+    assert_same_net(raw, before)
     assert NetExtract(raw, "Input") != (3,) and NetExtract(sized, ["a", "Weights"]) is None
     assert not np.array_equal(NetExtract(init, ["a", "Weights"]),
                               NetExtract(again, ["a", "Weights"]))
@@ -338,14 +321,14 @@ def test_every_operation_returns_a_new_net_and_leaves_the_original_alone():
 
 def test_extracted_arrays_are_copies_and_application_has_no_side_effects():
     net = nested()
-    before = snapshot(net)
+    before = net_snapshot(net)
     w = NetExtract(net, ["pre", "Weights"])
     w[:] = 99.0
     x = RNG.standard_normal(11)
     x_copy = x.copy()
     first = net(x)
     net(x, NetPortGradient("Input"))
-    same(snapshot(net), before)
+    assert_same_net(net, before)
     np.testing.assert_array_equal(x, x_copy)
     np.testing.assert_array_equal(net(x), first)
     assert not np.array_equal(NetExtract(net, ["pre", "Weights"]), w)

@@ -13,7 +13,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from helpers import array_paths, randomized
+from helpers import array_paths, assert_same_net, randomized
 from layer_cases import CASES, FIXED_BATCH, SINGLE_LENGTH
 
 import netgraph
@@ -42,6 +42,7 @@ from netgraph import (
     NetPort,
     NetReplacePart,
     NetTrain,
+    PortError,
     SequenceAttentionLayer,
     SequenceLastLayer,
     ShapeError,
@@ -50,8 +51,6 @@ from netgraph import (
     load,
     save,
 )
-from netgraph.graph import _is_graph_end
-from netgraph.shapes import parse_spec
 from netgraph.tree import walk
 
 LENS = (4, 2, 6)
@@ -74,37 +73,6 @@ def assert_bits(a, b, what=""):
     assert (a.dtype, a.shape) == (b.dtype, b.shape), what
     np.testing.assert_array_equal(a, b, err_msg=what)
     assert a.tobytes() == b.tobytes(), what
-
-
-def assert_same_net(a, b, path=()):
-    """Same class, state keys, params, port specs, enabled ports, arrays, structure."""
-    assert type(a) is type(b), path
-    assert set(a.__dict__) - {"_cache"} == set(b.__dict__) - {"_cache"}, path
-    assert a._specs == b._specs, path
-    assert {k: parse_spec(v) for k, v in a._user_specs.items()} == \
-        {k: parse_spec(v) for k, v in b._user_specs.items()}, path
-    assert (a.input_ports, a.output_ports) == (b.input_ports, b.output_ports), path
-    for p in a.input_ports + a.output_ports:
-        assert NetExtract(a, p) == NetExtract(b, p), (path, p)
-    if isinstance(a, NetGraph):
-        assert [(n, type(n)) for n in a._nodes] == [(n, type(n)) for n in b._nodes], path
-        def ends(g):
-            return [(s, _is_graph_end(s), d, _is_graph_end(d)) for s, d in g._edges]
-        assert ends(a) == ends(b), path
-        assert (a._ins, a._outs, a._order) == (b._ins, b._outs, b._order), path
-    else:
-        assert a.params == b.params, path
-        assert (a._enabled_in, a._enabled_out) == (b._enabled_in, b._enabled_out), path
-        assert list(a._array_values) == list(b._array_values), path
-        for k, v in a._array_values.items():
-            w = b._array_values[k]
-            assert (v is None) == (w is None), (path, k)
-            if v is not None:
-                assert_bits(v, w, f"{path} {k}")
-                assert not w.flags.writeable
-    assert list(a.children()) == list(b.children()), path
-    for k, c in a.children().items():
-        assert_same_net(c, b.children()[k], path + (k,))
 
 
 def assert_same_results(a, b, data):
@@ -485,6 +453,16 @@ TAMPERED = {  # id: (edit of net.json, replaced members, error class, message pa
     "edge-twice": (lambda s: graph(s)["edges"].append(graph(s)["edges"][0]), {}, NetError,
                    "two edges end"),
     "unfed": (lambda s: graph(s).update(edges=graph(s)["edges"][1:]), {}, NetError, "nothing feeds"),
+    # the structure of a loaded graph passes NetGraph's own check (edges.check_structure): the
+    # constructor's messages, and nothing the constructor would refuse
+    "two-sources": (lambda s: graph(s)["edges"].append([{"node": None, "port": "Input"},
+                                                        {"node": "act", "port": "Input"}]),
+                    {}, PortError, r"two sources are connected to port 'Input' of node 'act': "
+                    r"NetPort\('lin', 'Output'\) and NetPort\('Input'\)"),
+    "cycle": (lambda s: graph(s)["edges"][1][0].update(node="act", port="Output"), {}, PortError,
+              "the connections form a cycle: 'lin' -> 'act' -> 'lin'"),
+    "out-spec": (lambda s: graph(s)["ports"].update({"out:Output": 3}), {}, PortError,
+                 "shape given for 'out:Output', which is not a port of the graph"),
     "order": (lambda s: graph(s)["order"].reverse(), {}, NetError, "order"),
     "duplicate-node": (lambda s: graph(s)["nodes"][1].update(name="lin"), {}, NetError,
                        "two nodes are named 'lin'"),

@@ -22,7 +22,8 @@ import zipfile
 
 import numpy as np
 import pytest
-from test_io import assert_same_net, contents, npy, write_zip
+from helpers import assert_same_net
+from test_io import contents, npy, write_zip
 
 import netgraph.io as nio
 from netgraph import (

@@ -103,9 +103,15 @@ def _imports(folder: Path):
                 yield path, node.lineno, module, [a.name for a in node.names]
 
 
+#: consumers of the layer library inside the package: the ONNX exporter lowers each layer
+#: class, importing the library in this one module (as pyproject's import contract allows)
+CONSUMERS = {ROOT / "netgraph" / "onnx" / "_library.py"}
+
+
 def test_the_core_imports_no_layer():
     offenders = [(p.name, line, m) for p, line, m, names in _imports(ROOT / "netgraph")
                  if p.name != "__init__.py" or p.parent.name != "netgraph"
+                 if p not in CONSUMERS
                  if m.startswith(("netgraph.layers", "layers")) or
                  m == "netgraph" and "layers" in names]
     assert offenders == []

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_same_net, net_snapshot
 
 import netgraph
 from netgraph import (
@@ -60,7 +61,6 @@ from netgraph import (
     ThreadingLayer,
     TotalLayer,
 )
-from netgraph.tree import walk
 
 RNG = np.random.default_rng(17)
 X7 = RNG.uniform(-1, 1, size=(11, 7))
@@ -591,15 +591,6 @@ MISTAKES = [
 
 
 # -------------------------------------------------------------------------- snapshots
-def _snapshot(net: Any) -> tuple:
-    arrays, ports = {}, {}
-    for path, sub in walk(net):
-        for name, a in sub._arrays().items():
-            arrays[path + (name,)] = None if a is None else (a.dtype.str, a.shape, a.tobytes())
-        ports[path] = {p: sub.port_shape(p) for p in sub.input_ports + sub.output_ports}
-    return arrays, ports, repr(net), net.summary()
-
-
 def _files(tmp: Path) -> dict[str, str]:
     return {str(p.relative_to(tmp)): hashlib.sha256(p.read_bytes()).hexdigest()
             if p.is_file() else "dir" for p in sorted(tmp.rglob("*"))}
@@ -609,7 +600,7 @@ def _files(tmp: Path) -> dict[str, str]:
 def test_mistake(m, tmp_path):
     if m.prepare is not None:
         m.prepare(tmp_path)
-    before = {k: _snapshot(n) for k, n in NETS.items()}
+    before = {k: net_snapshot(n) for k, n in NETS.items()}
     files = _files(tmp_path)
     with pytest.raises(NetError) as e:
         m.act(NETS, tmp_path)
@@ -617,7 +608,7 @@ def test_mistake(m, tmp_path):
     for word in m.words:
         assert word in str(e.value), f"{word!r} not in {str(e.value)!r}"
     for k, n in NETS.items():
-        assert _snapshot(n) == before[k], f"net {k!r} changed"
+        assert_same_net(n, before[k], f"net {k!r} changed")
     assert _files(tmp_path) == files, "the failed call touched the files"
 
 
@@ -650,7 +641,7 @@ def test_every_net_still_works_after_every_mistake(tmp_path):
     # and a net saved after all that loads back bit for bit
     netgraph.save(NETS["chain"], tmp_path / "after.ngz")
     back = netgraph.load(tmp_path / "after.ngz")
-    assert _snapshot(back)[0] == _snapshot(NETS["chain"])[0]
+    assert_same_net(back, NETS["chain"])
 
 
 def test_a_user_mistake_never_leaks_a_bare_exception():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import assert_same_net, net_snapshot
 from tolerance import assert_close
 
 from netgraph import (
@@ -32,13 +33,6 @@ XOR_Y = np.array([0, 1, 1, 0])
 
 def arrays_of(net):
     return {k: np.array(v) for k, v in collect_arrays(net, np.float32).items()}
-
-
-def assert_same_arrays(a, b):
-    A, B = arrays_of(a), arrays_of(b)
-    assert A.keys() == B.keys()
-    for k in A:
-        np.testing.assert_array_equal(A[k], B[k], err_msg=str(k))
 
 
 def regression(n=64, seed=0):
@@ -99,7 +93,7 @@ def test_same_seed_bit_identical_and_net_untouched():
     y = (x[:, 0] > 0).astype(int)
     kw = dict(max_training_rounds=3, batch_size=8, seed=7, progress=False)
     a, b = NetTrain(net, (x, y), **kw), NetTrain(net, (x, y), **kw)
-    assert_same_arrays(a, b)
+    assert_same_net(a, b)
     c = NetTrain(net, (x, y), **{**kw, "seed": 8})
     assert not np.array_equal(NetExtract(a, [0, "Weights"]), NetExtract(c, [0, "Weights"]))
     assert NetExtract(net, [0, "Weights"]) is None  # the user's net is not initialized
@@ -112,12 +106,10 @@ def test_same_seed_bit_identical_and_net_untouched():
 
 def test_initialized_net_is_not_mutated_and_result_read_only():
     net = NetInitialize(NetChain([4, "Tanh", 1], Input=3), seed=0)
-    before = arrays_of(net)
+    before = net_snapshot(net)
     trained = NetTrain(net, regression(), max_training_rounds=2, seed=0, progress=False)
-    after = arrays_of(net)
-    for k in before:
-        np.testing.assert_array_equal(before[k], after[k])
-    assert not np.array_equal(before[(0, "Weights")], arrays_of(trained)[(0, "Weights")])
+    assert_same_net(net, before)
+    assert not np.array_equal(arrays_of(net)[(0, "Weights")], arrays_of(trained)[(0, "Weights")])
     w = trained.children()[0]._arrays()["Weights"]
     assert not w.flags.writeable
 
@@ -169,13 +161,12 @@ def test_too_high_learning_rate_later_round_worse_still_best_returned():
 # --------------------------------------------------------------- divergence
 def test_diverging_run_raises_and_leaves_net_untouched():
     net = NetInitialize(NetChain([16, "Tanh", 1], Input=3), seed=0)
-    before = arrays_of(net)
+    before = net_snapshot(net)
     x, y = regression(64)
     with pytest.raises(NetError, match="learning_rate.*gradient_clipping"):
         NetTrain(net, (x, 1e3 * y), method="SGD", learning_rate=1e3, max_training_rounds=50,
                  seed=0, progress=False)
-    for k, a in arrays_of(net).items():
-        np.testing.assert_array_equal(a, before[k])
+    assert_same_net(net, before)
 
 
 def test_gradient_clipping_tames_the_same_run():
@@ -277,7 +268,7 @@ def test_results_object_and_properties():
     assert NetTrain(net, data, prop="round_loss_list", **kw) == res.round_loss_list
     assert NetTrain(net, data, prop="RoundLossList", **kw) == res.round_loss_list
     assert NetTrain(net, data, prop="validation_loss_list", **kw) == []
-    assert_same_arrays(NetTrain(net, data, prop="trained_net", **kw), NetTrain(net, data, **kw))
+    assert_same_net(NetTrain(net, data, prop="trained_net", **kw), NetTrain(net, data, **kw))
     assert isinstance(NetTrain(net, data, prop="total_training_time", **kw), float)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import assert_same_net
 
 from netgraph import (
     EmbeddingLayer,
@@ -20,7 +21,6 @@ from netgraph import (
     SummationLayer,
     TotalLayer,
 )
-from netgraph.apply import collect_arrays
 from netgraph.train.data import TrainData, as_port_dict
 
 RNG = np.random.default_rng(0)
@@ -30,22 +30,14 @@ CLASSIFIER = NetChain([4, "Tanh", 2, SoftmaxLayer()], Input=3)
 KW = dict(max_training_rounds=2, batch_size=4, seed=0, progress=False)
 
 
-def arrays(net):
-    return collect_arrays(net, np.float32)
-
-
-def same(a, b):
-    A, B = arrays(a), arrays(b)
-    return A.keys() == B.keys() and all(np.array_equal(A[k], B[k]) for k in A)
-
-
 # -------------------------------------------------------------------- forms
 def test_dict_list_of_dicts_and_tuple_forms_agree():
     by_dict = NetTrain(CLASSIFIER, {"Input": X, "Output": Y}, **KW)
     by_rows = NetTrain(CLASSIFIER, [{"Input": x, "Output": y} for x, y in zip(X, Y)], **KW)
     by_tuple = NetTrain(CLASSIFIER, (X, Y), **KW)
     by_lists = NetTrain(CLASSIFIER, {NetPort("Input"): X.tolist(), "Output": Y.tolist()}, **KW)
-    assert same(by_dict, by_rows) and same(by_dict, by_tuple) and same(by_dict, by_lists)
+    for other in (by_rows, by_tuple, by_lists):
+        assert_same_net(by_dict, other)
 
 
 def test_validation_set_in_any_form():

@@ -33,7 +33,7 @@ from ..net import Net
 from ..tree import walk
 
 __all__ = ["Checkpointing", "parse_checkpointing", "write_checkpoint", "read_checkpoint",
-           "check_structure", "STATE_MEMBER"]
+           "read_vector", "fingerprint", "check_structure", "STATE_MEMBER"]
 
 STATE_MEMBER = "training/state.json"
 STATE_FORMAT = "netgraph-training-state"
@@ -107,7 +107,7 @@ def _latest(path: str) -> str:
     return os.path.join(path, names[-1])
 
 
-def read_checkpoint(path: Any) -> tuple[Net, dict, zipfile.Path | str]:
+def read_checkpoint(path: Any) -> tuple[Net, dict, str]:
     """The net and the training state of checkpoint ``path`` (a directory: its latest
     checkpoint), and the file's path (to read its vectors with :func:`read_vector`)."""
     if not isinstance(path, (str, os.PathLike)):
@@ -119,7 +119,7 @@ def read_checkpoint(path: Any) -> tuple[Net, dict, zipfile.Path | str]:
     try:
         with zipfile.ZipFile(path) as zf:
             info = zf.getinfo(STATE_MEMBER)
-            if info.file_size > max(1 << 20, os.path.getsize(path) * 64):
+            if info.file_size > max(1 << 20, os.path.getsize(path)):  # stored, not deflated
                 raise NetError(f"its {STATE_MEMBER!r} inflates to {info.file_size} bytes")
             doc = json.loads(zf.read(info).decode("utf-8"))
     except KeyError:

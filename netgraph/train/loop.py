@@ -686,15 +686,15 @@ def _validate(run: _Run) -> tuple[float | None, dict[str, float]]:
 
 
 def _end_round(run: _Run, state: TrainState, loss: float, meter: Meter | None) -> None:
-    """Validation, the round's record (and the best round), early stopping, the checkpoint,
-    the progress row and the callback; raises ``_Stop`` to end training."""
+    """Validation, the round's record (and the best round), early stopping, the progress
+    row, the checkpoint and the callback; raises ``_Stop`` to end training."""
     values = {} if meter is None else meter.values(loss)
     vloss, vvalues = _validate(run)
     _commit(run, state, loss, values, vloss, vvalues)
     stop = state.stopper is not None and state.stopper.update(
         state.round, _watched(state.stopper, loss, values, vloss, vvalues))
-    _checkpoint(run, state)
     run.progress.round(_row(run, state))
+    _checkpoint(run, state)
     cb = run.cfg.callback
     answer = _call_back(run, state) if cb is not None and cb.after_round(state.round) else None
     if stop:
