@@ -9,10 +9,11 @@ reported, so that load from other processes hits both alike.
 
 With ``--workers K [K ...]``: data-parallel training on Ray instead (``target_device=("CPU",
 K)``, each worker on one BLAS/OpenMP thread) against this process alone (its BLAS threads as
-they come: two on a two-core machine), for the sorting model (an LSTM encoder-decoder with
-dot attention sorting digit sequences of lengths 3..9) and the dates model. The runs of one
-model alternate; best-of-N and median examples per second (training loop only) are
-reported, with the time Ray takes to start (once) and the workers to start (every NetTrain).
+they come: two on a two-core machine; and limited to one), for the sorting model (an LSTM
+encoder-decoder with dot attention sorting digit sequences of lengths 3..9) and the dates
+model. This process is timed before Ray starts, the workers after; within each part the runs
+alternate. Best-of-N and median examples per second (training loop only) are reported, with
+the time Ray takes to start (once) and NetTrain's set-up (the workers start every time).
 
     python benchmarks/train.py --workers 1 2 [--rounds 3] [--batch-size 64]
 """
@@ -219,41 +220,51 @@ def blas_threads() -> int:
                 if lib.get("user_api") == "blas"), default=1)
 
 
+def _runs(net, data, lr: float, batch: int, devices: list, rounds: int) -> dict:
+    """Device -> [(examples per second, set-up seconds)] of ``rounds`` alternating runs."""
+    out: dict = {d: [] for d in devices}
+    for _ in range(rounds):
+        for d in devices:
+            t = time.perf_counter()
+            with threadpool_limits(1) if d == "1 thread" else contextlib.nullcontext():
+                res = NetTrain(net, data, prop="All", max_training_rounds=1, batch_size=batch,
+                               learning_rate=lr, seed=0, progress=False,
+                               target_device="CPU" if d == "1 thread" else d)
+            out[d].append((res.mean_examples_per_second,
+                           time.perf_counter() - t - res.total_training_time))
+    return out
+
+
 def data_parallel(workers: list[int], rounds: int, n: int, batch: int) -> None:
-    """Examples per second of one process against ``k`` Ray workers (see the docstring)."""
+    """Examples per second of this process (before Ray starts: an idle Ray cluster next to
+    it slows two-threaded BLAS down several times on two cores) against ``k`` Ray workers."""
     import ray
 
+    cases = data_parallel_cases(n)
+    print(f"{n} examples, batch {batch}, one round per run, best and median of {rounds}",
+          flush=True)
+    alone = []
+    for _, net, data, lr in cases:
+        NetTrain(net, data, max_training_rounds=1, batch_size=batch, progress=False)  # warm
+        alone.append(_runs(net, data, lr, batch, ["CPU", "1 thread"], rounds))
     t0 = time.perf_counter()
-    ray.init(address="local", num_cpus=max(workers), include_dashboard=False, log_to_driver=False,
-             logging_level="WARNING")
-    print(f"Ray started in {time.perf_counter() - t0:.1f} s (ray.init, {max(workers)} CPUs); "
-          f"{n} examples, batch {batch}, one round per run, best of {rounds}", flush=True)
+    ray.init(address="local", num_cpus=max(workers), include_dashboard=False,
+             log_to_driver=False, logging_level="WARNING")
+    print(f"Ray started in {time.perf_counter() - t0:.1f} s (ray.init, {max(workers)} CPUs)",
+          flush=True)
     try:
-        for name, net, data, lr in data_parallel_cases(n):
-            # "1 thread": this process with its BLAS limited to one thread, for reference
-            devices = ["CPU", "1 thread", *[("CPU", k) for k in workers]]
-            speed: dict = {d: [] for d in devices}
-            start: dict = {d: [] for d in devices}
-            NetTrain(net, data, max_training_rounds=1, batch_size=batch, progress=False)  # warm
-            for _ in range(rounds):
-                for d in devices:
-                    t = time.perf_counter()
-                    with threadpool_limits(1) if d == "1 thread" else contextlib.nullcontext():
-                        res = NetTrain(net, data, prop="All", max_training_rounds=1,
-                                       batch_size=batch, learning_rate=lr, seed=0,
-                                       progress=False, target_device="CPU" if d == "1 thread"
-                                       else d)
-                    speed[d].append(res.mean_examples_per_second)
-                    start[d].append(time.perf_counter() - t - res.total_training_time)
+        for (name, net, data, lr), speed in zip(cases, alone):
+            speed.update(_runs(net, data, lr, batch, [("CPU", k) for k in workers], rounds))
             print(name, flush=True)
-            base = max(speed["CPU"])
-            for d in devices:
+            base = max(v for v, _ in speed["CPU"])
+            for d, runs in speed.items():
                 label = (f"this process ({blas_threads()} BLAS threads)" if d == "CPU" else
                          "this process, BLAS on 1 thread" if d == "1 thread" else
                          f"{d[1]} Ray worker(s), 1 thread each")
-                print(f"  {label:34s} best {max(speed[d]):>8,.0f} ex/s  median "
-                      f"{statistics.median(speed[d]):>8,.0f}  x{max(speed[d]) / base:4.2f}  "
-                      f"(set-up {min(start[d]):.1f} s)", flush=True)
+                best = max(v for v, _ in runs)
+                print(f"  {label:34s} best {best:>8,.0f} ex/s  median "
+                      f"{statistics.median(v for v, _ in runs):>8,.0f}  x{best / base:4.2f}  "
+                      f"(set-up {min(t for _, t in runs):.1f} s)", flush=True)
     finally:
         ray.shutdown()
 

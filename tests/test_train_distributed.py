@@ -1,19 +1,22 @@
 """Data-parallel NetTrain on Ray (SPEC "Training on several processes or machines").
 
 Ray starts slowly (~10 s here), so the tests share one Ray "cluster the user connected to"
-(a module-scoped ``ray.init(num_cpus=3)``) and only the first two start a local Ray of their
-own (the path where NetTrain starts and shuts Ray down): they run first, before the shared
-one exists.
+(a module-scoped ``ray.init(address="local", num_cpus=3)``) and only the first test starts a
+local Ray of its own (the path where NetTrain starts and shuts Ray down): it runs before the
+shared one exists.
 
-* equality with one process (an MLP with clipping and L2 on uneven shares and a batch smaller
-  than ``k``; a ragged-sequence GRU) up to float32 rounding of the gradient sum, for
-  k = 1, 2, 3; validation losses and the best round as in one process;
+* equality with one process up to float32 rounding of the gradient sums: an MLP with
+  clipping, L2, a schedule and multipliers (frozen arrays bit-identical) on shares 4/4/3 and
+  a batch smaller than ``k``; a ragged-sequence GRU with validation; measurements, early
+  stopping, callbacks and checkpoints of a sequence tagger; resuming across devices; data
+  functions; k = 1, 2, 3;
 * bit-identical runs for the same seed and ``k`` (with dropout);
-* cleanup: a local Ray is shut down after training and after Ctrl-C, and none of its
+* cleanup: a local Ray is shut down after training stopped by Ctrl-C, and none of its
   processes outlives NetTrain by more than a few seconds; a connected Ray stays connected and
-  gets its CPUs back;
+  gets its CPUs back; which Ray is used (connected, ``RAY_ADDRESS``, a new local one);
 * failures: a worker that raises or dies (``os._exit``) is a ``NetError`` naming it and the
-  round and batch, the net passed in unchanged; Ray not installed; bad ``target_device``.
+  round and batch, the net passed in unchanged; divergence as in one process; too few CPUs;
+  Ray not installed; bad ``target_device``.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from netgraph import (
 )
 from netgraph.apply import collect_arrays
 from netgraph.extend import Layer, where
-from netgraph.train.distributed import merge_outputs
+from netgraph.train.distributed import merge_outputs, ray_connection
 from netgraph.train.measure import BatchOutputs
 
 CLEANUP_SECONDS = 10  # "no Ray process it started outlives it by more than a few seconds"
@@ -161,49 +164,89 @@ def test_ray_not_installed_names_the_extra(monkeypatch):
         NetTrain(mlp(), (x, y), target_device=("CPU", 2), progress=False)
 
 
+class FakeRay:
+    """Records what ``ray_connection`` asks of Ray."""
+
+    def __init__(self, initialized):
+        self.initialized, self.calls = initialized, []
+
+    def is_initialized(self):
+        return self.initialized
+
+    def init(self, **options):
+        self.calls.append(("init", options))
+        self.initialized = True
+
+    def shutdown(self):
+        self.calls.append(("shutdown", {}))
+        self.initialized = False
+
+
+def test_ray_connection_uses_the_connected_ray_else_ray_address_else_a_new_local_one(
+        monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    connected = FakeRay(True)
+    with ray_connection(connected, 2):
+        pass
+    assert connected.calls == []  # left connected, never shut down
+    monkeypatch.setenv("RAY_ADDRESS", "10.1.2.3:6379")
+    remote = FakeRay(False)
+    with pytest.raises(RuntimeError), ray_connection(remote, 2):
+        raise RuntimeError("training failed")
+    (what, options), (last, _) = remote.calls
+    assert what == "init" and "num_cpus" not in options and "address" not in options
+    assert last == "shutdown"  # disconnected again, also after an error
+    monkeypatch.delenv("RAY_ADDRESS")
+    local = FakeRay(False)
+    with ray_connection(local, 3):
+        assert local.calls[0][1]["num_cpus"] == 3
+        assert local.calls[0][1]["address"] == "local"  # not a `ray start` cluster
+    assert local.calls[-1][0] == "shutdown" and not local.initialized
+    failing = FakeRay(False)
+    failing.init = lambda **options: (_ for _ in ()).throw(ConnectionError("no cluster"))
+    with pytest.raises(NetError, match=r"could not start a local Ray with 2 CPUs: "
+                                       r"ConnectionError: no cluster"):
+        with ray_connection(failing, 2):
+            pass
+    assert failing.calls == [("shutdown", {})]
+
+
 # --------------------------------------------------------------------------- a local Ray
-# These two run before the shared Ray exists: NetTrain starts a local Ray and shuts it down.
-def test_local_ray_is_started_and_shut_down():
-    ray = pytest.importorskip("ray")
-    assert not ray.is_initialized()
-    before = descendants()
-    x, y = mlp_data()
-    one = NetTrain(mlp(), (x, y), batch_size=11, max_training_rounds=3, seed=1, progress=False,
-                   prop="All")
-    many = NetTrain(mlp(), (x, y), batch_size=11, max_training_rounds=3, seed=1,
-                    progress=False, prop="All", target_device=("CPU", 2))
-    assert not ray.is_initialized()
-    assert_no_new_processes(before)
-    assert_trained_alike(one, many, mlp())
-
-
-def test_local_ray_is_shut_down_after_ctrl_c(monkeypatch):
+# This one runs before the shared Ray exists: NetTrain starts a local Ray and shuts it down.
+def test_local_ray_is_started_and_shut_down_after_ctrl_c(monkeypatch, capfd):
+    """NetTrain starts a local Ray; a Ctrl-C in round 2 stops training after its batch
+    (ManualStop); Ray is shut down and none of its processes outlives NetTrain; starting it
+    wrote nothing to stdout (progress="Print" prints only its round lines)."""
     ray = pytest.importorskip("ray")
     import netgraph.train.distributed as distributed
 
     assert not ray.is_initialized()
     before = descendants()
-    training = threading.Event()
+    second_round = threading.Event()
     gradient = distributed.DataParallel.__call__
 
-    def marked(self, *args):  # training runs on the workers
-        training.set()
-        return gradient(self, *args)
+    def marked(self, run, state, batch):  # training runs on the workers
+        if state.round == 2:
+            second_round.set()
+        return gradient(self, run, state, batch)
 
     def ctrl_c():
-        if training.wait(120):
-            time.sleep(0.5)
+        if second_round.wait(180):
+            time.sleep(0.2)
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(distributed.DataParallel, "__call__", marked)
     threading.Thread(target=ctrl_c, daemon=True).start()
-    x, y = mlp_data(2000)
+    x, y = mlp_data(600)
     with pytest.warns(UserWarning, match="interrupted"):
         result = NetTrain(mlp(), (x, y), batch_size=4, max_training_rounds=50, seed=1,
-                          progress=False, prop="All", target_device=("CPU", 2))
-    assert training.is_set()
+                          progress="Print", prop="All", target_device=("CPU", 2))
+    assert second_round.is_set()
     assert result.reason_training_stopped == "ManualStop"
-    assert 0 < result.total_batches < 50 * 500
+    assert result.total_rounds >= 1 and result.total_batches < 50 * 150
+    printed = capfd.readouterr().out.splitlines()
+    assert len(printed) == result.total_rounds, printed
+    assert all(line.startswith("round") for line in printed), printed
     assert not ray.is_initialized()
     assert_no_new_processes(before)
 
@@ -270,6 +313,27 @@ def test_same_seed_and_k_are_bit_identical_with_dropout(cluster):
     for p in A:
         np.testing.assert_array_equal(A[p], B[p], err_msg=str(p))
     assert a.batch_loss_list == b.batch_loss_list
+
+
+def test_divergence_on_workers_is_reported_as_in_one_process(cluster):
+    """A worker's non-finite loss comes back as NaN; the calling process raises the one
+    process's NetError (same round, batch and advice)."""
+    x, _ = mlp_data()
+    net = NetInitialize(NetChain([7, 2], Input=5), seed=3)  # a regression: squared errors
+    opts = dict(batch_size=11, method="SGD", learning_rate=1e12, seed=1, progress=False,
+                max_training_rounds=3)
+    messages = []
+    for device in ("CPU", ("CPU", 2)):
+        with pytest.raises(NetError, match="diverged at round 1, batch 2") as e:
+            NetTrain(net, (x, 3 * x[:, :2]), target_device=device, **opts)
+        messages.append(str(e.value))
+    assert messages[0] == messages[1]
+
+
+def test_more_workers_than_the_cluster_has_cpus(cluster):
+    x, y = mlp_data()
+    with pytest.raises(NetError, match=r"needs 4 CPUs, but the Ray cluster connected to has 3"):
+        NetTrain(mlp(), (x, y), progress=False, target_device=("CPU", 4))
 
 
 @pytest.mark.parametrize("how, what", [("raise", "failed"), ("exit", "died")])

@@ -74,23 +74,28 @@ def import_ray() -> Any:
 
 
 @contextlib.contextmanager
-def ray_connection(ray: Any, k: int) -> Iterator[bool]:
+def ray_connection(ray: Any, k: int) -> Iterator[None]:
     """Ray for the duration of a training run: the cluster the user connected to (left
     connected), else the one ``RAY_ADDRESS`` names, else a new local Ray with ``k`` CPUs
     (never a cluster that ``ray start`` runs on this machine unasked); the last two are
-    disconnected (the local one shut down) on leaving, whatever happens. Yields whether
-    NetTrain connected itself."""
+    disconnected (the local one shut down) on leaving, whatever happens."""
     if ray.is_initialized():
-        yield False
+        yield
         return
     try:
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(log_to_driver=False, logging_level=logging.WARNING)
-        else:
-            # address="local": a new Ray of our own, even where `ray start` runs one
-            ray.init(address="local", num_cpus=k, include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.WARNING)
-        yield True
+        address = os.environ.get("RAY_ADDRESS")
+        try:
+            if address:
+                ray.init(log_to_driver=False, logging_level=logging.WARNING)
+            else:  # address="local": a new Ray of our own, even where `ray start` runs one
+                ray.init(address="local", num_cpus=k, include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.WARNING)
+        except Exception as e:  # noqa: BLE001 - whatever Ray raises, said as a NetError
+            where = f"connect to the Ray cluster at RAY_ADDRESS={address!r}" if address else \
+                f"start a local Ray with {k} CPUs"
+            raise NetError(f"NetTrain: target_device=('CPU', {k}) could not {where}: "
+                           f"{type(e).__name__}: {e}") from None
+        yield
     finally:
         ray.shutdown()  # also after a failed or interrupted start (a no-op then)
 
