@@ -44,6 +44,7 @@ from netgraph import (
     SequenceIndicesLayer,
     SoftmaxLayer,
     TotalLayer,
+    generate,
 )
 
 
@@ -158,22 +159,19 @@ def build_model(d: int = 32, heads: int = 4, hidden: int = 64, blocks: int = 1) 
                      (NetPort("DecoderInput"), NetPort("decoder", "Input"))])
 
 
-def translate(net: NetGraph, texts: list[str], batch: int = 500) -> list[str]:
-    """Greedy decoding in prefix form: the encoder runs once; at step t the decoder reads the
-    start token and the t - 1 characters chosen so far, and its last position's most
-    probable character is the next one."""
-    results = []
+def translate(net: NetGraph, texts: list[str], beam_size: int = 1,
+              batch: int = 500) -> list[str]:
+    """ISO dates for ``texts``: the encoder runs once, then ``generate`` runs the decoder in
+    prefix form (at step t it reads the start token and the t - 1 characters chosen so far;
+    its last position gives the next character's probabilities), greedy or beam search."""
     enc, dec = NetExtract(net, "encoder"), NetExtract(net, "decoder")
+    results = []
     for lo in range(0, len(texts), batch):
         chunk = texts[lo:lo + batch]
         states = enc({"Input": dates.encode([(t, "2000-01-01") for t in chunk])["Input"]})
-        tokens = np.full((len(chunk), 1), START)
-        for _ in range(10):
-            probs = dec({"Input": tokens, "EncoderStates": states})
-            last = np.stack([p[-1] for p in probs])
-            tokens = np.concatenate([tokens, last.argmax(axis=1)[:, None]], axis=1)
-        results += ["".join(dates.TOKENS[i] if i != START else "?" for i in row[1:])
-                    for row in tokens]
+        tokens = generate(dec, {"EncoderStates": states}, start=START,
+                          max_length=dates.ISO_LENGTH, beam_size=beam_size)
+        results += ["".join(dates.TOKENS[i] for i in row) for row in tokens]
     return results
 
 
