@@ -108,13 +108,20 @@ def gemm_gflops(size: int = 1024, repeat: int = 5) -> float:
 
 
 def write_json(name: str, rows: list[dict[str, Any]], info: dict[str, Any] | None = None,
-               path: Path | None = None, **extra: Any) -> Path:
-    """Write a benchmark's rows to ``benchmarks/results/<name>.json`` (or ``path``)."""
+               path: Path | None = None, columns: list[tuple[str, str, str]] | None = None,
+               **extra: Any) -> Path:
+    """Write a benchmark's rows to ``benchmarks/results/<name>.json`` (or ``path``).
+
+    ``columns``: the README table's columns as ``(row key, header, format)`` triples, such as
+    ``("ratio", "ours / PyTorch", ".2f")`` (format "" prints the value as it is); without
+    them the table shows every key of the first row. ``extra`` (e.g. ``gemm_gflops=...``,
+    ``notes=[...]``) is stored next to the rows; ``notes`` are printed under the table."""
     path = path or RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"benchmark": name, "machine": info or machine(),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           **extra, "rows": rows}
+           **extra, "columns": columns or [(k, k, "") for k in (rows[0] if rows else {})],
+           "rows": rows}
     path.write_text(json.dumps(doc, indent=1) + "\n")
     return path
 

@@ -1,0 +1,108 @@
+"""The README's benchmark tables, generated from the benchmarks' JSON results.
+
+Every benchmark writes ``benchmarks/results/<name>.json`` (``benchmarks/common.py``); the
+README marks where each table goes::
+
+    <!-- bench:attention -->
+    ... (generated: replaced on every run) ...
+    <!-- /bench:attention -->
+
+``python tools/bench_tables.py`` rewrites every marked block from its JSON (the machine and
+date of the run first, then the table, then the benchmark's notes);
+``python tools/bench_tables.py --check`` only reports blocks that differ (exit code 1), so a
+test can keep the README honest. No number in a marked block is written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+RESULTS = ROOT / "benchmarks" / "results"
+BLOCK = re.compile(r"(<!-- bench:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)",
+                   re.S)
+
+
+def cell(value: Any, fmt: str) -> str:
+    """One table cell: numbers in their column's format, booleans as yes/no, None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if fmt and isinstance(value, (int, float)):
+        return format(value, fmt)
+    return str(value)
+
+
+def machine_line(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    blas = m.get("blas", {})
+    load = f", load {m['load_average']}" if "load_average" in m else ""
+    torch = f", PyTorch {m['torch']}" if m.get("torch") else ""
+    return (f"Measured {doc['date'][:10]} on {m['cpu']} ({m['cores']} cores{load}), "
+            f"{blas.get('library')} {blas.get('version')} with {blas.get('kernel')} kernels, "
+            f"NumPy {m['numpy']}{torch}; `python benchmarks/{doc['benchmark']}.py`.")
+
+
+def table(doc: dict[str, Any]) -> str:
+    """The generated block of one benchmark: machine line, table, notes."""
+    columns = doc["columns"]
+    lines = [machine_line(doc), ""]
+    if "gemm_gflops" in doc:
+        lines[0] += f" float32 GEMM rate in the same run: {doc['gemm_gflops']:.0f} GFLOP/s."
+    lines.append("| " + " | ".join(header for _, header, _ in columns) + " |")
+    lines.append("|" + "---|" * len(columns))
+    for row in doc["rows"]:
+        lines.append("| " + " | ".join(cell(row.get(k), f) for k, _, f in columns) + " |")
+    notes = doc.get("notes") or []
+    if notes:
+        lines.append("")
+        lines += [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def render(text: str, results: Path = RESULTS) -> tuple[str, list[str]]:
+    """``text`` with every marked block regenerated; and the names of blocks whose JSON is
+    missing (left as they are)."""
+    missing: list[str] = []
+
+    def replace(match: re.Match) -> str:
+        path = results / f"{match['name']}.json"
+        if not path.exists():
+            missing.append(match["name"])
+            return match[0]
+        return match[1] + table(json.loads(path.read_text())) + match[4]
+
+    return BLOCK.sub(replace, text), missing
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="report differences, write nothing")
+    ap.add_argument("--readme", type=Path, default=README)
+    ap.add_argument("--results", type=Path, default=RESULTS, help="the JSON files' folder")
+    args = ap.parse_args(argv)
+    old = args.readme.read_text()
+    new, missing = render(old, args.results)
+    for name in missing:
+        print(f"bench_tables: no {name}.json in {args.results}; its block is unchanged")
+    if args.check:
+        stale = [m["name"] for m, n in zip(BLOCK.finditer(old), BLOCK.finditer(new))
+                 if m[0] != n[0]]
+        for name in stale:
+            print(f"bench_tables: the README's {name!r} table differs from its JSON")
+        return 1 if stale else 0
+    if new != old:
+        args.readme.write_text(new)
+        print(f"bench_tables: {args.readme.name} updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
