@@ -364,6 +364,110 @@ def training_table(models: list[str], n: int, batch: int, rounds: int) -> list[d
     return rows
 
 
+# --------------------------------------------------------------------- profile
+#: phases of a round: (label, file suffix, function) of the call whose cumulative time counts
+PHASES = [("batching (gather, pad)", "train/data.py", "batch"),
+          ("forward (executor + layers)", "netgraph/execute.py", "forward"),
+          ("backward (executor + layers)", "netgraph/execute.py", "backward"),
+          ("gradient into the flat buffer", "train/params.py", "load_grads"),
+          ("finite check, clipping, L2", "train/params.py", "clip_and_regularize"),
+          ("optimizer step", "train/optimizers.py", "step"),
+          ("progress, callbacks", "train/loop.py", "_after_batch"),
+          ("validation", "train/loop.py", "_validate")]
+
+
+def profile_round(model: str, n: int, batch: int) -> dict[str, Any]:
+    """cProfile of one NetTrain call of one round of ``model``: each phase's share of the
+    training loop (cumulative times, a recursive call counted once; the rest of the loop is
+    NetTrain's own bookkeeping: the loss sum, the seeds, the records), the whole call's time
+    by part of netgraph (layers, executor, NetTrain; :func:`_own_seconds`) and the share of
+    the set-up outside the loop (compilation, data validation)."""
+    import cProfile
+    import pstats
+
+    _, net, data, _ = model_case(model, n)
+    netgraph_round(net, _subset(data, 4 * batch), batch)  # warm
+    prof = cProfile.Profile()
+    prof.enable()
+    loop, call, _ = netgraph_round(net, data, batch)
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    cum: dict[tuple[str, str], float] = {}
+    for (path, _, fn), (_, _, _, ct, _) in stats.items():
+        key = (path.replace(os.sep, "/"), fn)
+        cum[key] = cum.get(key, 0.0) + ct
+    total = sum(ct for (path, fn), ct in cum.items() if path.endswith("train/loop.py")
+                and fn == "_one_round")
+
+    def phase(suffix: str, fn: str) -> float:
+        return sum(ct for (path, f), ct in cum.items() if path.endswith(suffix) and f == fn)
+
+    shares = {label: phase(suffix, fn) / total for label, suffix, fn in PHASES}
+    shares["NetTrain's own rest (loss sum, seeds, records)"] = 1 - sum(shares.values())
+    own = _own_seconds(stats)
+    return {"kind": "profile", "model": model, "examples": n, "batch": batch,
+            "loop_s": loop, "call_s": call, "profiled_loop_s": total,
+            "setup_share_of_call": 1 - loop / call, "shares": shares,
+            "by_part": {k: v / sum(own.values()) for k, v in sorted(own.items())}}
+
+
+def _category(path: str) -> str | None:
+    """Which part of netgraph a function's file is (None: not netgraph's: NumPy, Python)."""
+    path = path.replace(os.sep, "/")
+    if "/layers/" in path:
+        return "layers/" + path.rsplit("/", 1)[-1]
+    if "/netgraph/train/" in path:
+        return "NetTrain"
+    if "/netgraph/" in path:
+        return "executor"
+    return None
+
+
+def _own_seconds(stats: dict) -> dict[str, float]:
+    """Seconds by part of netgraph (:func:`_category`), each function's own time, that of
+    NumPy and Python functions charged to the netgraph function calling them (through
+    chains of such functions, in proportion to the calls' cumulative times)."""
+    memo: dict[tuple, dict[str, float]] = {}
+
+    def parts(key: tuple, depth: int = 0) -> dict[str, float]:
+        """The fractions of the calls of ``key`` made on behalf of each part."""
+        cat = _category(key[0])
+        if cat is not None:
+            return {cat: 1.0}
+        if key in memo:
+            return memo[key]
+        callers = stats[key][4]
+        weight = sum(c[3] for c in callers.values()) or 1.0
+        out: dict[str, float] = {}
+        for caller, c in callers.items():
+            sub = parts(caller, depth + 1) if depth < 20 and caller in stats else {"other": 1.0}
+            for k, v in sub.items():
+                out[k] = out.get(k, 0.0) + v * c[3] / weight
+        memo[key] = out or {"other": 1.0}
+        return memo[key]
+
+    seconds: dict[str, float] = {}
+    for key, (_, _, tt, _, _) in stats.items():
+        for k, v in parts(key).items():
+            seconds[k] = seconds.get(k, 0.0) + v * tt
+    return seconds
+
+
+def print_profile(row: dict[str, Any]) -> None:
+    print(f"profile of a {row['model']} round ({row['examples']} examples, batch "
+          f"{row['batch']}; loop {row['loop_s']:.3f} s under cProfile; set-up "
+          f"{100 * row['setup_share_of_call']:.0f}% of the call). Shares of the loop:",
+          flush=True)
+    for label, share in row["shares"].items():
+        print(f"  {100 * share:5.1f}%  {label}")
+    parts = row["by_part"]
+    layers = sum(v for k, v in parts.items() if k.startswith("layers/"))
+    print(f"  the whole call by part (NumPy charged to its caller): layers {100 * layers:.1f}%, "
+          + ", ".join(f"{k} {100 * v:.1f}%" for k, v in sorted(parts.items(), key=lambda kv:
+                                                              -kv[1]) if v >= 0.005),
+          flush=True)
+
+
 # --------------------------------------------------------------------- target 4
 SPINNERS = {"python": "while True:\n    pass\n",
             "numpy": "import numpy as np\na = np.ones((512, 512), np.float32)\n"
@@ -579,6 +683,8 @@ def main() -> None:
                     help="target 4 only: defaults against one BLAS thread next to a spinner")
     ap.add_argument("--pairs", type=int, default=6, help="paired runs with --shared-cpu")
     ap.add_argument("--spinner", choices=sorted(SPINNERS), default="python")
+    ap.add_argument("--profile", action="store_true",
+                    help="also a cProfile of one round of each model (shares of the loop)")
     ap.add_argument("--torch-threads", type=int, default=None)
     ap.add_argument("--workers", type=int, nargs="+", default=None,
                     help="data-parallel on Ray with these numbers of workers (needs ray)")
@@ -603,6 +709,10 @@ def main() -> None:
         torch.set_num_threads(args.torch_threads)
     models = [args.only] if args.only else sorted(MODELS)
     rows = training_table(models, args.examples or 4000, args.batch_size, args.rounds)
+    if args.profile:
+        for model in models:
+            rows.append(profile_round(model, args.examples or 4000, args.batch_size))
+            print_profile(rows[-1])
     if args.more:
         rows += more_cases()
     print(write_json("train", rows, info, mode="training"))
