@@ -14,6 +14,7 @@ sides). Sides, alternating, several rounds, medians:
 
 - netgraph: ``NetTrain`` with its defaults (the round's time: ``total_training_time``; the
   whole call, with compilation and data validation, is reported too);
+- netgraph with BLAS limited to one thread (``threadpoolctl.threadpool_limits``);
 - PyTorch with its default intra-op threads, and with one thread (``torch.set_num_threads``).
 
     python benchmarks/train.py [--rounds 5] [--examples 4000] [--only dates|sorting]
@@ -339,11 +340,14 @@ def training_table(models: list[str], n: int, batch: int, rounds: int) -> list[d
               f"{agree['loss_netgraph']:.6f} (netgraph) / {agree['loss_torch']:.6f} (PyTorch), "
               f"relative difference {agree['first_rel_diff']:.1e} (largest over "
               f"{agree['batches_compared']} ADAM steps {agree['max_rel_diff']:.1e})", flush=True)
-        times: dict[str, list[float]] = {"netgraph": [], "call": [], "torch": [], "torch1": []}
+        times: dict[str, list[float]] = {"netgraph": [], "call": [], "netgraph1": [],
+                                         "torch": [], "torch1": []}
         for _ in range(rounds):
             loop, call, _ = netgraph_round(net, data, batch)
             times["netgraph"].append(loop)
             times["call"].append(call)
+            with threadpool_limits(1, user_api="blas"):
+                times["netgraph1"].append(netgraph_round(net, data, batch)[0])
             torch.set_num_threads(threads)
             times["torch"].append(torch_round(net, data, torch_model, batch)[0])
             torch.set_num_threads(1)
@@ -352,15 +356,19 @@ def training_table(models: list[str], n: int, batch: int, rounds: int) -> list[d
         med = {k: statistics.median(v) for k, v in times.items()}
         row = {"kind": "train", "model": model, "title": title, "examples": n, "batch": batch,
                "rounds": rounds, "netgraph_s": med["netgraph"], "netgraph_call_s": med["call"],
-               "torch_s": med["torch"], "torch_threads": threads, "torch_1thread_s": med["torch1"],
+               "netgraph_1thread_s": med["netgraph1"], "torch_s": med["torch"],
+               "torch_threads": threads, "torch_1thread_s": med["torch1"],
                "ratio": med["netgraph"] / med["torch"],
                "ratio_1thread": med["netgraph"] / med["torch1"],
+               "ratio_both_1thread": med["netgraph1"] / med["torch1"],
                "runs": times, **{f"agreement_{k}": v for k, v in agree.items()}}
         rows.append(row)
         print(f"  seconds per round (median of {rounds}): netgraph {med['netgraph']:.3f} "
-              f"(whole call {med['call']:.3f})   PyTorch ({threads} threads) {med['torch']:.3f}"
-              f"   PyTorch (1 thread) {med['torch1']:.3f}   ratio {row['ratio']:.2f}  "
-              f"(vs 1 thread {row['ratio_1thread']:.2f})", flush=True)
+              f"(whole call {med['call']:.3f}; BLAS on 1 thread {med['netgraph1']:.3f})   "
+              f"PyTorch ({threads} threads) {med['torch']:.3f}   PyTorch (1 thread) "
+              f"{med['torch1']:.3f}\n  ratio {row['ratio']:.2f} (defaults), "
+              f"{row['ratio_1thread']:.2f} (against PyTorch on 1 thread), "
+              f"{row['ratio_both_1thread']:.2f} (both on 1 thread)", flush=True)
     return rows
 
 
