@@ -17,16 +17,18 @@ sides). Sides, alternating, several rounds, medians:
 - netgraph with BLAS limited to one thread (``threadpoolctl.threadpool_limits``);
 - PyTorch with its default intra-op threads, and with one thread (``torch.set_num_threads``).
 
-    python benchmarks/train.py [--rounds 5] [--examples 4000] [--only dates|sorting]
+    python benchmarks/train.py [--rounds 5] [--examples 4000] [--only dates|sorting] [--profile]
     python benchmarks/train.py --more      # also the older MLP and GRU cases (examples/s)
 
-**Target 4** (``--shared-cpu``): a second CPU-bound process spins for the duration (pure
-Python, or ``--spinner numpy``: float32 products on BLAS's default threads) while rounds of
-the dates model run in fresh subprocesses, alternating: one with netgraph's defaults, one
-with ``OPENBLAS_NUM_THREADS=1`` (also OMP/MKL); each pair's ratio (defaults / one thread) is
-printed. The subprocess reports its own training-loop time, so start-up is not counted.
+**Target 4** (``--targets 4``; ``--targets 3 4`` for both): a second CPU-bound process spins
+for the duration (pure Python, or ``--spinner numpy``: float32 products on BLAS's default
+threads) while rounds of the dates model run in fresh subprocesses, alternating: one with
+netgraph's defaults, one with ``OPENBLAS_NUM_THREADS=1`` (also OMP/MKL); each pair's ratio
+(defaults / one thread) is printed. The subprocess reports its own training-loop time, so
+start-up is not counted.
 
-    python benchmarks/train.py --shared-cpu [--pairs 6] [--examples 2000]
+    python benchmarks/train.py --targets 4 [--pairs 6] [--shared-examples 2000]
+    python benchmarks/train.py --targets 3 4 --profile     # everything, one JSON file
 
 Results go to ``benchmarks/results/train.json`` (``common.write_json``). Ratios are
 netgraph / PyTorch time (or defaults / one thread): below 1 is faster.
@@ -683,13 +685,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5, help="alternating runs per side")
     ap.add_argument("--examples", type=int, default=None,
-                    help="examples per round (default 4000; 2000 with --shared-cpu)")
+                    help="examples per round of target 3 (default 4000)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--only", choices=sorted(MODELS), default=None, help="just this model")
     ap.add_argument("--more", action="store_true", help="also the MLP and GRU cases")
-    ap.add_argument("--shared-cpu", action="store_true",
-                    help="target 4 only: defaults against one BLAS thread next to a spinner")
-    ap.add_argument("--pairs", type=int, default=6, help="paired runs with --shared-cpu")
+    ap.add_argument("--targets", type=int, nargs="+", choices=[3, 4], default=[3],
+                    help="3: the PyTorch comparison; 4: defaults against one BLAS thread next "
+                         "to a spinning process (both: one JSON file)")
+    ap.add_argument("--shared-cpu", action="store_true", help="the same as --targets 4")
+    ap.add_argument("--pairs", type=int, default=6, help="paired runs of target 4")
+    ap.add_argument("--shared-examples", type=int, default=2000,
+                    help="examples per round in target 4")
     ap.add_argument("--spinner", choices=sorted(SPINNERS), default="python")
     ap.add_argument("--profile", action="store_true",
                     help="also a cProfile of one round of each model (shares of the loop)")
@@ -707,23 +713,24 @@ def main() -> None:
         return
     info = machine()
     print(describe_machine(info), flush=True)
-    if args.shared_cpu:
-        rows = shared_cpu(args.pairs, args.examples or 2000, args.batch_size, args.spinner)
-        print(write_json("train", rows, info, mode="shared-cpu"))
-        return
-    import torch
+    targets = [4] if args.shared_cpu else args.targets
+    rows: list[dict] = []
+    if 3 in targets:
+        import torch
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
-    models = [args.only] if args.only else sorted(MODELS)
-    rows = training_table(models, args.examples or 4000, args.batch_size, args.rounds)
-    if args.profile:
-        for model in models:
-            rows.append(profile_round(model, args.examples or 4000, args.batch_size))
-            print_profile(rows[-1])
-    if args.more:
-        rows += more_cases()
-    print(write_json("train", rows, info, mode="training"))
+        if args.torch_threads:
+            torch.set_num_threads(args.torch_threads)
+        models = [args.only] if args.only else sorted(MODELS)
+        rows += training_table(models, args.examples or 4000, args.batch_size, args.rounds)
+        if args.profile:
+            for model in models:
+                rows.append(profile_round(model, args.examples or 4000, args.batch_size))
+                print_profile(rows[-1])
+        if args.more:
+            rows += more_cases()
+    if 4 in targets:
+        rows += shared_cpu(args.pairs, args.shared_examples, args.batch_size, args.spinner)
+    print(write_json("train", rows, info, targets=targets))
 
 
 if __name__ == "__main__":
