@@ -162,12 +162,12 @@ def _recurrent(cls: Any, arrays: dict, prefix: tuple, gates: tuple, sizes: tuple
 def _linear(arrays: dict, prefix: tuple, biases: bool = True) -> Any:
     import torch
 
-    w = np.atleast_2d(arrays[(*prefix, "Weights")])
+    w = np.atleast_2d(arrays[(*prefix, "Weights")]).copy()  # netgraph's arrays are read-only
     lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=biases)
     with torch.no_grad():
         lin.weight.copy_(torch.from_numpy(w))
         if biases:
-            lin.bias.copy_(torch.from_numpy(arrays[(*prefix, "Biases")]))
+            lin.bias.copy_(torch.from_numpy(arrays[(*prefix, "Biases")].copy()))
     return lin
 
 
