@@ -59,13 +59,11 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-HERE = Path(__file__).resolve().parent
-for _p in (str(HERE), str(HERE.parent), str(HERE.parent / "examples")):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # this worktree's netgraph, not an installed one
+    sys.path.insert(0, str(ROOT))
 
-from common import describe_machine, machine, write_json  # noqa: E402
-
+from benchmarks.common import describe_machine, machine, write_json  # noqa: E402
 from netgraph import (  # noqa: E402
     CatenateLayer,
     EmbeddingLayer,
@@ -88,6 +86,20 @@ from netgraph.train.data import round_batches  # noqa: E402
 
 #: NetTrain's method and the PyTorch loop's: ADAM with netgraph's defaults
 LEARNING_RATE, BETAS, EPS = 0.003, (0.9, 0.999), 1e-5
+_DATES: list = []
+
+
+def dates_example() -> Any:
+    """examples/dates.py as a module (loaded from its file, once; ``sys.path`` untouched)."""
+    if not _DATES:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("dates_example",
+                                                      ROOT / "examples" / "dates.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _DATES.append(module)
+    return _DATES[0]
 
 
 def sorting_model(embedding: int = 16, hidden: int = 64) -> NetGraph:
@@ -130,8 +142,7 @@ def sorting_data(n: int, rng: np.random.Generator) -> dict:
 
 def dates_data(n: int, rng: np.random.Generator) -> dict:
     """``n`` dates of examples/dates.py, as the index arrays its encoders make."""
-    import dates
-
+    dates = dates_example()
     return dates.encode(dates.random_dates(n, rng))
 
 
@@ -269,7 +280,7 @@ def torch_sorting(arrays: dict, data: dict) -> tuple[list, Any]:
 
 # --------------------------------------------------------------------- target 3
 MODELS = {"dates": ("dates (GRU encoder-decoder, additive attention; examples/dates.py)",
-                    lambda: __import__("dates").build_model(), dates_data, torch_dates),
+                    lambda: dates_example().build_model(), dates_data, torch_dates),
           "sorting": ("sorting (LSTM encoder-decoder, dot attention)", sorting_model,
                       sorting_data, torch_sorting)}
 
@@ -598,8 +609,7 @@ def gru_case(n: int, vocab: int, e: int, h: int, batch: int):
 
 def data_parallel_cases(n: int):
     """(name, net, data, learning rate) of the models ``--workers`` trains."""
-    import dates
-
+    dates = dates_example()
     return [("sorting (LSTM encoder-decoder, dot attention)", sorting_model(),
              sorting_data(n, np.random.default_rng(0)), LEARNING_RATE),
             ("dates (GRU encoder-decoder, additive attention)", dates.build_model(),
