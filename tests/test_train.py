@@ -319,6 +319,74 @@ def test_threaded_chunks_give_bit_identical_updates(method, monkeypatch):
     assert not np.array_equal(results[0], p0)
 
 
+
+def _spy_pools(monkeypatch, optimizers):
+    """The thread pools the optimizers make from now on (a list, filled as they are made)."""
+    made = []
+    real = optimizers.ThreadPoolExecutor
+
+    def spy(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(optimizers, "ThreadPoolExecutor", spy)
+    return made
+
+
+def test_optimizer_threads_are_the_runs_and_end_with_it(monkeypatch):
+    """A threaded update uses a pool of the optimizer's own (one for the run, a thread per
+    chunk but the first), which NetTrain shuts down when training ends; the trained net is
+    bit-identical to the unthreaded update's."""
+    import netgraph.train.optimizers as optimizers
+
+    net = NetChain([5, "Tanh", 2, SoftmaxLayer()], Input=3)  # 32 scalars
+    x = np.random.default_rng(4).standard_normal((20, 3)).astype(np.float32)
+    data, kw = (x, (x[:, 0] > 0).astype(int)), dict(max_training_rounds=2, batch_size=7, seed=1,
+                                                    progress=False)
+    plain = NetTrain(net, data, **kw)
+    monkeypatch.setattr(optimizers, "PARALLEL_CHUNK", 10)
+    monkeypatch.setattr(optimizers, "_workers", lambda: 3)
+    made = _spy_pools(monkeypatch, optimizers)
+    threaded = NetTrain(net, data, **kw)
+    assert_same_net(plain, threaded)
+    assert len(made) == 1 and made[0]._max_workers == 2
+    assert made[0]._shutdown and not any(t.is_alive() for t in made[0]._threads)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork on this platform")
+def test_forked_child_continues_a_threaded_optimizer(monkeypatch):
+    """An optimizer that has used its worker threads keeps stepping in a forked child (which
+    has none of them: it makes its own) exactly as in the parent."""
+    import multiprocessing as mp
+
+    import netgraph.train.optimizers as optimizers
+
+    monkeypatch.setattr(optimizers, "PARALLEL_CHUNK", 100)
+    monkeypatch.setattr(optimizers, "_workers", lambda: 2)
+    rng = np.random.default_rng(6)
+    p, g1, g2 = (rng.standard_normal(1000).astype(np.float32) for _ in range(3))
+    opt = optimizers.make_optimizer("ADAM", 0.01, 1000)
+    opt.step(p, g1)  # the parent's worker thread is made
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+
+    def child():
+        opt.step(p, g2)
+        queue.put(p.tobytes())
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    try:
+        got = queue.get(timeout=60)
+    finally:
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+    opt.step(p, g2)
+    opt.close()
+    assert got == p.tobytes()
+
+
 def test_adam_matches_the_textbook_update():
     from netgraph.train.optimizers import make_optimizer
 

@@ -77,6 +77,84 @@ def test_integer_valued_reals_are_converted():
     assert np.isfinite(a(X)).all()
 
 
+
+def _sequence_port_data(data, elem):
+    """The training data of ``data`` for a net taking sequences of ``elem`` (an int: vectors
+    of that size; else an Index) into a per-sequence Real output."""
+    from netgraph.compile import compile_net
+    from netgraph.initialize import NetInitialize
+    from netgraph.train.loss import attach_loss, plan_losses
+
+    first = [EmbeddingLayer(2, elem.n)] if isinstance(elem, Index) else \
+        [NetMapOperator(LinearLayer(2))]
+    net = NetChain([*first, NetMapOperator(LinearLayer(1)), SummationLayer()],
+                   Input=("Varying", elem))
+    tn = attach_loss(NetInitialize(net, seed=0), plan_losses(net, None))
+    return TrainData(data, compile_net(tn.net).inputs, "training data")
+
+
+def _one_by_one(examples, integer):
+    """The reference conversion: each example on its own (int64 indices, float32 reals)."""
+    return np.concatenate([np.asarray(e).astype(np.int64 if integer else np.float32)
+                           for e in examples])
+
+
+@pytest.mark.parametrize("kind", ["int64", "int32", "integer floats", "mixed dtypes", "lists"])
+def test_sequences_are_checked_at_once_with_the_one_by_one_result(kind, monkeypatch):
+    """Varying-length examples are validated in one pass over all their positions (not once
+    per example) and come out as converting each on its own would: same values, dtype int64
+    for an Index port, and the true lengths and offsets."""
+    import netgraph.train.data as data_module
+
+    lengths = (3, 1, 7, 5, 2)
+    seqs = [np.arange(k) * 3 % 11 for k in lengths]
+    seqs = {"int64": seqs, "int32": [s.astype(np.int32) for s in seqs],
+            "integer floats": [s.astype(np.float64) for s in seqs],
+            "mixed dtypes": [s.astype(np.uint8 if i % 2 else np.int64)
+                             for i, s in enumerate(seqs)],
+            "lists": [s.tolist() for s in seqs]}[kind]
+    calls = []
+    real_check = data_module.check_values
+    monkeypatch.setattr(data_module, "check_values",
+                        lambda a, *rest: calls.append(a.shape) or real_check(a, *rest))
+    td = _sequence_port_data({"Input": seqs, "Output": np.arange(5.0)}, Index(11))
+    port = td.ports["Input"]
+    assert port.flat.dtype == np.int64
+    np.testing.assert_array_equal(port.flat, _one_by_one(seqs, integer=True))
+    assert port.lengths.tolist() == list(lengths)
+    assert port.offsets.tolist() == [0, 3, 4, 11, 16]
+    # one check of the 18 positions; examples of several dtypes are checked one by one
+    assert calls == ([(k,) for k in lengths] if kind == "mixed dtypes" else [(18,)])
+
+
+def test_real_sequences_checked_at_once_are_float32_as_one_by_one():
+    rng = np.random.default_rng(3)
+    seqs = [rng.standard_normal((k, 3)) for k in (4, 1, 6)]  # float64, 3-vectors per step
+    port = _sequence_port_data({"Input": seqs, "Output": np.arange(3.0)}, 3).ports["Input"]
+    assert port.flat.dtype == np.float32 and port.flat.shape == (11, 3)
+    np.testing.assert_array_equal(port.flat, _one_by_one(seqs, integer=False))
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda s: s[:3] + [np.array([1, 11, 2])] + s[4:], r"'Input' \(example 3\).*from 1 to 11"),
+    (lambda s: s[:2] + [np.array([1.0, 2.5])] + s[3:], r"'Input' \(example 2\).*integers"),
+    (lambda s: s[:1] + [np.array([-1, 0])] + s[2:], r"'Input' \(example 1\).*from -1 to 0"),
+])
+def test_a_bad_value_in_sequences_checked_at_once_names_its_example(bad, match):
+    seqs = bad([np.arange(k) % 11 for k in (3, 1, 7, 5, 2)])
+    with pytest.raises(InputDataError, match=match):
+        _sequence_port_data({"Input": seqs, "Output": np.arange(5.0)}, Index(11))
+
+
+@pytest.mark.parametrize("value,match", [(np.nan, r"\(example 2\) contains NaN"),
+                                         (1e300, r"beyond the float32 range")])
+def test_a_bad_real_in_sequences_checked_at_once_is_named(value, match):
+    seqs = [np.ones((k, 3)) for k in (2, 4, 3)]
+    seqs[2][1, 0] = value
+    with pytest.raises(InputDataError, match=match):
+        _sequence_port_data({"Input": seqs, "Output": np.arange(3.0)}, 3)
+
+
 # ---------------------------------------------------------------- bad data
 @pytest.mark.parametrize("data,match", [
     ({"Input": X, "Output": Y[:-1]}, r"inconsistent numbers of examples.*'Input': 12.*'Output': 11"),

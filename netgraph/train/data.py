@@ -106,11 +106,13 @@ def _fast_fixed(x: Any, meta: PortMeta) -> np.ndarray | None:
     return a if np.isfinite(a).all() else None  # overflow: the slow path explains
 
 
-def _examples(x: Any, meta: PortMeta, port: str, what: str) -> list[np.ndarray]:
+def _examples(x: Any, meta: PortMeta, port: str, what: str,
+              values: bool = True) -> list[np.ndarray]:
+    """The examples of ``x``, their shapes checked (and, with ``values``, their values)."""
     if isinstance(x, (list, tuple)) and len(x) == 0 or isinstance(x, np.ndarray) and \
             x.ndim and x.shape[0] == 0:
         raise InputDataError(f"{what}: data for port {port!r} is empty")
-    examples, is_batch = split_examples(x, meta, port)
+    examples, is_batch = split_examples(x, meta, port, values)
     if not is_batch:
         raise InputDataError(f"{what}: data for port {port!r} is a single example; give a list "
                              "(or an array with a leading batch axis) of examples")
@@ -132,14 +134,15 @@ class PortData:
             self.fixed = fast if fast is not None else self._stack(x, what)
             self.n = len(self.fixed)
             return
-        examples = [self._cast(e) for e in _examples(x, meta, port, what)]
-        self.n = len(examples)
         if varying_axes == [0]:
+            examples = _examples(x, meta, port, what, values=False)
+            self.n = len(examples)
             self.lengths = np.array([len(e) for e in examples], dtype=np.int64)
             self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
-            self.flat = np.concatenate(examples, axis=0)
+            self.flat = self._checked_flat(examples)
         else:  # several varying dims (not produced by the current layers): pad per batch
-            self.examples = examples
+            self.examples = [self._cast(e) for e in _examples(x, meta, port, what)]
+            self.n = len(self.examples)
 
     def _cast(self, e: np.ndarray) -> np.ndarray:
         if self.meta.integer:
@@ -151,6 +154,21 @@ class PortData:
                                  f"{float(np.abs(e).max()):.3g}, beyond the float32 range in "
                                  "which training computes; rescale the data")
         return out
+
+    def _checked_flat(self, examples: list[np.ndarray]) -> np.ndarray:
+        """All positions of ``examples`` (shapes checked) in one array, their values checked
+        at once (finite; integers in range for integer ports) and converted. When the check
+        fails, or the examples differ in dtype (a joint one could round large integers), the
+        examples are checked one by one: the same result, or the error naming the example."""
+        if len({e.dtype for e in examples}) == 1:
+            flat = np.concatenate(examples, axis=0)
+            try:
+                return self._cast(check_values(flat, self.meta, self.port))
+            except InputDataError:
+                pass
+        checked = [self._cast(check_values(e, self.meta, self.port, f" (example {k})"))
+                   for k, e in enumerate(examples)]
+        return np.concatenate(checked, axis=0)
 
     def _stack(self, x: Any, what: str) -> np.ndarray:
         return np.stack([self._cast(e) for e in _examples(x, self.meta, self.port, what)])

@@ -628,6 +628,7 @@ def _train(run: _Run, state: TrainState) -> None:
         state.stop_reason = "ManualStop"
     finally:
         run.progress.close()
+        state.optimizer.close()
     if state.stop_reason == "ManualStop":
         warnings.warn(f"NetTrain: interrupted (KeyboardInterrupt) in round {state.round} after "
                       f"{state.batches} batches in all; returning the net trained so far "

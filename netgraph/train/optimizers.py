@@ -36,13 +36,10 @@ __all__ = ["Optimizer", "Adam", "SGD", "RMSProp", "make_optimizer", "OPTIMIZERS"
 
 
 #: buffers of at least this many scalars per worker thread are updated in parallel chunks
-#: (NumPy releases the GIL in ufuncs); elementwise updates, so the result is bit-identical
+#: (NumPy releases the GIL in ufuncs); elementwise updates, so the result is bit-identical.
+#: The worker threads belong to the optimizer (no pool outlives it: NetTrain closes it when
+#: training ends), and a process forked from one that stepped it makes threads of its own.
 PARALLEL_CHUNK = 1 << 17
-#: the update pool, made on first use; a process forked after that starts without it (the
-#: child has none of the parent's worker threads, so the copied pool would wait forever)
-_POOL: list[ThreadPoolExecutor] = []
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_POOL.clear)
 
 
 def _workers() -> int:
@@ -80,6 +77,8 @@ class Optimizer:
         self.buf = np.zeros(n, dtype=np.float32)
         self._slices = _chunks(n)
         self._scale: np.ndarray | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
 
     def step(self, p: np.ndarray, g: np.ndarray, rate: float | None = None,
              scale: np.ndarray | None = None) -> None:
@@ -89,12 +88,26 @@ class Optimizer:
         if len(self._slices) == 1:
             self._update(p, g, self._slices[0], k)
             return
-        if not _POOL:
-            _POOL.append(ThreadPoolExecutor(max_workers=min(_workers(), 16)))
-        futures = [_POOL[0].submit(self._update, p, g, sl, k) for sl in self._slices[1:]]
+        pool = self._workers_pool()
+        futures = [pool.submit(self._update, p, g, sl, k) for sl in self._slices[1:]]
         self._update(p, g, self._slices[0], k)
         for f in futures:
             f.result()
+
+    def _workers_pool(self) -> ThreadPoolExecutor:
+        """The worker threads for the chunks but the first (this thread updates that one),
+        made on first use and again in a forked child, which has none of its parent's."""
+        if self._pool is None or self._pool_pid != os.getpid():
+            self._pool = ThreadPoolExecutor(max_workers=len(self._slices) - 1,
+                                            thread_name_prefix="netgraph-optimizer")
+            self._pool_pid = os.getpid()
+        return self._pool
+
+    def close(self) -> None:
+        """End the worker threads (if any; a later step makes new ones)."""
+        pool, self._pool = self._pool, None
+        if pool is not None and self._pool_pid == os.getpid():
+            pool.shutdown(wait=True)
 
     def _descend(self, P: np.ndarray, step: np.ndarray, sl: slice) -> None:
         """``P -= step`` (times the multipliers of the slice, when there are any)."""
