@@ -283,6 +283,9 @@ def test_bidirectional_shapes_and_errors():
                                  backward_net=GatedRecurrentLayer(4), Input=("Varying", 5))
     with pytest.raises(ShapeError, match=r"'Input'.*\(5,\).*'ForwardNet'.*rank 1 versus rank 2"):
         NetBidirectionalOperator(GatedRecurrentLayer(3), Input=5)
+    for scalar in ("Real", ()):  # found by the property tests: an IndexError before
+        with pytest.raises(ShapeError, match=r"'Output'.*'Real'.*catenates.*rank 0 versus rank 2"):
+            NetBidirectionalOperator(GatedRecurrentLayer(3), Input=("Varying", 2), Output=scalar)
     with pytest.raises(NetError, match=r"ForwardNet must have one input port.*Input1"):
         NetBidirectionalOperator(TotalLayer())
     with pytest.raises(NetError, match="aggregation"):
