@@ -68,3 +68,13 @@ def test_the_readme_tables_are_those_of_the_committed_results():
     text = (ROOT / "README.md").read_text()
     new, _ = bt.render(text)
     assert new == text, "run python tools/bench_tables.py after the benchmarks"
+
+
+def test_a_block_can_take_the_rows_of_one_kind_in_the_tools_layout(tmp_path):
+    bt = tool()
+    doc = dict(DOC, rows=[{"kind": "a", "size": "x", "ms": 1.0}, {"kind": "b", "size": "y",
+                                                                   "ms": 2.5}])
+    (tmp_path / "toy.json").write_text(json.dumps(doc))
+    bt.LAYOUTS["toy/b"] = [("ms", "time (ms)", ".1f"), ("size", "size", "")]
+    new, _ = bt.render("<!-- bench:toy/b -->\n<!-- /bench:toy/b -->\n", tmp_path)
+    assert "| time (ms) | size |\n|---|---|\n| 2.5 | y |\n" in new and "| x |" not in new

@@ -7,6 +7,10 @@ README marks where each table goes::
     ... (generated: replaced on every run) ...
     <!-- /bench:attention -->
 
+``bench:train/shared_cpu`` takes the rows of ``train.json`` whose ``kind`` is
+``"shared_cpu"``. A block's columns are those of :data:`LAYOUTS` for its name, else the ones
+the benchmark stored, else every key of its first row.
+
 ``python tools/bench_tables.py`` rewrites every marked block from its JSON (the machine and
 date of the run first, then the table, then the benchmark's notes);
 ``python tools/bench_tables.py --check`` only reports blocks that differ (exit code 1), so a
@@ -25,8 +29,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 RESULTS = ROOT / "benchmarks" / "results"
-BLOCK = re.compile(r"(<!-- bench:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)",
-                   re.S)
+BLOCK = re.compile(r"(<!-- bench:(?P<name>[\w-]+(?:/[\w-]+)?) -->\n)(?P<body>.*?)"
+                   r"(<!-- /bench:(?P=name) -->)", re.S)
+
+#: the README's columns of a block, ``(row key, header, format)``, by block name
+LAYOUTS: dict[str, list[tuple[str, str, str]]] = {}
 
 
 def cell(value: Any, fmt: str) -> str:
@@ -50,15 +57,19 @@ def machine_line(doc: dict[str, Any]) -> str:
             f"NumPy {m['numpy']}{torch}; `python benchmarks/{doc['benchmark']}.py`.")
 
 
-def table(doc: dict[str, Any]) -> str:
-    """The generated block of one benchmark: machine line, table, notes."""
-    columns = doc["columns"]
+def table(doc: dict[str, Any], block: str | None = None) -> str:
+    """The generated block of one benchmark (of its rows of one ``kind`` for a block named
+    ``name/kind``): machine line, table, notes."""
+    block = block or doc["benchmark"]
+    kind = block.partition("/")[2]
+    rows = [r for r in doc["rows"] if not kind or r.get("kind") == kind]
+    columns = LAYOUTS.get(block) or doc.get("columns") or [(k, k, "") for k in rows[0]]
     lines = [machine_line(doc), ""]
     if "gemm_gflops" in doc:
         lines[0] += f" float32 GEMM rate in the same run: {doc['gemm_gflops']:.0f} GFLOP/s."
     lines.append("| " + " | ".join(header for _, header, _ in columns) + " |")
     lines.append("|" + "---|" * len(columns))
-    for row in doc["rows"]:
+    for row in rows:
         lines.append("| " + " | ".join(cell(row.get(k), f) for k, _, f in columns) + " |")
     notes = doc.get("notes") or []
     if notes:
@@ -73,11 +84,11 @@ def render(text: str, results: Path = RESULTS) -> tuple[str, list[str]]:
     missing: list[str] = []
 
     def replace(match: re.Match) -> str:
-        path = results / f"{match['name']}.json"
+        path = results / f"{match['name'].partition('/')[0]}.json"
         if not path.exists():
             missing.append(match["name"])
             return match[0]
-        return match[1] + table(json.loads(path.read_text())) + match[4]
+        return match[1] + table(json.loads(path.read_text()), match["name"]) + match[4]
 
     return BLOCK.sub(replace, text), missing
 
