@@ -40,7 +40,7 @@ model. This process is timed before Ray starts, the workers after; within each p
 alternate. Best-of-N and median examples per second (training loop only) are reported, with
 the time Ray takes to start (once) and NetTrain's set-up (the workers start every time).
 
-    python benchmarks/train.py --workers 1 2 [--rounds 3] [--batch-size 64]
+    python benchmarks/train.py --workers 1 2 [--rounds 3] [--worker-batches 64 256]
 """
 
 from __future__ import annotations
@@ -636,7 +636,7 @@ def _runs(net, data, lr: float, batch: int, devices: list, rounds: int) -> dict:
     return out
 
 
-def data_parallel(workers: list[int], rounds: int, n: int, batch: int) -> None:
+def data_parallel(workers: list[int], rounds: int, n: int, batch: int) -> list[dict]:
     """Examples per second of this process (before Ray starts: an idle Ray cluster next to
     it slows two-threaded BLAS down several times on two cores) against ``k`` Ray workers."""
     import ray
@@ -651,8 +651,9 @@ def data_parallel(workers: list[int], rounds: int, n: int, batch: int) -> None:
     t0 = time.perf_counter()
     ray.init(address="local", num_cpus=max(workers), include_dashboard=False,
              log_to_driver=False, logging_level="WARNING")
-    print(f"Ray started in {time.perf_counter() - t0:.1f} s (ray.init, {max(workers)} CPUs)",
-          flush=True)
+    started = time.perf_counter() - t0
+    print(f"Ray started in {started:.1f} s (ray.init, {max(workers)} CPUs)", flush=True)
+    rows = []
     try:
         for (name, net, data, lr), speed in zip(cases, alone):
             speed.update(_runs(net, data, lr, batch, [("CPU", k) for k in workers], rounds))
@@ -666,8 +667,14 @@ def data_parallel(workers: list[int], rounds: int, n: int, batch: int) -> None:
                 print(f"  {label:34s} best {best:>8,.0f} ex/s  median "
                       f"{statistics.median(v for v, _ in runs):>8,.0f}  x{best / base:4.2f}  "
                       f"(set-up {min(t for _, t in runs):.1f} s)", flush=True)
+                rows.append({"kind": "ray", "model": name, "batch": batch, "examples": n,
+                             "run": label, "best_examples_per_s": best,
+                             "median_examples_per_s": statistics.median(v for v, _ in runs),
+                             "vs_this_process": best / base,
+                             "setup_s": min(t for _, t in runs), "ray_start_s": started})
     finally:
         ray.shutdown()
+    return rows
 
 
 def more_cases() -> list[dict]:
@@ -712,6 +719,8 @@ def main() -> None:
     ap.add_argument("--torch-threads", type=int, default=None)
     ap.add_argument("--workers", type=int, nargs="+", default=None,
                     help="data-parallel on Ray with these numbers of workers (needs ray)")
+    ap.add_argument("--worker-batches", type=int, nargs="+", default=None,
+                    help="with --workers: these batch sizes (default: --batch-size)")
     ap.add_argument("--child-round", choices=sorted(MODELS), default=None,
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -719,7 +728,10 @@ def main() -> None:
         print(json.dumps(child_round(args.child_round, args.examples or 2000, args.batch_size)))
         return
     if args.workers:
-        data_parallel(args.workers, args.rounds, args.examples or 4000, args.batch_size)
+        rows = []
+        for batch in args.worker_batches or [args.batch_size]:
+            rows += data_parallel(args.workers, args.rounds, args.examples or 4000, batch)
+        print(write_json("train_ray", rows))
         return
     info = machine()
     print(describe_machine(info), flush=True)
