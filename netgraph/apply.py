@@ -32,7 +32,10 @@ __all__ = ["apply_net", "collect_arrays", "uninitialized", "run_net", "data_hint
 
 
 def uninitialized(net: Net) -> list[tuple]:
-    return [p + (n,) for p, sub in walk(net) for n, a in sub._arrays().items() if a is None]
+    """The paths of the arrays of ``net`` that are not initialized (found once per net: nets
+    are immutable)."""
+    return net.cached("uninitialized", lambda: [
+        p + (n,) for p, sub in walk(net) for n, a in sub._arrays().items() if a is None])
 
 
 def collect_arrays(net: Net, dtype: Any) -> dict[tuple, np.ndarray]:
@@ -177,9 +180,11 @@ def _example_shape(x: Any, shape: Any, port: str) -> tuple[int, ...]:
 
 
 def _open_inputs(net: Net) -> list[str]:
-    """The input ports whose shapes inference left open (the rank or a size unknown)."""
-    return [p for p in net.input_ports if (shape := net.port_shape(p)) is Automatic or
-            isinstance(shape, tuple) and Automatic in shape]
+    """The input ports whose shapes inference left open (the rank or a size unknown), found
+    once per net."""
+    return net.cached("open_inputs", lambda: [
+        p for p in net.input_ports if (shape := net.port_shape(p)) is Automatic or
+        isinstance(shape, tuple) and Automatic in shape])
 
 
 def _filled_spec(shape: Any, x: Any, port: str) -> Any:
@@ -255,6 +260,12 @@ def data_hints(plan: Plan) -> dict[str, str]:
 def run_net(net: Net, inputs: dict[str, Any], dtype: Any, *, training: bool = False,
             rng: Any = None, fill: float = 0.0) -> tuple[Plan, Any, Tape]:
     """Validate, pad and run forward; the building block of applying and training."""
+    return _run(net, inputs, dtype, training, rng, fill)
+
+
+def _run(net: Net, inputs: dict[str, Any], dtype: Any, training: bool, rng: Any,
+         fill: float) -> tuple[Plan, Any, Tape]:
+    """:func:`run_net` for callers that already ignore underflow."""
     plan = compile_net(net)
     missing = uninitialized(net)
     if missing:
@@ -336,7 +347,7 @@ def apply_net(net: Net, data: Any, what: Any = None, *, dtype: Any = np.float32,
     wants, posts = [w for w, _ in chosen], [post for _, post in chosen]
     targets = [_target(net, plan, w) for w in wants]
     inputs, given_seeds = _split_data(net, data)
-    plan, batch, tape = run_net(net, inputs, dt, training=training, rng=rng, fill=fill)
+    plan, batch, tape = _run(net, inputs, dt, training, rng, fill)
     grads: list = []
     array_grads: dict = {}
     if any(t[0] != "value" for t in targets):

