@@ -331,6 +331,28 @@ def _seeds(plan: Plan, batch: Any, given: dict[str, Any], dtype: Any, tape: Tape
     return seeds
 
 
+def _request(net: Net, plan: Plan, what: Any) -> tuple[list, list]:
+    """The targets (see :func:`_target`) and decoding steps (see ``coding.selection``) of the
+    outputs ``what`` asks for; derived once per plan and request (they depend on the net's
+    structure only), a request that is no valid key (a list holding unhashable parts)
+    each time."""
+    try:
+        key = ("list", *what) if isinstance(what, list) else ("one", what)
+        cached = plan.requests.get(key)
+    except TypeError:
+        key = cached = None
+    if cached is not None:
+        return cached
+    wants = what if isinstance(what, list) else [what]
+    if what is None:
+        wants = list(plan.outputs)
+    chosen = [selection(net, w) for w in wants]
+    cached = [_target(net, plan, w) for w, _ in chosen], [post for _, post in chosen]
+    if key is not None:
+        plan.requests[key] = cached
+    return cached
+
+
 @memory_errors("applying the net")
 @underflow_ignored
 def apply_net(net: Net, data: Any, what: Any = None, *, dtype: Any = np.float32,
@@ -340,12 +362,7 @@ def apply_net(net: Net, data: Any, what: Any = None, *, dtype: Any = np.float32,
     net = _fill_shapes_from_data(net, data)
     plan = compile_net(net)
     many = isinstance(what, list)
-    wants = what if many else [what]
-    if what is None:
-        wants = list(plan.outputs)
-    chosen = [selection(net, w) for w in wants]
-    wants, posts = [w for w, _ in chosen], [post for _, post in chosen]
-    targets = [_target(net, plan, w) for w in wants]
+    targets, posts = _request(net, plan, what)
     inputs, given_seeds = _split_data(net, data)
     plan, batch, tape = _run(net, inputs, dt, training, rng, fill)
     grads: list = []

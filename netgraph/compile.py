@@ -112,6 +112,8 @@ class Plan:
     inputs: dict[str, PortMeta] = field(default_factory=dict)
     outputs: dict[str, PortMeta] = field(default_factory=dict)
     interior: dict[tuple[tuple, str], PortMeta] = field(default_factory=dict)
+    #: what applying derived from a request of outputs (``what``) of this plan, by request
+    requests: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def new_slot(self, t: PortType, place: str) -> int:
         """A slot for a value of solved type ``t``; a varying dim's length key is its root."""

@@ -162,7 +162,8 @@ class StepContext:
         any leading axes, broadcastable to ``x``: along the varying example axes ``axes``
         (default: every varying axis), each by its own lengths. None when nothing there is
         padded."""
-        return self.run._broadcast_mask(x.shape, self.meta(port), axes)
+        meta = self.meta(port)
+        return self.run._broadcast_mask(x.shape, meta, axes) if meta.varying else None
 
     def needs_grad(self, port: str) -> bool:
         return not self.step.ins[port].integer

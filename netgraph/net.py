@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,15 @@ from .solution import Solution
 from .solver import Solver
 
 __all__ = ["Net"]
+
+
+@functools.cache
+def _apply_net() -> Any:
+    """``netgraph.apply.apply_net``, imported on first use (it imports this module); a
+    function-level import would cost a microsecond on every call."""
+    from .apply import apply_net
+
+    return apply_net
 
 
 class Net:
@@ -155,9 +165,7 @@ class Net:
     # ---------------------------------------------------------------- applying
     def __call__(self, data: Any, what: Any = None, *, dtype: Any = np.float32) -> Any:
         """Apply the net to ``data``; see the SPEC's "Applying a net"."""
-        from .apply import apply_net
-
-        return apply_net(self, data, what, dtype=dtype)
+        return _apply_net()(self, data, what, dtype=dtype)
 
     def summary(self) -> str:
         from .info import summary
