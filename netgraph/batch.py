@@ -265,24 +265,31 @@ def _plain(x: Any, meta: PortMeta, dtype: Any) -> tuple[np.ndarray, dict, bool] 
             return None
     elif not _first_axis_only(meta) or example[1:] != dims[1:]:
         return None
-    kind = x.dtype.kind
-    lo, hi = np.minimum.reduce(x, axis=None), np.maximum.reduce(x, axis=None)
     if meta.integer:
-        if kind == "f":
-            return None
-        n, lo, hi = getattr(meta.elem, "n", None), int(lo), int(hi)
-        if not (0 <= lo and hi < n if n is not None else hi < 2 ** 63):
-            return None
         dtype = np.int64
-    elif kind == "f":  # compared as Python floats: NaN fails every comparison
-        limit = _FLOAT_MAX[np.dtype(dtype)]
-        if not -limit <= float(lo) <= float(hi) <= limit:
-            return None
+    if not _plain_values(x, meta, dtype):
+        return None
     a = x.astype(dtype)
     if not is_batch:
         a = a[None]
     lengths = {0: np.full(len(a), a.shape[1], np.int64)} if meta.varying else {}
     return a, lengths, is_batch
+
+
+def _plain_values(x: np.ndarray, meta: PortMeta, dtype: Any) -> bool:
+    """Whether the values of ``x`` (integers or reals) certainly pass :func:`check_values`
+    for ``meta`` and convert to ``dtype`` without overflow, by one min/max reduction."""
+    kind = x.dtype.kind
+    lo, hi = np.minimum.reduce(x, axis=None), np.maximum.reduce(x, axis=None)
+    if meta.integer:
+        if kind == "f":
+            return False
+        n, lo, hi = getattr(meta.elem, "n", None), int(lo), int(hi)
+        return 0 <= lo and hi < n if n is not None else hi < 2 ** 63
+    if kind == "f":  # compared as Python floats: NaN fails every comparison
+        limit = _FLOAT_MAX[np.dtype(dtype)]
+        return -limit <= float(lo) <= float(hi) <= limit
+    return True
 
 
 def _general(x: Any, meta: PortMeta, port: str, dtype: Any,
