@@ -50,7 +50,14 @@ def collect_arrays(net: Net, dtype: Any) -> dict[tuple, np.ndarray]:
     return cached
 
 
+_DTYPES = {t: np.dtype(t) for t in (np.float32, np.float64, np.dtype(np.float32),
+                                    np.dtype(np.float64))}
+
+
 def _check_dtype(dtype: Any) -> np.dtype:
+    if type(dtype) in (type, np.dtypes.Float32DType, np.dtypes.Float64DType) and \
+            dtype in _DTYPES:  # the usual ones, without the cost of np.dtype()
+        return _DTYPES[dtype]
     if dtype is None:
         return np.dtype(np.float32)  # the default (np.dtype(None) would be float64)
     try:
@@ -278,7 +285,7 @@ def _run(net: Net, inputs: dict[str, Any], dtype: Any, training: bool, rng: Any,
         raise with_hints(e, data_hints(plan)) from None
     run = RunContext(arrays=collect_arrays(net, dtype), dtype=dtype, training=training, rng=rng,
                      lengths=dict(batch.lengths), inputs_zero_padded=fill == 0,
-                     length_owners={k: p for p, m in plan.inputs.items() for k in m.keys if k})
+                     length_owners=plan.length_owners)
     return plan, batch, forward(plan, batch.arrays, run)
 
 
@@ -367,7 +374,7 @@ def apply_net(net: Net, data: Any, what: Any = None, *, dtype: Any = np.float32,
     plan, batch, tape = _run(net, inputs, dt, training, rng, fill)
     grads: list = []
     array_grads: dict = {}
-    if any(t[0] != "value" for t in targets):
+    if not all(t[0] == "value" for t in targets):
         grads, array_grads = backward(plan, tape, _seeds(plan, batch, given_seeds, dt, tape))
     results = []
     for kind, x in targets:

@@ -103,6 +103,11 @@ class Step:
                 tuple((p, m.slot, m, not m.integer, m.varying and not clean)
                       for p, m in self.outs.items()))
 
+    @functools.cached_property
+    def port_metas(self) -> dict[str, PortMeta]:
+        """Port -> its meta, inputs and outputs in one (an input wins a shared name)."""
+        return {**self.outs, **self.ins}
+
 
 @dataclass
 class Plan:
@@ -114,6 +119,11 @@ class Plan:
     interior: dict[tuple[tuple, str], PortMeta] = field(default_factory=dict)
     #: what applying derived from a request of outputs (``what``) of this plan, by request
     requests: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @functools.cached_property
+    def length_owners(self) -> dict[Any, str]:
+        """Length key -> the input port whose data gives those lengths (for messages)."""
+        return {k: p for p, m in self.inputs.items() for k in m.keys if k}
 
     def new_slot(self, t: PortType, place: str) -> int:
         """A slot for a value of solved type ``t``; a varying dim's length key is its root."""

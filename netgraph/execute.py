@@ -121,7 +121,7 @@ class StepContext:
         return self.run.arrays[key], key
 
     def meta(self, port: str) -> PortMeta:
-        return self.step.ins[port] if port in self.step.ins else self.step.outs[port]
+        return self.step.port_metas[port]
 
     def dims(self, port: str) -> tuple[int | None, ...]:
         """Static example dims of ``port`` (None for a varying length)."""
