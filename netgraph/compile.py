@@ -160,8 +160,11 @@ class Plan:
 
 def compile_net(net: Net, prefix: tuple = ()) -> Plan:
     """The plan of ``net`` (cached on the net: nets are immutable), from its one solution."""
-    return net.cached(("plan", prefix, _FUSE.get()),
-                      lambda: _compile(net, net._solution(), prefix))
+    key = ("plan", prefix, _FUSE.get())
+    plan = net._cache.get(key)  # what net.cached does, without making a closure per call
+    if plan is None:
+        plan = net._cache[key] = _compile(net, net._solution(), prefix)
+    return plan
 
 
 def _compile(net: Net, sol: Solution, prefix: tuple) -> Plan:
