@@ -26,7 +26,9 @@ gradient from one GEMM over all steps afterwards.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -80,6 +82,13 @@ class _Recurrent(Layer):
     def _group(cls, kind: str) -> list[str]:
         return [f"{g}{kind}" for g in cls.gates]
 
+    @classmethod
+    @functools.cache
+    def _array_order(cls) -> tuple[str, ...]:
+        """The array names, input weights, state weights and biases, gate by gate."""
+        return tuple(a for kind in ("InputWeights", "StateWeights", "Biases")
+                     for a in cls._group(kind))
+
     def _stacked(self, arrays: dict) -> tuple[np.ndarray, ...]:
         """The gate blocks stacked: ``(Wx, Ws, WxT_h, b_h, WsT_h)``, with ``Wx`` (G·n, k) and
         ``Ws`` (G·n, n) as the backward needs them and, for the forward, the transposed
@@ -88,10 +97,9 @@ class _Recurrent(Layer):
         and own their memory, so never change (identity checked on every call); each call
         for any other arrays (those NetTrain updates in place, gradcheck's perturbed copies,
         the float64 copies of a float64 run)."""
-        sources = tuple(arrays[a] for kind in ("InputWeights", "StateWeights", "Biases")
-                        for a in self._group(kind))
+        sources = tuple(map(arrays.__getitem__, self._array_order()))
         hit = self._cache.get("stacked_gates")
-        if hit is not None and all(a is b for a, b in zip(hit[0], sources, strict=True)):
+        if hit is not None and all(map(operator.is_, hit[0], sources)):
             return hit[1]
         G = len(self.gates)
         Wx, Ws, b = (np.concatenate(sources[j * G:(j + 1) * G]) for j in range(3))
@@ -116,8 +124,10 @@ class _Recurrent(Layer):
         n, dt = Ws.shape[1], x.dtype
         lens = ctx.lengths("Input")
         mask = None
-        if lens is not None and B == len(lens) and (lens < T).any():
-            mask = np.ascontiguousarray(ctx.valid_mask("Input", T).T)[:, :, None]  # (T, B, 1)
+        if lens is not None and B == len(lens):  # the rows are the examples
+            valid = ctx.valid_positions("Input", x, axes=(0,))  # None: nothing padded
+            if valid is not None:
+                mask = np.ascontiguousarray(valid.reshape(B, T).T)[:, :, None]  # (T, B, 1)
         xt = (x.reshape(T, k) if B == 1 else  # time-major rows
               np.ascontiguousarray(x.reshape(B, T, k).transpose(1, 0, 2)).reshape(T * B, k))
         A = xt @ WxT  # every step, every gate: one GEMM
@@ -130,7 +140,7 @@ class _Recurrent(Layer):
         out = np.ascontiguousarray(out) if mask is None else out * mask.transpose(1, 0, 2)
         outs = {"Output": out.reshape(lead + (T, n))}
         for p, h in zip(self.optional_inputs, H, strict=True):
-            if p in self.output_ports:
+            if p in self._enabled_out:  # (output_ports, without building the tuple)
                 outs[p] = h[T].reshape(lead + (n,))
 
         def backward(g):

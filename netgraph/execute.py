@@ -35,6 +35,8 @@ class RunContext:
     #: length key -> the input port whose data gave those lengths (for error messages)
     length_owners: dict[Any, str] = field(default_factory=dict)
     _masks: dict[tuple, np.ndarray] = field(default_factory=dict)
+    #: (length key, size) -> whether every position is valid (nothing padded)
+    _full: dict[tuple, bool] = field(default_factory=dict)
 
     def valid_mask(self, key: Any, size: int) -> np.ndarray:
         """Boolean ``(B, size)`` mask of the valid positions of length key ``key``."""
@@ -44,6 +46,15 @@ class RunContext:
             mask = np.arange(size)[None, :] < lengths[:, None]
             self._masks[(key, size)] = mask
         return mask
+
+    def all_valid(self, key: Any, size: int) -> bool:
+        """Whether every example has length ``size`` or more for length key ``key`` (so a
+        dim of that size is not padded); found once per run (the lengths of a key, once
+        known, never change)."""
+        full = self._full.get((key, size))
+        if full is None:
+            full = self._full[(key, size)] = bool(self.valid_mask(key, size).all())
+        return full
 
     def _broadcast_mask(self, shape: tuple, meta: PortMeta,
                         axes: Any = None) -> np.ndarray | None:
@@ -56,9 +67,10 @@ class RunContext:
         for axis, key in enumerate(meta.keys):
             if key is None or key not in self.lengths or axes is not None and axis not in axes:
                 continue
-            mask = self.valid_mask(key, shape[lead + axis])
-            if mask.all():
+            size = shape[lead + axis]
+            if self.all_valid(key, size):
                 continue
+            mask = self.valid_mask(key, size)
             mask = mask.reshape(mask.shape[:1] + (1,) * (lead - 1 + axis) + mask.shape[1:]
                                 + (1,) * (meta.rank - axis - 1))
             valid = mask if valid is None else valid & mask
