@@ -98,7 +98,8 @@ class _Recurrent(Layer):
         for any other arrays (those NetTrain updates in place, gradcheck's perturbed copies,
         the float64 copies of a float64 run)."""
         sources = tuple(map(arrays.__getitem__, self._array_order()))
-        hit = self._cache.get("stacked_gates")
+        memo = self.cached("stacked_gates", dict)  # this net's own: "hit" -> (sources, stacked)
+        hit = memo.get("hit")
         if hit is not None and all(map(operator.is_, hit[0], sources)):
             return hit[1]
         G = len(self.gates)
@@ -109,7 +110,7 @@ class _Recurrent(Layer):
         stacked = (Wx, Ws, np.ascontiguousarray((Wx * half).T), b * half[:, 0],
                    np.ascontiguousarray((Ws * half).T))
         if all(not a.flags.writeable and a.base is None for a in sources):
-            self._cache["stacked_gates"] = (sources, stacked)
+            memo["hit"] = (sources, stacked)  # one store: threads see all of it or none
         return stacked
 
     def forward(self, ins, arrays, ctx):
@@ -139,8 +140,9 @@ class _Recurrent(Layer):
         out = H[0][1:].transpose(1, 0, 2)
         out = np.ascontiguousarray(out) if mask is None else out * mask.transpose(1, 0, 2)
         outs = {"Output": out.reshape(lead + (T, n))}
+        states_out = self.cached("states_out", lambda: set(self.output_ports))
         for p, h in zip(self.optional_inputs, H, strict=True):
-            if p in self._enabled_out:  # (output_ports, without building the tuple)
+            if p in states_out:
                 outs[p] = h[T].reshape(lead + (n,))
 
         def backward(g):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -16,13 +15,9 @@ from .solver import Solver
 __all__ = ["Net"]
 
 
-@functools.cache
-def _apply_net() -> Any:
-    """``netgraph.apply.apply_net``, imported on first use (it imports this module); a
-    function-level import would cost a microsecond on every call."""
-    from .apply import apply_net
-
-    return apply_net
+#: ``netgraph.apply.apply_net``, imported by the first call (that module imports this one); an
+#: import statement on every call would cost a microsecond
+_apply_net: Any = None
 
 
 class Net:
@@ -165,7 +160,12 @@ class Net:
     # ---------------------------------------------------------------- applying
     def __call__(self, data: Any, what: Any = None, *, dtype: Any = np.float32) -> Any:
         """Apply the net to ``data``; see the SPEC's "Applying a net"."""
-        return _apply_net()(self, data, what, dtype=dtype)
+        global _apply_net
+        if _apply_net is None:
+            from .apply import apply_net
+
+            _apply_net = apply_net
+        return _apply_net(self, data, what, dtype=dtype)
 
     def summary(self) -> str:
         from .info import summary

@@ -282,7 +282,7 @@ def test_stacked_gate_weights_are_reused_only_for_immutable_arrays(make):
     x = np.random.default_rng(1).standard_normal((T2, K)).astype(np.float32)
     first = net(x)
     layer = net
-    assert "stacked_gates" in layer._cache  # the net's own (read-only) arrays
+    assert layer.cached("stacked_gates", dict)  # kept for the net's own (read-only) arrays
     assert_same(net(x), first)
     # arrays that may change (as NetTrain's and gradcheck's do) are stacked on every run
     plan = compile_net(net)
