@@ -402,8 +402,9 @@ def _plain_call(net: Net, data: Any, what: Any, dt: np.dtype) -> tuple | None:
     if len(forms) != 1 or not all(kind == "value" for kind, _ in targets):
         return None
     run = RunContext(arrays=collect_arrays(net, dt), dtype=dt, lengths=lengths,
-                     inputs_zero_padded=True, length_owners=plan.length_owners)
-    tape = forward(plan, arrays, run)
+                     inputs_zero_padded=True, length_owners=plan.length_owners,
+                     _full={(key, int(lens[0])): True for key, lens in lengths.items()})
+    tape = forward(plan, arrays, run)  # (every example of the data has its key's one length)
     results = [from_batch(tape.values[x.slot], x, run.lengths, is_batch) for _, x in targets]
     return (_results(plan, results, posts, is_batch, what),)
 
