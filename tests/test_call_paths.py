@@ -27,10 +27,12 @@ from netgraph import (
     NetChain,
     NetDecoder,
     NetError,
+    NetExtract,
     NetGraph,
     NetMapOperator,
     NetPort,
     NetPortGradient,
+    NetReplacePart,
     PortError,
     SequenceAttentionLayer,
     SoftmaxLayer,
@@ -38,7 +40,7 @@ from netgraph import (
 )
 from netgraph.apply import _check_dtype, collect_arrays
 from netgraph.batch import _general, _plain, to_batch
-from netgraph.compile import compile_net
+from netgraph.compile import PortMeta, compile_net
 from netgraph.execute import RunContext, forward
 
 K, N, C, T1, T2 = 3, 5, 7, 4, 6  # pairwise distinct: inputs, hidden, classes, lengths
@@ -298,8 +300,6 @@ def test_stacked_gate_weights_are_reused_only_for_immutable_arrays(make):
     key = next(k for k in arrays if k[-1].endswith("StateWeights"))
     arrays[key] *= 0.5  # in place, as an optimizer step does
     changed = run()
-    from netgraph import NetReplacePart
-
     want = NetReplacePart(net, {key: arrays[key]})(x)
     assert_same(changed, want)
     assert not np.array_equal(changed, first)
@@ -309,8 +309,6 @@ def test_stacked_gate_weights_follow_replaced_arrays():
     net = gru()
     x = np.random.default_rng(2).standard_normal((T1, K)).astype(np.float32)
     before = net(x)
-    from netgraph import NetExtract, NetReplacePart
-
     new = NetReplacePart(net, {"MemoryGateBiases": NetExtract(net, "MemoryGateBiases") + 1})
     after = new(x)
     assert not np.array_equal(before, after)
@@ -321,8 +319,6 @@ def test_stacked_gate_weights_follow_replaced_arrays():
 def test_default_seeds_are_ones_exactly_at_valid_positions():
     lengths = np.array([2, 4, 3])
     run = RunContext(arrays={}, lengths={("len", 0): lengths, ("len", 1): np.array([1, 3, 2])})
-    from netgraph.compile import PortMeta
-
     meta = PortMeta(0, (None, None, 2), None, (("len", 0), ("len", 1), None))
     ones = run.valid_ones((3, 4, 3, 2), meta, np.float32)
     want = np.zeros((3, 4, 3, 2), np.float32)
