@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from helpers import randomized
@@ -337,3 +339,20 @@ def test_dtype_check():
     for d in (np.float16, np.int64, "int32", object()):
         with pytest.raises(NetError, match="dtype must be float32 or float64"):
             _check_dtype(d)
+
+
+@pytest.mark.parametrize("x", [np.array([np.inf, -np.inf, 1.0], np.float32),
+                               np.array([3e38, 3e38, -3e38], np.float32),
+                               np.array([1e300, -1e300, 0.0]), np.array([np.nan, 0, 1.0])])
+def test_the_value_checks_warn_of_nothing(x):
+    """Checking values never trips NumPy's floating-point warnings (inf - inf, overflowing
+    sums or casts): the data is refused with an InputDataError, or computed."""
+    net = chain()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            out = net(x)
+        except InputDataError as e:
+            assert "NaN or Inf" in str(e) or "beyond the range of float32" in str(e)
+        else:
+            assert np.isfinite(x).all() and out.shape == (C,)
