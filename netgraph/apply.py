@@ -244,6 +244,8 @@ def underflow_ignored(fn: Callable) -> Callable:
     """
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
+        if np.geterr()["under"] == "ignore":  # NumPy's default: nothing to set (and undo)
+            return fn(*args, **kwargs)
         with np.errstate(under="ignore"):
             return fn(*args, **kwargs)
 

@@ -357,3 +357,19 @@ def test_the_value_checks_warn_of_nothing(x):
             assert "NaN or Inf" in str(e) or "beyond the range of float32" in str(e)
         else:
             assert np.isfinite(x).all() and out.shape == (C,)
+
+
+@pytest.mark.parametrize("under", ["ignore", "raise", "warn"])
+def test_underflow_is_ignored_whatever_the_callers_setting(under):
+    """exp(-200) underflows in float32; the net ignores it (on the short way as on the general
+    one) and leaves the caller's settings as they were."""
+    net = NetChain([SoftmaxLayer()], Input=K)
+    x = np.array([0.0, -200.0, -300.0], np.float32)
+    with np.errstate(under=under, over="raise", invalid="raise"):
+        before = np.geterr()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            short, general = net(x), net(general_form(x))
+        assert np.geterr() == before
+    assert_same(short, general)
+    assert short[0] == 1 and short[1] == 0 and short[2] == 0
