@@ -42,7 +42,7 @@ def uninitialized(net: Net) -> list[tuple]:
 def collect_arrays(net: Net, dtype: Any) -> dict[tuple, np.ndarray]:
     """All arrays of ``net`` by run-time key (full path; a shared array once, keyed by its
     ``NetSharedArray``), cast to ``dtype`` (cached per dtype)."""
-    key = ("arrays", np.dtype(dtype).str)
+    key = ("arrays", (dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)).str)
     cached = net._cache.get(key)
     if cached is None:
         cached = {array_key(sub, p, n): a.astype(dtype, copy=False)
@@ -341,11 +341,11 @@ def _seeds(plan: Plan, batch: Any, given: dict[str, Any], dtype: Any, tape: Tape
     return seeds
 
 
-def _request(net: Net, plan: Plan, what: Any) -> tuple[list, list]:
+def _request(net: Net, plan: Plan, what: Any) -> tuple[list, list, bool]:
     """The targets (see :func:`_target`) and decoding steps (see ``coding.selection``) of the
-    outputs ``what`` asks for; derived once per plan and request (they depend on the net's
-    structure only), a request that is no valid key (a list holding unhashable parts)
-    each time."""
+    outputs ``what`` asks for, and whether they are all values (no gradients); derived once
+    per plan and request (they depend on the net's structure only), a request that is no
+    valid key (a list holding unhashable parts) each time."""
     try:
         key = ("list", *what) if isinstance(what, list) else ("one", what)
         cached = plan.requests.get(key)
@@ -357,7 +357,8 @@ def _request(net: Net, plan: Plan, what: Any) -> tuple[list, list]:
     if what is None:
         wants = list(plan.outputs)
     chosen = [selection(net, w) for w in wants]
-    cached = [_target(net, plan, w) for w, _ in chosen], [post for _, post in chosen]
+    targets = [_target(net, plan, w) for w, _ in chosen]
+    cached = targets, [post for _, post in chosen], all(t[0] == "value" for t in targets)
     if key is not None:
         plan.requests[key] = cached
     return cached
@@ -379,7 +380,9 @@ def _plain_call(net: Net, data: Any, what: Any, dt: np.dtype) -> tuple | None:
     if not ok:
         return None
     plan = compile_net(net)
-    targets, posts = _request(net, plan, what)
+    targets, posts, values_only = _request(net, plan, what)
+    if not values_only:
+        return None
     ports = plan.inputs
     if type(data) is dict:
         if len(data) != len(ports):
@@ -401,7 +404,7 @@ def _plain_call(net: Net, data: Any, what: Any, dt: np.dtype) -> tuple | None:
             if key in lengths and lengths[key][0] != lens[0]:
                 return None
             lengths[key] = lens
-    if len(forms) != 1 or not all(kind == "value" for kind, _ in targets):
+    if len(forms) != 1:
         return None
     run = RunContext(arrays=collect_arrays(net, dt), dtype=dt, lengths=lengths,
                      inputs_zero_padded=True, length_owners=plan.length_owners,
@@ -434,12 +437,12 @@ def apply_net(net: Net, data: Any, what: Any = None, *, dtype: Any = np.float32,
     data = encode_inputs(net, data)
     net = _fill_shapes_from_data(net, data)
     plan = compile_net(net)
-    targets, posts = _request(net, plan, what)
+    targets, posts, values_only = _request(net, plan, what)
     inputs, given_seeds = _split_data(net, data)
     plan, batch, tape = _run(net, inputs, dt, training, rng, fill)
     grads: list = []
     array_grads: dict = {}
-    if not all(t[0] == "value" for t in targets):
+    if not values_only:
         grads, array_grads = backward(plan, tape, _seeds(plan, batch, given_seeds, dt, tape))
     results = []
     for kind, x in targets:

@@ -21,7 +21,7 @@ from .shared import array_key
 __all__ = ["RunContext", "StepContext", "Tape", "forward", "backward"]
 
 
-@dataclass
+@dataclass(slots=True)
 class RunContext:
     """What one application of a net shares across its steps."""
 
@@ -194,7 +194,7 @@ class StepContext:
         return outs, back
 
 
-@dataclass
+@dataclass(slots=True)
 class Tape:
     plan: Plan
     run: RunContext
