@@ -128,7 +128,8 @@ class NetBidirectionalOperator(Layer):
                              f"{S.show(tf)!r}, {pb} has shape {S.show(tb)!r}")
         for a, b in zip(df[:-1], db[:-1]):
             S.equal_sizes(a, b, pf, pb)
-        last = S.new_dim() if S.dims(to) is None else S.dims(to)[-1]
+        given = S.dims(to)  # a given Output of rank 0 ("Real") is refused by constrain below
+        last = given[-1] if given else S.new_dim()
         S.constrain(to, df[:-1] + (last,), None, pout, f"{me} catenates the two directions")
         a, b, c = S.size(df[-1]), S.size(db[-1]), S.size(last)
         try:

@@ -312,6 +312,12 @@ def test_bidirectional_over_an_embedding_and_errors_for_non_sequences():
                                  Input=("Varying", 3))
 
 
+def test_bidirectional_catenation_refuses_a_scalar_output_shape():
+    """A given Output of rank 0 is a ShapeError naming both shapes (it was an IndexError)."""
+    with pytest.raises(ShapeError, match=r"'Output'.*'Real'.*rank 0 versus rank 2"):
+        NetBidirectionalOperator(layers.BasicRecurrentLayer(), "Catenate", Output="Real")
+
+
 def test_onnx_export_of_the_new_layers_and_a_small_transformer(tmp_path):
     """The example's Transformer (tiny, random arrays) and a bidirectional LSTM: onnxruntime
     matches the net on padded batches with garbage in the padding."""
