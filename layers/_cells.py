@@ -98,16 +98,18 @@ class GRU:
         HS = np.empty_like(A)  # state projections W_s s_{t-1}, all gates
         IR = np.empty((T, B, 2 * n), A.dtype)
         M = np.empty((T, B, n), A.dtype)
+        A_ir, A_m = A[:, :, :2 * n], A[:, :, 2 * n:]  # views of the gate blocks, sliced once
+        HS_ir, HS_m, I, R = HS[:, :, :2 * n], HS[:, :, 2 * n:], IR[:, :, :n], IR[:, :, n:]
         for t in range(T):
-            sp, hs, ir, m, s = H[t], HS[t], IR[t], M[t], H[t + 1]
-            np.matmul(sp, WsT, out=hs)
-            np.add(A[t, :, :2 * n], hs[:, :2 * n], out=ir)
+            sp, ir, m, s = H[t], IR[t], M[t], H[t + 1]
+            np.matmul(sp, WsT, out=HS[t])
+            np.add(A_ir[t], HS_ir[t], out=ir)
             _sigmoid_half_(ir)
-            np.multiply(ir[:, n:], hs[:, 2 * n:], out=m)
-            m += A[t, :, 2 * n:]
+            np.multiply(R[t], HS_m[t], out=m)
+            m += A_m[t]
             np.tanh(m, out=m)
             np.subtract(sp, m, out=s)
-            s *= ir[:, :n]
+            s *= I[t]
             s += m
             if part[t]:
                 np.copyto(s, sp, where=inv[t])

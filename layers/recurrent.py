@@ -26,7 +26,9 @@ gradient from one GEMM over all steps afterwards.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -80,6 +82,37 @@ class _Recurrent(Layer):
     def _group(cls, kind: str) -> list[str]:
         return [f"{g}{kind}" for g in cls.gates]
 
+    @classmethod
+    @functools.cache
+    def _array_order(cls) -> tuple[str, ...]:
+        """The array names, input weights, state weights and biases, gate by gate."""
+        return tuple(a for kind in ("InputWeights", "StateWeights", "Biases")
+                     for a in cls._group(kind))
+
+    def _stacked(self, arrays: dict) -> tuple[np.ndarray, ...]:
+        """The gate blocks stacked: ``(Wx, Ws, WxT_h, b_h, WsT_h)``, with ``Wx`` (G·n, k) and
+        ``Ws`` (G·n, n) as the backward needs them and, for the forward, the transposed
+        (C-contiguous) weights and the biases with the rows of the sigmoid gates halved (the
+        cells take ``z/2`` there). Derived once for the net's own arrays, which are read-only
+        and own their memory, so never change (identity checked on every call); each call
+        for any other arrays (those NetTrain updates in place, gradcheck's perturbed copies,
+        the float64 copies of a float64 run)."""
+        sources = tuple(map(arrays.__getitem__, self._array_order()))
+        memo = self.cached("stacked_gates", dict)  # this net's own: "hit" -> (sources, stacked)
+        hit = memo.get("hit")
+        if hit is not None and all(map(operator.is_, hit[0], sources)):
+            return hit[1]
+        G = len(self.gates)
+        Wx, Ws, b = (np.concatenate(sources[j * G:(j + 1) * G]) for j in range(3))
+        n, dt = Ws.shape[1], Ws.dtype
+        half = np.ones((Wx.shape[0], 1), dt)
+        half[:self.cell.sigmoid_blocks * n] = 0.5
+        stacked = (Wx, Ws, np.ascontiguousarray((Wx * half).T), b * half[:, 0],
+                   np.ascontiguousarray((Ws * half).T))
+        if all(not a.flags.writeable and a.base is None for a in sources):
+            memo["hit"] = (sources, stacked)  # one store: threads see all of it or none
+        return stacked
+
     def forward(self, ins, arrays, ctx):
         # the Input and the initial states may come with different broadcasting leading axes
         # (inside a scoring net): run on their common leading shape, flattened to B rows
@@ -88,28 +121,28 @@ class _Recurrent(Layer):
         x, starts = full[0], dict(zip(given[1:], full[1:], strict=True))
         T, k = x.shape[-2:]
         B = math.prod(lead)
-        Wx = np.concatenate([arrays[a] for a in self._group("InputWeights")])
-        Ws = np.concatenate([arrays[a] for a in self._group("StateWeights")])
-        b = np.concatenate([arrays[a] for a in self._group("Biases")])
+        Wx, Ws, WxT, bias, WsT = self._stacked(arrays)
         n, dt = Ws.shape[1], x.dtype
         lens = ctx.lengths("Input")
         mask = None
-        if lens is not None and B == len(lens) and (lens < T).any():
-            mask = np.ascontiguousarray(ctx.valid_mask("Input", T).T)[:, :, None]  # (T, B, 1)
-        xt = np.ascontiguousarray(x.reshape(B, T, k).transpose(1, 0, 2)).reshape(T * B, k)
-        half = np.ones((Wx.shape[0], 1), dt)
-        half[:self.cell.sigmoid_blocks * n] = 0.5  # the cells take z/2 for sigmoid gates
-        A = xt @ (Wx * half).T  # every step, every gate: one GEMM
-        A += b * half[:, 0]
+        if lens is not None and B == len(lens):  # the rows are the examples
+            valid = ctx.valid_positions("Input", x, axes=(0,))  # None: nothing padded
+            if valid is not None:
+                mask = np.ascontiguousarray(valid.reshape(B, T).T)[:, :, None]  # (T, B, 1)
+        xt = (x.reshape(T, k) if B == 1 else  # time-major rows
+              np.ascontiguousarray(x.reshape(B, T, k).transpose(1, 0, 2)).reshape(T * B, k))
+        A = xt @ WxT  # every step, every gate: one GEMM
+        A += bias
         A = A.reshape(T, B, -1)
         init = [starts[p].reshape(B, n) if p in starts else np.zeros((B, n), dt)
                 for p in self.optional_inputs]
-        H, cache = self.cell.forward(A, np.ascontiguousarray((Ws * half).T), init, mask)
+        H, cache = self.cell.forward(A, WsT, init, mask)
         out = H[0][1:].transpose(1, 0, 2)
         out = np.ascontiguousarray(out) if mask is None else out * mask.transpose(1, 0, 2)
         outs = {"Output": out.reshape(lead + (T, n))}
+        states_out = self.cached("states_out", lambda: set(self.output_ports))
         for p, h in zip(self.optional_inputs, H, strict=True):
-            if p in self.output_ports:
+            if p in states_out:
                 outs[p] = h[T].reshape(lead + (n,))
 
         def backward(g):

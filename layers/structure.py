@@ -280,8 +280,9 @@ class SoftmaxLayer(Layer):
         valid = ctx.valid_positions("Input", x, axes=(ax,))  # along the softmax axis only
         if valid is not None:  # padded positions get weight exp(-inf) = 0
             x = np.where(valid, x, -np.inf)
-        e = np.exp(x - x.max(axis=axis, keepdims=True))
-        y = e / e.sum(axis=axis, keepdims=True)
+        y = x - x.max(axis=axis, keepdims=True)
+        y = np.exp(y, out=y) if y.dtype.kind == "f" else np.exp(y)  # in place when it can
+        y /= y.sum(axis=axis, keepdims=True)
 
         def backward(g):
             gy = g["Output"]

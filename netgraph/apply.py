@@ -10,6 +10,7 @@ import numpy as np
 
 from .allocation import memory_errors
 from .batch import (
+    _plain,
     from_batch,
     pad_examples,
     split_examples,
@@ -32,13 +33,16 @@ __all__ = ["apply_net", "collect_arrays", "uninitialized", "run_net", "data_hint
 
 
 def uninitialized(net: Net) -> list[tuple]:
-    return [p + (n,) for p, sub in walk(net) for n, a in sub._arrays().items() if a is None]
+    """The paths of the arrays of ``net`` that are not initialized (found once per net: nets
+    are immutable)."""
+    return net.cached("uninitialized", lambda: [
+        p + (n,) for p, sub in walk(net) for n, a in sub._arrays().items() if a is None])
 
 
 def collect_arrays(net: Net, dtype: Any) -> dict[tuple, np.ndarray]:
     """All arrays of ``net`` by run-time key (full path; a shared array once, keyed by its
     ``NetSharedArray``), cast to ``dtype`` (cached per dtype)."""
-    key = ("arrays", np.dtype(dtype).str)
+    key = ("arrays", (dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)).str)
     cached = net._cache.get(key)
     if cached is None:
         cached = {array_key(sub, p, n): a.astype(dtype, copy=False)
@@ -47,7 +51,14 @@ def collect_arrays(net: Net, dtype: Any) -> dict[tuple, np.ndarray]:
     return cached
 
 
+_DTYPES = {t: np.dtype(t) for t in (np.float32, np.float64, np.dtype(np.float32),
+                                    np.dtype(np.float64))}
+
+
 def _check_dtype(dtype: Any) -> np.dtype:
+    if type(dtype) in (type, np.dtypes.Float32DType, np.dtypes.Float64DType) and \
+            dtype in _DTYPES:  # the usual ones, without the cost of np.dtype()
+        return _DTYPES[dtype]
     if dtype is None:
         return np.dtype(np.float32)  # the default (np.dtype(None) would be float64)
     try:
@@ -177,9 +188,11 @@ def _example_shape(x: Any, shape: Any, port: str) -> tuple[int, ...]:
 
 
 def _open_inputs(net: Net) -> list[str]:
-    """The input ports whose shapes inference left open (the rank or a size unknown)."""
-    return [p for p in net.input_ports if (shape := net.port_shape(p)) is Automatic or
-            isinstance(shape, tuple) and Automatic in shape]
+    """The input ports whose shapes inference left open (the rank or a size unknown), found
+    once per net."""
+    return net.cached("open_inputs", lambda: [
+        p for p in net.input_ports if (shape := net.port_shape(p)) is Automatic or
+        isinstance(shape, tuple) and Automatic in shape])
 
 
 def _filled_spec(shape: Any, x: Any, port: str) -> Any:
@@ -231,6 +244,8 @@ def underflow_ignored(fn: Callable) -> Callable:
     """
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
+        if np.geterr()["under"] == "ignore":  # NumPy's default: nothing to set (and undo)
+            return fn(*args, **kwargs)
         with np.errstate(under="ignore"):
             return fn(*args, **kwargs)
 
@@ -255,6 +270,12 @@ def data_hints(plan: Plan) -> dict[str, str]:
 def run_net(net: Net, inputs: dict[str, Any], dtype: Any, *, training: bool = False,
             rng: Any = None, fill: float = 0.0) -> tuple[Plan, Any, Tape]:
     """Validate, pad and run forward; the building block of applying and training."""
+    return _run(net, inputs, dtype, training, rng, fill)
+
+
+def _run(net: Net, inputs: dict[str, Any], dtype: Any, training: bool, rng: Any,
+         fill: float) -> tuple[Plan, Any, Tape]:
+    """:func:`run_net` for callers that already ignore underflow."""
     plan = compile_net(net)
     missing = uninitialized(net)
     if missing:
@@ -267,7 +288,7 @@ def run_net(net: Net, inputs: dict[str, Any], dtype: Any, *, training: bool = Fa
         raise with_hints(e, data_hints(plan)) from None
     run = RunContext(arrays=collect_arrays(net, dtype), dtype=dtype, training=training, rng=rng,
                      lengths=dict(batch.lengths), inputs_zero_padded=fill == 0,
-                     length_owners={k: p for p, m in plan.inputs.items() for k in m.keys if k})
+                     length_owners=plan.length_owners)
     return plan, batch, forward(plan, batch.arrays, run)
 
 
@@ -320,26 +341,108 @@ def _seeds(plan: Plan, batch: Any, given: dict[str, Any], dtype: Any, tape: Tape
     return seeds
 
 
+def _request(net: Net, plan: Plan, what: Any) -> tuple[list, list, bool]:
+    """The targets (see :func:`_target`) and decoding steps (see ``coding.selection``) of the
+    outputs ``what`` asks for, and whether they are all values (no gradients); derived once
+    per plan and request (they depend on the net's structure only), a request that is no
+    valid key (a list holding unhashable parts) each time."""
+    try:
+        key = ("list", *what) if isinstance(what, list) else ("one", what)
+        cached = plan.requests.get(key)
+    except TypeError:
+        key = cached = None
+    if cached is not None:
+        return cached
+    wants = what if isinstance(what, list) else [what]
+    if what is None:
+        wants = list(plan.outputs)
+    chosen = [selection(net, w) for w in wants]
+    targets = [_target(net, plan, w) for w, _ in chosen]
+    cached = targets, [post for _, post in chosen], all(t[0] == "value" for t in targets)
+    if key is not None:
+        plan.requests[key] = cached
+    return cached
+
+
+def _plain_call(net: Net, data: Any, what: Any, dt: np.dtype) -> tuple | None:
+    """``(result,)`` of ``net(data, what)`` by the short way, when the call needs nothing but
+    running the plan on plainly valid arrays: the net has no encoders, no open input shapes
+    and every array initialized (facts of the net, found once); values (no gradients) are
+    asked for; and the data of every input port is an ndarray that :func:`batch._plain`
+    accepts, all of one form (one example or batches of one size) and of one length where
+    ports share a length. None otherwise: the general path then handles the call, every error
+    included, and gives accepted calls the same result bit for bit (the same packing, plan
+    and unpacking)."""
+    ok = net._cache.get("plain_calls")
+    if ok is None:
+        ok = net._cache["plain_calls"] = (not net.port_coders()[0] and not _open_inputs(net)
+                                          and not uninitialized(net))
+    if not ok:
+        return None
+    plan = compile_net(net)
+    targets, posts, values_only = _request(net, plan, what)
+    if not values_only:
+        return None
+    ports = plan.inputs
+    if type(data) is dict:
+        if len(data) != len(ports):
+            return None
+        given = [data.get(p) for p in ports]
+    elif len(ports) == 1:
+        given = [data]
+    else:
+        return None
+    arrays, lengths, forms = {}, {}, set()
+    for (port, meta), x in zip(ports.items(), given):
+        plain = _plain(x, meta, dt)
+        if plain is None:
+            return None
+        arrays[port], port_lengths, is_batch = plain
+        forms.add((is_batch, len(arrays[port])))
+        for axis, lens in port_lengths.items():
+            key = meta.keys[axis]
+            if key in lengths and lengths[key][0] != lens[0]:
+                return None
+            lengths[key] = lens
+    if len(forms) != 1:
+        return None
+    run = RunContext(arrays=collect_arrays(net, dt), dtype=dt, lengths=lengths,
+                     inputs_zero_padded=True, length_owners=plan.length_owners,
+                     _full={(key, int(lens[0])): True for key, lens in lengths.items()})
+    tape = forward(plan, arrays, run)  # (every example of the data has its key's one length)
+    results = [from_batch(tape.values[x.slot], x, run.lengths, is_batch) for _, x in targets]
+    return (_results(plan, results, posts, is_batch, what),)
+
+
+def _results(plan: Plan, results: list, posts: list, is_batch: bool, what: Any) -> Any:
+    """What applying returns: the requested results (decoded where asked), as a list for a
+    list request, a dict of every output for none, else the one."""
+    results = [r if post is None else post(r, is_batch) for r, post in zip(results, posts)]
+    if isinstance(what, list):
+        return results
+    if what is None and len(results) > 1:
+        return dict(zip(plan.outputs, results))
+    return results[0]
+
+
 @memory_errors("applying the net")
 @underflow_ignored
 def apply_net(net: Net, data: Any, what: Any = None, *, dtype: Any = np.float32,
               training: bool = False, rng: Any = None, fill: float = 0.0) -> Any:
     dt = _check_dtype(dtype)
+    if not training and fill == 0:
+        done = _plain_call(net, data, what, dt)
+        if done is not None:
+            return done[0]
     data = encode_inputs(net, data)
     net = _fill_shapes_from_data(net, data)
     plan = compile_net(net)
-    many = isinstance(what, list)
-    wants = what if many else [what]
-    if what is None:
-        wants = list(plan.outputs)
-    chosen = [selection(net, w) for w in wants]
-    wants, posts = [w for w, _ in chosen], [post for _, post in chosen]
-    targets = [_target(net, plan, w) for w in wants]
+    targets, posts, values_only = _request(net, plan, what)
     inputs, given_seeds = _split_data(net, data)
-    plan, batch, tape = run_net(net, inputs, dt, training=training, rng=rng, fill=fill)
+    plan, batch, tape = _run(net, inputs, dt, training, rng, fill)
     grads: list = []
     array_grads: dict = {}
-    if any(t[0] != "value" for t in targets):
+    if not values_only:
         grads, array_grads = backward(plan, tape, _seeds(plan, batch, given_seeds, dt, tape))
     results = []
     for kind, x in targets:
@@ -353,9 +456,4 @@ def apply_net(net: Net, data: Any, what: Any = None, *, dtype: Any = np.float32,
         else:
             g = array_grads.get(x)
             results.append(np.zeros_like(tape.run.arrays[x]) if g is None else g)
-    results = [r if post is None else post(r, batch.is_batch) for r, post in zip(results, posts)]
-    if many:
-        return results
-    if what is None and len(results) > 1:
-        return dict(zip(plan.outputs, results))
-    return results[0]
+    return _results(plan, results, posts, batch.is_batch, what)

@@ -236,30 +236,101 @@ class Batch:
         self.arrays, self.lengths, self.is_batch, self.size = arrays, lengths, is_batch, size
 
 
+#: the largest finite value of each computing dtype (data beyond it would overflow)
+_FLOAT_MAX = {np.dtype(t): float(np.finfo(t).max) for t in (np.float32, np.float64)}
+
+
+def _plain(x: Any, meta: PortMeta, dtype: Any) -> tuple[np.ndarray, dict, bool] | None:
+    """The fast path of :func:`to_batch`: data that is plainly valid, packed without looking
+    at its examples one by one. That is an ndarray holding one example or a stacked batch
+    (rank + 1) of exactly the port's shape (a varying length only on the first axis, then
+    the same for every example, and not 0), of integers or reals, whose values pass the
+    checks of :func:`check_values` by one min/max reduction: finite reals within the range
+    of ``dtype`` (so the conversion cannot overflow), integers for an integer port within
+    ``0..n-1`` for ``Index(n)`` and int64 for ``"Integer"``. Returns the padded array (a new
+    one in the computing dtype: the net never holds the caller's array), the lengths per
+    varying axis and whether it was a batch; None leaves the data — every error included —
+    to the general path, whose result for accepted data is the same, bit for bit."""
+    if type(x) is not np.ndarray or x.dtype.kind not in "iuf" or x.size == 0:
+        return None
+    rank, dims = meta.rank, meta.dims
+    if x.ndim == rank:
+        is_batch, example = False, x.shape
+    elif x.ndim == rank + 1:
+        is_batch, example = True, x.shape[1:]
+    else:
+        return None
+    if not meta.varying:
+        if example != dims:
+            return None
+    elif not _first_axis_only(meta) or example[1:] != dims[1:]:
+        return None
+    if meta.integer:
+        dtype = np.int64
+    if not _plain_values(x, meta, dtype):
+        return None
+    a = x.astype(dtype)
+    if not is_batch:
+        a = a[None]
+    lengths = {0: np.full(len(a), a.shape[1], np.int64)} if meta.varying else {}
+    return a, lengths, is_batch
+
+
+def _plain_values(x: np.ndarray, meta: PortMeta, dtype: Any) -> bool:
+    """Whether the values of ``x`` (integers or reals) certainly pass :func:`check_values`
+    for ``meta`` and convert to ``dtype`` without overflow, by one min/max reduction."""
+    kind = x.dtype.kind
+    lo, hi = np.minimum.reduce(x, axis=None), np.maximum.reduce(x, axis=None)
+    if meta.integer:
+        if kind == "f":
+            return False
+        n, lo, hi = getattr(meta.elem, "n", None), int(lo), int(hi)
+        return 0 <= lo and hi < n if n is not None else hi < 2 ** 63
+    if kind == "f":  # compared as Python floats: NaN fails every comparison
+        limit = _FLOAT_MAX[np.dtype(dtype)]
+        return -limit <= float(lo) <= float(hi) <= limit
+    return True
+
+
+def _general(x: Any, meta: PortMeta, port: str, dtype: Any,
+             fill: float) -> tuple[np.ndarray, dict, bool, int]:
+    """Any data for ``port``: split into examples (shapes validated), padded with ``fill``,
+    values validated by one vectorized check of the padded batch (per example only to name
+    the one at fault)."""
+    examples, is_batch = split_examples(x, meta, port, values=False)
+    with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values: reported below
+        array, port_lengths = pad_examples(examples, meta, dtype, fill, port)
+    try:  # one vectorized value check; the zero padding of real data is finite
+        check_values(array if fill == 0 and not meta.integer else np.concatenate(
+            [e.ravel() for e in examples]), meta, port)
+    except InputDataError:  # find the example to blame
+        for k, e in enumerate(examples):
+            check_values(e, meta, port, f" (example {k})" if is_batch else "")
+        # every example is finite: the conversion to ``dtype`` overflowed
+        big = max(float(np.abs(e).max()) for e in examples)
+        raise InputDataError(f"data for port {port!r} has values up to {big:.3g}, beyond "
+                             f"the range of {np.dtype(dtype).name}; rescale the data or "
+                             "compute with dtype=np.float64") from None
+    return array, port_lengths, is_batch, len(examples)
+
+
 def to_batch(data: dict[str, Any], metas: dict[str, PortMeta], dtype: Any,
              fill: float = 0.0) -> Batch:
+    """The validated, padded batch of ``data`` (port -> one example or a batch)."""
     arrays: dict[str, np.ndarray] = {}
     lengths: dict[Any, np.ndarray] = {}
     owner: dict[Any, str] = {}
     sizes: dict[str, int] = {}
     batchness: dict[str, bool] = {}
     for port, meta in metas.items():
-        examples, is_batch = split_examples(data[port], meta, port, values=False)
-        batchness[port] = is_batch
-        sizes[port] = len(examples)
-        with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values: reported below
-            arrays[port], port_lengths = pad_examples(examples, meta, dtype, fill, port)
-        try:  # one vectorized value check; the zero padding of real data is finite
-            check_values(arrays[port] if fill == 0 and not meta.integer else np.concatenate(
-                [e.ravel() for e in examples]), meta, port)
-        except InputDataError:  # find the example to blame
-            for k, e in enumerate(examples):
-                check_values(e, meta, port, f" (example {k})" if is_batch else "")
-            # every example is finite: the conversion to ``dtype`` overflowed
-            big = max(float(np.abs(e).max()) for e in examples)
-            raise InputDataError(f"data for port {port!r} has values up to {big:.3g}, beyond "
-                                 f"the range of {np.dtype(dtype).name}; rescale the data or "
-                                 "compute with dtype=np.float64") from None
+        plain = _plain(data[port], meta, dtype)
+        if plain is not None:
+            arrays[port], port_lengths, is_batch = plain
+            size = len(arrays[port])
+        else:
+            arrays[port], port_lengths, is_batch, size = _general(data[port], meta, port,
+                                                                   dtype, fill)
+        batchness[port], sizes[port] = is_batch, size
         for axis, lens in port_lengths.items():
             key = meta.keys[axis]
             if key in lengths and not np.array_equal(lengths[key], lens):

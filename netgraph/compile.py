@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -55,18 +56,16 @@ class PortMeta:
     dims: tuple[int | None, ...]
     elem: Any
     keys: tuple[Any, ...]
+    #: derived once (read on every call): the number of dims, whether any is varying, whether
+    #: the elements are integers (``"Integer"`` or ``Index(n)``)
+    rank: int = field(init=False, compare=False, repr=False)
+    varying: bool = field(init=False, compare=False, repr=False)
+    integer: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def rank(self) -> int:
-        return len(self.dims)
-
-    @property
-    def varying(self) -> bool:
-        return any(k is not None for k in self.keys)
-
-    @property
-    def integer(self) -> bool:
-        return self.elem is not None and self.elem != "Real"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rank", len(self.dims))
+        object.__setattr__(self, "varying", any(k is not None for k in self.keys))
+        object.__setattr__(self, "integer", self.elem is not None and self.elem != "Real")
 
 
 class Computation(Protocol):
@@ -92,6 +91,23 @@ class Step:
     #: the steps a fused step replaces (producer, consumer); empty for a layer's own step
     parts: tuple[Step, ...] = ()
 
+    @functools.cached_property
+    def layout(self) -> tuple[tuple, tuple, tuple]:
+        """What the executor reads on every run, derived once (plans are cached and their
+        layers immutable): ``((port, slot) of the inputs, (name, key) of the arrays,
+        (port, slot, meta, real, zero) of the outputs)``, where ``real`` says the output is
+        real-valued (kept in the run's dtype) and ``zero`` that the executor must zero its
+        padding (a varying output of a layer that does not declare ``pad_clean``)."""
+        clean = self.layer.pad_clean
+        return (tuple((p, m.slot) for p, m in self.ins.items()), tuple(self.arrays.items()),
+                tuple((p, m.slot, m, not m.integer, m.varying and not clean)
+                      for p, m in self.outs.items()))
+
+    @functools.cached_property
+    def port_metas(self) -> dict[str, PortMeta]:
+        """Port -> its meta, inputs and outputs in one (an input wins a shared name)."""
+        return {**self.outs, **self.ins}
+
 
 @dataclass
 class Plan:
@@ -101,6 +117,13 @@ class Plan:
     inputs: dict[str, PortMeta] = field(default_factory=dict)
     outputs: dict[str, PortMeta] = field(default_factory=dict)
     interior: dict[tuple[tuple, str], PortMeta] = field(default_factory=dict)
+    #: what applying derived from a request of outputs (``what``) of this plan, by request
+    requests: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @functools.cached_property
+    def length_owners(self) -> dict[Any, str]:
+        """Length key -> the input port whose data gives those lengths (for messages)."""
+        return {k: p for p, m in self.inputs.items() for k in m.keys if k}
 
     def new_slot(self, t: PortType, place: str) -> int:
         """A slot for a value of solved type ``t``; a varying dim's length key is its root."""
@@ -137,8 +160,11 @@ class Plan:
 
 def compile_net(net: Net, prefix: tuple = ()) -> Plan:
     """The plan of ``net`` (cached on the net: nets are immutable), from its one solution."""
-    return net.cached(("plan", prefix, _FUSE.get()),
-                      lambda: _compile(net, net._solution(), prefix))
+    key = ("plan", prefix, _FUSE.get())
+    plan = net._cache.get(key)  # what net.cached does, without making a closure per call
+    if plan is None:
+        plan = net._cache[key] = _compile(net, net._solution(), prefix)
+    return plan
 
 
 def _compile(net: Net, sol: Solution, prefix: tuple) -> Plan:

@@ -21,7 +21,7 @@ from .shared import array_key
 __all__ = ["RunContext", "StepContext", "Tape", "forward", "backward"]
 
 
-@dataclass
+@dataclass(slots=True)
 class RunContext:
     """What one application of a net shares across its steps."""
 
@@ -35,6 +35,8 @@ class RunContext:
     #: length key -> the input port whose data gave those lengths (for error messages)
     length_owners: dict[Any, str] = field(default_factory=dict)
     _masks: dict[tuple, np.ndarray] = field(default_factory=dict)
+    #: (length key, size) -> whether every position is valid (nothing padded)
+    _full: dict[tuple, bool] = field(default_factory=dict)
 
     def valid_mask(self, key: Any, size: int) -> np.ndarray:
         """Boolean ``(B, size)`` mask of the valid positions of length key ``key``."""
@@ -44,6 +46,15 @@ class RunContext:
             mask = np.arange(size)[None, :] < lengths[:, None]
             self._masks[(key, size)] = mask
         return mask
+
+    def all_valid(self, key: Any, size: int) -> bool:
+        """Whether every example has length ``size`` or more for length key ``key`` (so a
+        dim of that size is not padded); found once per run (the lengths of a key, once
+        known, never change)."""
+        full = self._full.get((key, size))
+        if full is None:
+            full = self._full[(key, size)] = bool(self.valid_mask(key, size).all())
+        return full
 
     def _broadcast_mask(self, shape: tuple, meta: PortMeta,
                         axes: Any = None) -> np.ndarray | None:
@@ -56,9 +67,10 @@ class RunContext:
         for axis, key in enumerate(meta.keys):
             if key is None or key not in self.lengths or axes is not None and axis not in axes:
                 continue
-            mask = self.valid_mask(key, shape[lead + axis])
-            if mask.all():
+            size = shape[lead + axis]
+            if self.all_valid(key, size):
                 continue
+            mask = self.valid_mask(key, size)
             mask = mask.reshape(mask.shape[:1] + (1,) * (lead - 1 + axis) + mask.shape[1:]
                                 + (1,) * (meta.rank - axis - 1))
             valid = mask if valid is None else valid & mask
@@ -67,8 +79,11 @@ class RunContext:
     def valid_ones(self, shape: tuple, meta: PortMeta, dtype: Any) -> np.ndarray:
         """Ones at valid positions, exactly 0 at padded ones (the default output seed)."""
         valid = self._broadcast_mask(shape, meta) if meta.varying else None
-        return np.ones(shape, dtype) if valid is None else \
-            np.broadcast_to(valid, shape).astype(dtype)
+        if valid is None:
+            return np.ones(shape, dtype)
+        ones = np.empty(shape, dtype)
+        ones[...] = valid.astype(dtype)  # the small mask cast, then broadcast: 4x faster
+        return ones
 
     def zero_padding(self, value: np.ndarray, meta: PortMeta) -> np.ndarray:
         """``value`` with every padded position (of every varying dim) set to exactly 0."""
@@ -118,7 +133,7 @@ class StepContext:
         return self.run.arrays[key], key
 
     def meta(self, port: str) -> PortMeta:
-        return self.step.ins[port] if port in self.step.ins else self.step.outs[port]
+        return self.step.port_metas[port]
 
     def dims(self, port: str) -> tuple[int | None, ...]:
         """Static example dims of ``port`` (None for a varying length)."""
@@ -159,7 +174,8 @@ class StepContext:
         any leading axes, broadcastable to ``x``: along the varying example axes ``axes``
         (default: every varying axis), each by its own lengths. None when nothing there is
         padded."""
-        return self.run._broadcast_mask(x.shape, self.meta(port), axes)
+        meta = self.meta(port)
+        return self.run._broadcast_mask(x.shape, meta, axes) if meta.varying else None
 
     def needs_grad(self, port: str) -> bool:
         return not self.step.ins[port].integer
@@ -178,7 +194,7 @@ class StepContext:
         return outs, back
 
 
-@dataclass
+@dataclass(slots=True)
 class Tape:
     plan: Plan
     run: RunContext
@@ -193,14 +209,17 @@ def forward(plan: Plan, inputs: dict[str, np.ndarray], run: RunContext) -> Tape:
         x = inputs[port]
         values[meta.slot] = x if run.inputs_zero_padded else run.zero_padding(x, meta)
     backs = []
+    arrays, dtype = run.arrays, run.dtype
     for step in plan.steps:
-        ins = {p: values[m.slot] for p, m in step.ins.items()}
-        arrays = {n: run.arrays[path] for n, path in step.arrays.items()}
-        outs, back = step.layer.forward(ins, arrays, StepContext(step, run))
-        clean = step.layer.pad_clean
-        for p, m in step.outs.items():
-            v = _in_run_dtype(outs.get(p), m, run)
-            values[m.slot] = v if clean else run.zero_padding(v, m)
+        in_slots, array_keys, out_slots = step.layout
+        outs, back = step.layer.forward({p: values[s] for p, s in in_slots},
+                                        {n: arrays[k] for n, k in array_keys},
+                                        StepContext(step, run))
+        for p, slot, meta, real, zero in out_slots:
+            v = outs.get(p)
+            if real and v is not None and v.dtype != dtype:
+                v = v.astype(dtype)  # see _in_run_dtype
+            values[slot] = run.zero_padding(v, meta) if zero else v
         backs.append(back)
     return Tape(plan, run, values, backs)
 

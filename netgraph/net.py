@@ -15,6 +15,11 @@ from .solver import Solver
 __all__ = ["Net"]
 
 
+#: ``netgraph.apply.apply_net``, imported by the first call (that module imports this one); an
+#: import statement on every call would cost a microsecond
+_apply_net: Any = None
+
+
 class Net:
     """Base of every net: an immutable value with named input and output ports.
 
@@ -155,9 +160,12 @@ class Net:
     # ---------------------------------------------------------------- applying
     def __call__(self, data: Any, what: Any = None, *, dtype: Any = np.float32) -> Any:
         """Apply the net to ``data``; see the SPEC's "Applying a net"."""
-        from .apply import apply_net
+        global _apply_net
+        if _apply_net is None:
+            from .apply import apply_net
 
-        return apply_net(self, data, what, dtype=dtype)
+            _apply_net = apply_net
+        return _apply_net(self, data, what, dtype=dtype)
 
     def summary(self) -> str:
         from .info import summary

@@ -283,9 +283,6 @@ def test_bidirectional_shapes_and_errors():
                                  backward_net=GatedRecurrentLayer(4), Input=("Varying", 5))
     with pytest.raises(ShapeError, match=r"'Input'.*\(5,\).*'ForwardNet'.*rank 1 versus rank 2"):
         NetBidirectionalOperator(GatedRecurrentLayer(3), Input=5)
-    for scalar in ("Real", ()):  # found by the property tests: an IndexError before
-        with pytest.raises(ShapeError, match=r"'Output'.*'Real'.*catenates.*rank 0 versus rank 2"):
-            NetBidirectionalOperator(GatedRecurrentLayer(3), Input=("Varying", 2), Output=scalar)
     with pytest.raises(NetError, match=r"ForwardNet must have one input port.*Input1"):
         NetBidirectionalOperator(TotalLayer())
     with pytest.raises(NetError, match="aggregation"):
@@ -313,6 +310,12 @@ def test_bidirectional_over_an_embedding_and_errors_for_non_sequences():
     with pytest.raises(ShapeError, match=r"sequence of vectors.*one per position.*\(4,\)"):
         NetBidirectionalOperator(NetChain([GatedRecurrentLayer(4), layers.SequenceLastLayer()]),
                                  Input=("Varying", 3))
+
+
+def test_bidirectional_catenation_refuses_a_scalar_output_shape():
+    """A given Output of rank 0 is a ShapeError naming both shapes (it was an IndexError)."""
+    with pytest.raises(ShapeError, match=r"'Output'.*'Real'.*rank 0 versus rank 2"):
+        NetBidirectionalOperator(layers.BasicRecurrentLayer(), "Catenate", Output="Real")
 
 
 def test_onnx_export_of_the_new_layers_and_a_small_transformer(tmp_path):
