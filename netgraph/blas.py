@@ -1,0 +1,353 @@
+"""Matrix products with BLAS threads chosen for the size of the work.
+
+A product of ``F = 2 * batch * M * N * K`` floating-point operations runs
+
+* as it is (``np.matmul``) when ``M * N * K < TINY_MNK``: BLAS uses one thread for it anyway
+  (OpenBLAS does below ``64**3``), and touching the setting would cost more than the product;
+* with BLAS at one thread when ``F < BIG_FLOPS`` (waking BLAS's worker threads costs more than
+  they save on a product this small, and far more when another process keeps the other core
+  busy); a batched product of ``F >= SPLIT_FLOPS`` is also cut along its batch axis into
+  parts that run on up to ``WORKERS`` threads (the calling one included), each with BLAS at
+  one thread;
+* with BLAS's own threads (as the user set them) when it is a single ``F >= BIG_FLOPS``
+  product.
+
+Public API (stable):
+
+``matmul(a, b, out=None) -> ndarray``
+    ``np.matmul(a, b, out=out)`` (same broadcasting, shapes and dtype; ``out`` must not
+    overlap ``a`` or ``b``), with the thread choice above.
+``parallel_map(fn, items) -> list``
+    ``[fn(x) for x in items]``, the items shared among up to ``WORKERS`` threads (NumPy
+    releases the GIL in its loops), BLAS at one thread meanwhile. ``fn`` must be independent
+    per item; products inside it (through this module or NumPy) run single-threaded, in
+    the thread that calls them.
+``batch_slices(n, flops) -> list[slice]``
+    How to cut a batch of ``n`` independent examples whose work is ``flops`` for
+    :func:`parallel_map`: one slice when it is too small to gain from threads.
+``single_threaded()``
+    Context manager: BLAS at one thread inside (reentrant; products inside run in this
+    thread as they are).
+``WORKERS``, ``TINY_MNK``, ``SPLIT_FLOPS``, ``BIG_FLOPS``
+    The thresholds above (module constants, read at each call).
+
+Exactness: a part of a batch is computed by exactly the BLAS call that computes it without
+the split (the batch axis is cut, never a reduction axis), so results do not depend on
+``WORKERS`` or on how many user threads apply nets at once. They can differ in the last bits
+from ``a @ b`` under *multi-threaded* BLAS for products that run single-threaded here:
+OpenBLAS splits the reduction of some shapes among its threads.
+
+Process-wide state: BLAS thread counts are a process-wide setting, so the single-threaded
+sections of all threads form one reentrant section: the first one to enter notes the
+setting and lowers it to one thread, the last one to leave restores exactly what it noted,
+also on exceptions. A product that wants BLAS's own threads waits until no single-threaded
+section is open (and holds new ones off while it runs), so its result never depends on what
+other threads do. Nothing is changed when BLAS already runs on one thread (the user's limit
+is an upper bound, never raised), nor when no BLAS library can be controlled (threadpoolctl
+missing, or OpenBLAS built on OpenMP, whose limits are per thread): then products run as
+they are and :func:`parallel_map` uses worker threads only if BLAS is single-threaded
+already. Worker threads come from one pool made on first use and dropped in a forked
+child (``os.register_at_fork``), which makes its own; a child forked while another thread of
+the parent had BLAS lowered restores the setting. Changing BLAS threads from another thread
+while nets are being applied is not supported (the section restores what it noted).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import numpy as np
+
+__all__ = ["matmul", "parallel_map", "batch_slices", "single_threaded", "WORKERS",
+           "TINY_MNK", "SPLIT_FLOPS", "BIG_FLOPS"]
+
+T = TypeVar("T")
+
+#: threads that share the parts of a batched product or the items of parallel_map
+WORKERS = min(2, os.cpu_count() or 1)
+#: below this ``M * N * K`` a product runs as it is (BLAS runs it on one thread anyway)
+TINY_MNK = 1 << 13
+#: a batched product (or a batch of examples) of at least this many FLOPs is split
+SPLIT_FLOPS = 2e6
+#: a single product of at least this many FLOPs runs on BLAS's own threads
+BIG_FLOPS = 6e7
+
+
+# ----------------------------------------------------------------- BLAS thread control
+class _Lib:
+    """Get and set one BLAS library's process-wide thread count (raw ctypes calls: the
+    public threadpoolctl setter ignores calls from all but the first thread that used it)."""
+
+    def __init__(self, controller: Any):
+        self.get: Callable[[], int] = controller.get_num_threads
+        self.set: Callable[[int], Any] = controller.set_num_threads
+        if controller.internal_api == "openblas":
+            get = controller._get_symbol("openblas_get_num_threads")
+            put = controller._get_symbol("openblas_set_num_threads")
+            if get is None or put is None:
+                raise RuntimeError("OpenBLAS without thread control")
+            self.get, self.set = get, put
+
+
+_libs: list[_Lib] | None = None  # None: not looked up yet; []: nothing to control
+
+
+def _controllers() -> list[_Lib]:
+    """The process's BLAS libraries, looked up once; [] when they cannot be controlled."""
+    global _libs
+    if _libs is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            found = ThreadpoolController().select(user_api="blas").lib_controllers
+            libs = [_Lib(c) for c in found
+                    if getattr(c, "threading_layer", None) != "openmp"]
+            _libs = libs if len(libs) == len(found) else []
+        except Exception:  # noqa: BLE001 - no threadpoolctl, or it cannot inspect this process
+            _libs = []
+    return _libs
+
+
+class _Section:
+    """The process-wide state of BLAS thread sections (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition(threading.Lock())
+        self.single: dict[int, int] = {}  # thread id -> depth of its single-threaded sections
+        self.wide = 0  # products running on BLAS's own threads
+        self.wide_waiting = 0
+        self.saved: list[int] | None = None  # thread counts to restore (None: none changed)
+
+
+_state = _Section()
+_local = threading.local()  # .inside: this thread is in a section (its own or as a worker)
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _inside() -> int:
+    return getattr(_local, "inside", 0)
+
+
+def _enter_single(libs: list[_Lib]) -> None:
+    me = threading.get_ident()
+    st = _state
+    with st.cond:
+        if me not in st.single:
+            while st.wide or st.wide_waiting:
+                st.cond.wait()
+        if not st.single:
+            counts = [lib.get() for lib in libs]
+            if any(c != 1 for c in counts):
+                for lib, c in zip(libs, counts, strict=True):
+                    if c != 1:
+                        lib.set(1)
+                st.saved = counts
+        st.single[me] = st.single.get(me, 0) + 1
+
+
+def _leave_single(libs: list[_Lib]) -> None:
+    me = threading.get_ident()
+    st = _state
+    with st.cond:
+        depth = st.single.pop(me) - 1
+        if depth:
+            st.single[me] = depth
+        elif not st.single:
+            _restore(libs)
+            st.cond.notify_all()
+
+
+def _restore(libs: list[_Lib]) -> None:
+    saved, _state.saved = _state.saved, None
+    if saved is not None:
+        for lib, c in zip(libs, saved, strict=True):
+            if c != 1:
+                lib.set(c)
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """BLAS at one thread inside the block (see the module docstring)."""
+    libs = _controllers()
+    if not libs or _inside():  # nothing to set, or set already (by this thread or for it)
+        yield
+        return
+    _enter_single(libs)
+    _local.inside = _inside() + 1
+    try:
+        yield
+    finally:
+        _local.inside -= 1
+        _leave_single(libs)
+
+
+@contextmanager
+def _blas_threads() -> Iterator[None]:
+    """BLAS's own threads (as the user set them) inside: waits for open single-threaded
+    sections to close and holds new ones off meanwhile."""
+    st = _state
+    with st.cond:
+        st.wide_waiting += 1
+        try:
+            while st.single:
+                st.cond.wait()
+        finally:
+            st.wide_waiting -= 1
+        st.wide += 1
+    try:
+        yield
+    finally:
+        with st.cond:
+            st.wide -= 1
+            st.cond.notify_all()
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child: only the forking thread exists. Keep its sections, drop the
+    others' (restoring BLAS if they had lowered it) and the pool of the parent."""
+    global _state, _pool, _pool_lock
+    old, me = _state, threading.get_ident()
+    _state, _pool, _pool_lock = _Section(), None, threading.Lock()
+    if me in old.single:
+        _state.single = {me: old.single[me]}
+        _state.saved = old.saved
+    elif old.saved is not None and _libs:
+        _state.saved = old.saved
+        _restore(_libs)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --------------------------------------------------------------------- worker threads
+def _workers() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(1, WORKERS - 1),
+                                       thread_name_prefix="netgraph-blas")
+        return _pool
+
+
+def _run_shared(fn: Callable[[Any], T], items: list) -> list[T]:
+    """Run ``fn`` on every item, the items claimed in order by this thread and up to
+    ``WORKERS - 1`` pool threads; the first failing item's exception is raised after all
+    have stopped."""
+    results: list[Any] = [None] * len(items)
+    errors: dict[int, BaseException] = {}
+    claim = iter(range(len(items)))
+    claim_lock = threading.Lock()
+
+    def work() -> None:
+        _local.inside = _inside() + 1
+        try:
+            while True:
+                with claim_lock:
+                    i = next(claim, None)
+                    if i is None or errors:
+                        return
+                try:
+                    results[i] = fn(items[i])
+                except BaseException as e:  # noqa: BLE001 - re-raised by the caller
+                    errors[i] = e
+        finally:
+            _local.inside -= 1
+
+    helpers = [_workers().submit(work) for _ in range(min(WORKERS, len(items)) - 1)]
+    try:
+        work()
+    finally:
+        for h in helpers:
+            h.result()
+    if errors:
+        raise errors[min(errors)]
+    return results
+
+
+def parallel_map(fn: Callable[[Any], T], items: Iterable) -> list[T]:
+    """``[fn(x) for x in items]`` on up to ``WORKERS`` threads, BLAS at one thread."""
+    items = list(items)
+    if _inside():
+        return [fn(x) for x in items]
+    libs = _controllers()
+    parallel = WORKERS > 1 and len(items) > 1 and (
+        libs or _blas_single_threaded())
+    with single_threaded():
+        if not parallel:
+            return [fn(x) for x in items]
+        return _run_shared(fn, items)
+
+
+def _blas_single_threaded() -> bool:
+    """Whether BLAS runs on one thread already (for libraries this module cannot set)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        found = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        return bool(found) and all(i.get("num_threads") == 1 for i in found)
+    except Exception:  # noqa: BLE001 - no threadpoolctl
+        return False
+
+
+def batch_slices(n: int, flops: float) -> list[slice]:
+    """Cut ``range(n)`` into up to ``WORKERS`` equal slices, or one when ``flops`` (the work
+    of all ``n``) is below ``SPLIT_FLOPS``."""
+    parts = min(n, WORKERS) if flops >= SPLIT_FLOPS else 1
+    parts = max(parts, 1)
+    bounds = [round(i * n / parts) for i in range(parts + 1)]
+    return [slice(bounds[i], bounds[i + 1]) for i in range(parts)]
+
+
+# ------------------------------------------------------------------------- products
+def _mnk(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int, tuple[int, ...]]:
+    m = a.shape[-2] if a.ndim >= 2 else 1
+    k = a.shape[-1]
+    n = b.shape[-1] if b.ndim >= 2 else 1
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    return m, n, k, batch
+
+
+def _part(x: np.ndarray, rank: int, sl: slice) -> np.ndarray:
+    """``x``'s share of the slice ``sl`` of the first of ``rank`` broadcast batch axes."""
+    if x.ndim - 2 < rank or x.shape[0] == 1:
+        return x  # broadcast along that axis: every part reads all of it
+    return x[sl]
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.matmul(a, b, out=out)`` with BLAS threads chosen for the size of the product."""
+    if _inside() or a.ndim == 0 or b.ndim == 0:
+        return np.matmul(a, b, out=out)
+    m, n, k, batch = _mnk(a, b)
+    mnk = m * n * k
+    if mnk * math.prod(batch) < TINY_MNK:
+        return np.matmul(a, b, out=out)
+    libs = _controllers()
+    if not libs:
+        return np.matmul(a, b, out=out)
+    flops = 2.0 * mnk * math.prod(batch)
+    if not batch or math.prod(batch) == 1:
+        if flops >= BIG_FLOPS:
+            with _blas_threads():
+                return np.matmul(a, b, out=out)
+        with single_threaded():
+            return np.matmul(a, b, out=out)
+    slices = batch_slices(batch[0], flops) if a.ndim >= 2 and b.ndim >= 2 else [slice(None)]
+    with single_threaded():
+        if len(slices) == 1:
+            return np.matmul(a, b, out=out)
+        if out is None:
+            dtype = np.result_type(a, b)
+            out = np.empty(batch + (m, n), dtype)
+        rank = len(batch)
+        _run_shared(lambda sl: np.matmul(_part(a, rank, sl), _part(b, rank, sl), out=out[sl]),
+                    slices)
+        return out
