@@ -22,9 +22,10 @@ Public API (stable):
     releases the GIL in its loops), BLAS at one thread meanwhile. ``fn`` must be independent
     per item; products inside it (through this module or NumPy) run single-threaded, in
     the thread that calls them.
-``batch_slices(n, flops) -> list[slice]``
+``batch_slices(n, flops, max_rows=None) -> list[slice]``
     How to cut a batch of ``n`` independent examples whose work is ``flops`` for
-    :func:`parallel_map`: one slice when it is too small to gain from threads.
+    :func:`parallel_map`: one slice when it is too small to gain from threads (unless
+    ``max_rows`` asks for more), none longer than ``max_rows``.
 ``single_threaded()``
     Context manager: BLAS at one thread inside (reentrant; products inside run in this
     thread as they are).
@@ -297,11 +298,14 @@ def _blas_single_threaded() -> bool:
         return False
 
 
-def batch_slices(n: int, flops: float) -> list[slice]:
-    """Cut ``range(n)`` into up to ``WORKERS`` equal slices, or one when ``flops`` (the work
-    of all ``n``) is below ``SPLIT_FLOPS``."""
+def batch_slices(n: int, flops: float, max_rows: int | None = None) -> list[slice]:
+    """Cut ``range(n)`` into equal slices: up to ``WORKERS`` of them, or one when ``flops``
+    (the work of all ``n``) is below ``SPLIT_FLOPS``; more when that is needed for none to
+    have more than ``max_rows`` rows (to keep a slice's temporaries in cache)."""
     parts = min(n, WORKERS) if flops >= SPLIT_FLOPS else 1
-    parts = max(parts, 1)
+    if max_rows is not None:
+        parts = max(parts, -(-n // max(1, max_rows)))
+    parts = max(min(parts, n), 1)
     bounds = [round(i * n / parts) for i in range(parts + 1)]
     return [slice(bounds[i], bounds[i + 1]) for i in range(parts)]
 
