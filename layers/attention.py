@@ -251,30 +251,32 @@ class AttentionLayer(Layer):
 
         def backward(g):
             gO, gw = heads_of(g.get("Output")), heads_of(g.get("AttentionWeights"))
-            gs = np.empty_like(w)
-            gV = None  # Value's gradient (added to Key's when they are one port)
-            if gO is not None and (ctx.needs_grad(vp) or kp == vp):
+            # Value's gradient: an output of its own, or (one port) added to Key's slice by slice
+            gV = None
+            if gO is not None and kp != vp and ctx.needs_grad(vp):
                 gV = np.empty(V.shape, np.result_type(w, gO))
-            sc.backward_begin(gV if kp == vp else None)
+            sc.backward_begin(gO is not None and kp == vp)
 
             def backward_slice(c: slice) -> None:
+                gs = np.zeros_like(w[c]) if gO is None and gw is None else None  # d/dw, d/ds
+                extra = None
                 if gO is not None:
-                    np.matmul(gO[c], _t(V[c]), out=gs[c])
-                    if gV is not None:
-                        np.matmul(_t(w_used[c]), gO[c], out=gV[c])
+                    gs = np.matmul(gO[c], _t(V[c]))
+                    if kp == vp or gV is not None:
+                        extra = np.matmul(_t(w_used[c]), gO[c], out=None if gV is None else gV[c])
                     if keep is not None:
-                        gs[c] *= keep[c]
+                        gs *= keep[c]
                     if gw is not None:
-                        gs[c] += gw[c]
-                else:
-                    gs[c] = 0 if gw is None else gw[c]
-                _softmax_backward(w[c], gs[c], scale)
+                        gs += gw[c]
+                elif gw is not None:
+                    gs = gw[c].copy()
+                _softmax_backward(w[c], gs, scale)
                 with np.errstate(over="ignore", invalid="ignore"):
-                    sc.backward(c, gs[c])
+                    sc.backward(c, gs, extra if kp == vp else None)
 
             parallel_map(backward_slice, slices)
             with np.errstate(over="ignore", invalid="ignore"):
-                gK, gQ, array_grads = sc.backward_end(gs)
+                gK, gQ, array_grads = sc.backward_end()
             if overflowed and not all(np.isfinite(a).all()
                                       for a in (gK, gQ, *array_grads.values())):
                 err = self._not_finite(ctx, "the gradients of its scores", K, Q)
@@ -373,7 +375,7 @@ def _softmax_backward(w: np.ndarray, gs: np.ndarray, scale: float) -> None:
     """``d/ds`` of the weights ``w = softmax(s * scale)``, in place in ``gs`` (which holds
     ``d/dw``): ``gs = (gw - sum_i gw_i w_i) * w * scale``; rows of padded queries come out 0
     because their ``w`` is 0."""
-    gs -= (gs * w).sum(axis=-1, keepdims=True)
+    gs -= np.vecdot(gs, w)[..., None]
     gs *= w
     if scale != 1.0:
         gs *= scale

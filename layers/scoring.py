@@ -104,9 +104,10 @@ class Scores:
     call may run on different threads; each writes only its own rows), and their gradients::
 
         sc.forward(c, out)              out = s[c]
-        sc.backward_begin(extra)        extra: None, or a (B, h, n, k) term added to gK
-        sc.backward(c, gs[c])           for every slice c (after all forwards)
-        sc.backward_end(gs) -> (gK, gQ, array_grads)
+        sc.backward_begin(extra)        extra: whether every slice brings a term for gK
+        sc.backward(c, gs, extra)       for every slice c: gs = d/ds[c]; extra: None, or a
+                                        term (len(c), h, n, k) to add to gK[c]
+        sc.backward_end() -> (gK, gQ, array_grads)
 
     The products for one slice are batched matmuls of those rows (``np.matmul`` computes each
     example by the same BLAS call whatever the slice), so results do not depend on slicing.
@@ -115,10 +116,9 @@ class Scores:
     def __init__(self, K: np.ndarray, Q: np.ndarray):
         self.K, self.Q = K, Q
         self.dtype = np.result_type(K, Q)
-        self.extra: np.ndarray | None = None
 
-    def backward_begin(self, extra: np.ndarray | None) -> None:
-        self.extra = extra
+    def backward_begin(self, extra: bool) -> None:
+        self.gK, self.gQ = np.empty(self.K.shape, self.dtype), np.empty(self.Q.shape, self.dtype)
 
 
 class DotScores(Scores):
@@ -127,17 +127,13 @@ class DotScores(Scores):
     def forward(self, c: slice, out: np.ndarray) -> None:
         np.matmul(self.Q[c], _t(self.K[c]), out=out)
 
-    def backward_begin(self, extra: np.ndarray | None) -> None:
-        self.extra = extra
-        self.gK, self.gQ = np.empty(self.K.shape, self.dtype), np.empty(self.Q.shape, self.dtype)
-
-    def backward(self, c: slice, gs: np.ndarray) -> None:
+    def backward(self, c: slice, gs: np.ndarray, extra: np.ndarray | None) -> None:
         np.matmul(_t(gs), self.Q[c], out=self.gK[c])
-        if self.extra is not None:
-            self.gK[c] += self.extra[c]
+        if extra is not None:
+            self.gK[c] += extra
         np.matmul(gs, self.K[c], out=self.gQ[c])
 
-    def backward_end(self, gs: np.ndarray):
+    def backward_end(self):
         return self.gK, self.gQ, {}
 
 
@@ -167,22 +163,25 @@ class BilinearScores(Scores):
         else:
             np.matmul(self.P[c], _t(self.K[c]), out=out)
 
-    def backward_begin(self, extra: np.ndarray | None) -> None:
-        self.extra = extra
-        self.gK, self.gQ = np.empty(self.K.shape, self.dtype), np.empty(self.Q.shape, self.dtype)
+    def backward_begin(self, extra: bool) -> None:
+        super().backward_begin(extra)
         self.gP = np.empty(self.P.shape, self.dtype)
+        # keys side: gK is made at the end, from all of gP; the extra term waits for it
+        self.extra = np.empty(self.K.shape, self.dtype) if extra and self.keys_side else None
 
-    def backward(self, c: slice, gs: np.ndarray) -> None:
+    def backward(self, c: slice, gs: np.ndarray, extra: np.ndarray | None) -> None:
         if self.keys_side:
             np.matmul(_t(gs), self.Q[c], out=self.gP[c])
             np.matmul(gs, self.P[c], out=self.gQ[c])
+            if extra is not None:
+                self.extra[c] = extra
         else:
             np.matmul(gs, self.K[c], out=self.gP[c])
             np.matmul(_t(gs), self.P[c], out=self.gK[c])
-            if self.extra is not None:
-                self.gK[c] += self.extra[c]
+            if extra is not None:
+                self.gK[c] += extra
 
-    def backward_end(self, gs: np.ndarray):
+    def backward_end(self):
         q, k = self.W.shape
         if self.keys_side:
             gP = self.gP.reshape(-1, q)
@@ -244,10 +243,17 @@ class GeneralScores(Scores):
                 rows = slice(lo - chunk.start, hi - chunk.start)
                 out[lo - c.start:hi - c.start] = _rows(raw, rows)
 
-    def backward(self, c: slice, gs: np.ndarray) -> None:
-        pass  # all at once in backward_end
+    def backward_begin(self, extra: bool) -> None:
+        self.gs = np.empty(self.shape, self.dtype)  # the net's backward runs on all at the end
+        self.extra = np.empty(self.K.shape, self.dtype) if extra else None
 
-    def backward_end(self, gs: np.ndarray):
+    def backward(self, c: slice, gs: np.ndarray, extra: np.ndarray | None) -> None:
+        self.gs[c] = gs
+        if extra is not None:
+            self.extra[c] = extra
+
+    def backward_end(self):
+        gs = self.gs
         K, Q = self.K, self.Q
         gK, gQ = np.zeros(K.shape, self.dtype), np.zeros(Q.shape, self.dtype)
 
