@@ -323,7 +323,11 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
     The largest score of each row is subtracted before ``exp``. Scores that overflowed to
     ``-inf`` get weight 0; a row with one ``+inf`` score gives that key all its weight, as
     without overflow: a finite score lies below it by about the float spacing there (2e31 in
-    float32) or more, and ``exp(-2e31) = 0``. What cannot be resolved — a NaN score, several
+    float32) or more, and ``exp(-2e31) = 0``. Weights below the smallest normal number
+    (``finfo.tiny``, 1.2e-38 in float32) become 0, as under flush-to-zero arithmetic: that
+    changes no output by more than ``tiny`` times a value, and subnormal operands make the
+    products that read the weights tens of times slower on x86. What cannot be resolved — a
+    NaN score, several
     ``+inf`` scores in a row, or all allowed scores ``-inf`` — raises ``error(what, nan)``
     (``nan``: only NaN scores are unresolved); when that returns None, NaN weights pass
     through (the inputs were not finite to begin with, or a custom scoring net computed NaN,
@@ -346,6 +350,7 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
         s *= qmask[:, None, :, None] / total
     else:
         s /= total
+    np.copyto(s, 0, where=s < np.finfo(s.dtype).tiny)  # subnormal weights: see above
     return s, overflowed
 
 
