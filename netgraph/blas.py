@@ -2,8 +2,9 @@
 
 A product of ``F = 2 * batch * M * N * K`` floating-point operations runs
 
-* as it is (``np.matmul``) when ``M * N * K < TINY_MNK``: BLAS uses one thread for it anyway
-  (OpenBLAS does below ``64**3``), and touching the setting would cost more than the product;
+* as it is (``np.matmul``) when BLAS runs it on one thread whatever its setting (OpenBLAS
+  does for GEMMs of ``M N K <= 2**18`` and matrix-vector products of fewer than 9216 matrix
+  elements; with another library, below ``M N K = TINY_MNK``) and it is too small to split;
 * with BLAS at one thread when ``F < BIG_FLOPS`` (waking BLAS's worker threads costs more than
   they save on a product this small, and far more when another process keeps the other core
   busy); a batched product of ``F >= SPLIT_FLOPS`` is also cut along its batch axis into
@@ -72,7 +73,7 @@ T = TypeVar("T")
 
 #: threads that share the parts of a batched product or the items of parallel_map
 WORKERS = min(2, os.cpu_count() or 1)
-#: below this ``M * N * K`` a product runs as it is (BLAS runs it on one thread anyway)
+#: below this ``M * N * K`` a product runs as it is with a BLAS other than OpenBLAS
 TINY_MNK = 1 << 13
 #: a batched product (or a batch of examples) of at least this many FLOPs is split
 SPLIT_FLOPS = 2e6
@@ -88,7 +89,8 @@ class _Lib:
     def __init__(self, controller: Any):
         self.get: Callable[[], int] = controller.get_num_threads
         self.set: Callable[[int], Any] = controller.set_num_threads
-        if controller.internal_api == "openblas":
+        self.openblas = controller.internal_api == "openblas"
+        if self.openblas:
             get = controller._get_symbol("openblas_get_num_threads")
             put = controller._get_symbol("openblas_set_num_threads")
             if get is None or put is None:
@@ -119,7 +121,8 @@ class _Section:
     """The process-wide state of BLAS thread sections (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.cond = threading.Condition(threading.Lock())
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
         self.single: dict[int, int] = {}  # thread id -> depth of its single-threaded sections
         self.wide = 0  # products running on BLAS's own threads
         self.wide_waiting = 0
@@ -137,32 +140,36 @@ def _inside() -> int:
 
 
 def _enter_single(libs: list[_Lib]) -> None:
-    me = threading.get_ident()
     st = _state
-    with st.cond:
-        if me not in st.single:
+    with st.lock:
+        if st.wide or st.wide_waiting:  # a product on BLAS's own threads runs or waits
             while st.wide or st.wide_waiting:
                 st.cond.wait()
-        if not st.single:
-            counts = [lib.get() for lib in libs]
-            if any(c != 1 for c in counts):
-                for lib, c in zip(libs, counts, strict=True):
-                    if c != 1:
-                        lib.set(1)
-                st.saved = counts
+        if not st.single:  # the first section: note the setting, lower it
+            saved = None
+            for i, lib in enumerate(libs):
+                c = lib.get()
+                if c != 1:
+                    if saved is None:
+                        saved = [1] * len(libs)
+                    saved[i] = c
+                    lib.set(1)
+            st.saved = saved
+        me = threading.get_ident()
         st.single[me] = st.single.get(me, 0) + 1
 
 
 def _leave_single(libs: list[_Lib]) -> None:
     me = threading.get_ident()
     st = _state
-    with st.cond:
+    with st.lock:
         depth = st.single.pop(me) - 1
         if depth:
             st.single[me] = depth
         elif not st.single:
             _restore(libs)
-            st.cond.notify_all()
+            if st.wide_waiting:
+                st.cond.notify_all()
 
 
 def _restore(libs: list[_Lib]) -> None:
@@ -173,20 +180,30 @@ def _restore(libs: list[_Lib]) -> None:
                 lib.set(c)
 
 
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """BLAS at one thread inside the block (see the module docstring)."""
-    libs = _controllers()
-    if not libs or _inside():  # nothing to set, or set already (by this thread or for it)
-        yield
-        return
-    _enter_single(libs)
-    _local.inside = _inside() + 1
-    try:
-        yield
-    finally:
+class _SingleThreaded:
+    """The context manager :func:`single_threaded` returns (a class: cheaper than a
+    generator-based one, entered around every mid-size product)."""
+
+    __slots__ = ("entered",)
+
+    def __enter__(self) -> None:
+        libs = _libs if _libs is not None else _controllers()
+        depth = getattr(_local, "inside", 0)
+        # nothing to set, or set already (by this thread, or for it: a worker)
+        self.entered = bool(libs) and not depth
+        if self.entered:
+            _enter_single(libs)
+        _local.inside = depth + 1
+
+    def __exit__(self, *exc: Any) -> None:
         _local.inside -= 1
-        _leave_single(libs)
+        if self.entered:
+            _leave_single(_libs or [])
+
+
+def single_threaded() -> _SingleThreaded:
+    """BLAS at one thread inside the ``with`` block (see the module docstring)."""
+    return _SingleThreaded()
 
 
 @contextmanager
@@ -311,12 +328,15 @@ def batch_slices(n: int, flops: float, max_rows: int | None = None) -> list[slic
 
 
 # ------------------------------------------------------------------------- products
-def _mnk(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int, tuple[int, ...]]:
-    m = a.shape[-2] if a.ndim >= 2 else 1
-    k = a.shape[-1]
-    n = b.shape[-1] if b.ndim >= 2 else 1
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    return m, n, k, batch
+def _as_is(m: int, n: int, k: int, libs: list[_Lib]) -> bool:
+    """Whether BLAS runs an ``(m, k) @ (k, n)`` product on one thread whatever its setting:
+    OpenBLAS does below ``m n k = 4 * 65536`` (GEMM) and ``m n = 4 * 2304`` elements of the
+    matrix (GEMV, one of m, n being 1); other libraries below ``TINY_MNK``."""
+    if not all(lib.openblas for lib in libs):
+        return m * n * k < TINY_MNK
+    if m == 1 or n == 1:
+        return k * max(m, n) < 9216
+    return m * n * k <= 262144
 
 
 def _part(x: np.ndarray, rank: int, sl: slice) -> np.ndarray:
@@ -328,17 +348,22 @@ def _part(x: np.ndarray, rank: int, sl: slice) -> np.ndarray:
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``np.matmul(a, b, out=out)`` with BLAS threads chosen for the size of the product."""
-    if _inside() or a.ndim == 0 or b.ndim == 0:
+    libs = _libs if _libs is not None else _controllers()
+    if not libs or getattr(_local, "inside", 0) or a.ndim == 0 or b.ndim == 0:
         return np.matmul(a, b, out=out)
-    m, n, k, batch = _mnk(a, b)
-    mnk = m * n * k
-    if mnk * math.prod(batch) < TINY_MNK:
+    if a.ndim <= 2 and b.ndim <= 2:
+        batch: tuple[int, ...] = ()
+    else:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    m = a.shape[-2] if a.ndim >= 2 else 1
+    k = a.shape[-1]
+    n = b.shape[-1] if b.ndim >= 2 else 1
+    items = math.prod(batch)
+    if items == 0 or _as_is(m, n, k, libs) and (items == 1 or 2.0 * m * n * k * items
+                                                 < SPLIT_FLOPS):
         return np.matmul(a, b, out=out)
-    libs = _controllers()
-    if not libs:
-        return np.matmul(a, b, out=out)
-    flops = 2.0 * mnk * math.prod(batch)
-    if not batch or math.prod(batch) == 1:
+    flops = 2.0 * m * n * k * items
+    if items == 1:
         if flops >= BIG_FLOPS:
             with _blas_threads():
                 return np.matmul(a, b, out=out)
@@ -349,8 +374,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         if len(slices) == 1:
             return np.matmul(a, b, out=out)
         if out is None:
-            dtype = np.result_type(a, b)
-            out = np.empty(batch + (m, n), dtype)
+            out = np.empty(batch + (m, n), np.result_type(a, b))
         rank = len(batch)
         _run_shared(lambda sl: np.matmul(_part(a, rank, sl), _part(b, rank, sl), out=out[sl]),
                     slices)
