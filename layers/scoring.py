@@ -207,8 +207,10 @@ def scores(kind: tuple[str, Any] | None, K: np.ndarray, Q: np.ndarray, ctx: Any)
 
 
 #: pair-elements (rows x m x n x feature size) per chunk of the general path: small enough
-#: that a chunk's temporaries stay in cache, large enough to amortize per-step overhead
-CHUNK_ELEMENTS = 1 << 20
+#: that a chunk's temporaries (1 MB each in float32) stay in cache and are reused from the
+#: heap rather than mapped afresh, large enough to amortize per-step overhead (measured on
+#: the additive net: 2**18 takes 28 % less CPU time than 2**20 at B64 n50 m20 d128)
+CHUNK_ELEMENTS = 1 << 18
 
 
 class GeneralScores(Scores):

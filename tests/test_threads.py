@@ -53,7 +53,7 @@ def additive(hidden):
         [(NetPort("Input"), "W"), (NetPort("Query"), "U"), (["W", "U"], "add", "tanh", "v")])
 
 
-D, B, N, M = 96, 37, 29, 17  # 2**20 // (17 * 29 * 96) = 22 rows a chunk: 2 chunks of 37
+D, B, N, M = 96, 37, 29, 17  # 2**18 // (17 * 29 * 96) = 5 rows a chunk: 8 chunks of 37
 
 
 def attention(kind):
