@@ -283,8 +283,9 @@ def _run_shared(fn: Callable[[Any], T], items: list) -> list[T]:
     try:
         work()
     finally:
-        for h in helpers:
-            h.result()
+        for h in helpers:  # one not started yet (the pool busy for another call) is dropped
+            if not h.cancel():
+                h.result()
     if errors:
         raise errors[min(errors)]
     return results
