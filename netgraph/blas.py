@@ -5,13 +5,16 @@ A product of ``F = 2 * batch * M * N * K`` floating-point operations runs
 * as it is (``np.matmul``) when BLAS runs it on one thread whatever its setting (OpenBLAS
   does for GEMMs of ``M N K <= 2**18`` and matrix-vector products of fewer than 9216 matrix
   elements; with another library, below ``M N K = TINY_MNK``) and it is too small to split;
-* with BLAS at one thread when ``F < BIG_FLOPS`` (waking BLAS's worker threads costs more than
-  they save on a product this small, and far more when another process keeps the other core
-  busy); a batched product of ``F >= SPLIT_FLOPS`` is also cut along its batch axis into
-  parts that run on up to ``WORKERS`` threads (the calling one included), each with BLAS at
-  one thread;
-* with BLAS's own threads (as the user set them) when it is a single ``F >= BIG_FLOPS``
-  product.
+* otherwise with BLAS at one thread; a batched product of ``F >= SPLIT_FLOPS`` is cut along
+  its batch axis into parts that run on up to ``WORKERS`` threads (the calling one
+  included), each with BLAS at one thread; a single product of ``F >= BIG_FLOPS`` is cut
+  into ``PARTS`` products of rows of ``a`` (columns of ``b`` when ``a`` is short) shared the
+  same way.
+
+BLAS's own threads are never used: they spin-wait for each other, so a product on two BLAS
+threads takes 10-30 times longer when another process keeps the second core busy (measured
+on the 2-core machine: 0.4 GFLOP, 1.5 ms on a quiet machine, 35-70 ms beside a busy
+process), while the parts here are claimed by whichever thread is free.
 
 Public API (stable):
 
@@ -30,21 +33,22 @@ Public API (stable):
 ``single_threaded()``
     Context manager: BLAS at one thread inside (reentrant; products inside run in this
     thread as they are).
-``WORKERS``, ``TINY_MNK``, ``SPLIT_FLOPS``, ``BIG_FLOPS``
+``WORKERS``, ``TINY_MNK``, ``SPLIT_FLOPS``, ``BIG_FLOPS``, ``PARTS``
     The thresholds above (module constants, read at each call).
 
 Exactness: a part of a batch is computed by exactly the BLAS call that computes it without
-the split (the batch axis is cut, never a reduction axis), so results do not depend on
-``WORKERS`` or on how many user threads apply nets at once. They can differ in the last bits
-from ``a @ b`` under *multi-threaded* BLAS for products that run single-threaded here:
-OpenBLAS splits the reduction of some shapes among its threads.
+the split (the batch axis is cut, never a reduction axis); the parts of a large single
+product are cut from its shape alone (rows or columns: never the reduction axis). So results
+do not depend on ``WORKERS`` or on how many user threads apply nets at once. A batched or
+small product gives the bits of ``np.matmul`` with BLAS on one thread; a large single one
+those of its parts (the same values to rounding: BLAS may order a sum differently for a
+part); either can differ in the last bits from ``a @ b`` under multi-threaded BLAS, which
+splits the reduction of some shapes among its threads.
 
 Process-wide state: BLAS thread counts are a process-wide setting, so the single-threaded
 sections of all threads form one reentrant section: the first one to enter notes the
 setting and lowers it to one thread, the last one to leave restores exactly what it noted,
-also on exceptions. A product that wants BLAS's own threads waits until no single-threaded
-section is open (and holds new ones off while it runs), so its result never depends on what
-other threads do. Nothing is changed when BLAS already runs on one thread (the user's limit
+also on exceptions. Nothing is changed when BLAS already runs on one thread (the user's limit
 is an upper bound, never raised), nor when no BLAS library can be controlled (threadpoolctl
 missing, or OpenBLAS built on OpenMP, whose limits are per thread): then products run as
 they are and :func:`parallel_map` uses worker threads only if BLAS is single-threaded
@@ -59,15 +63,14 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
 
 __all__ = ["matmul", "parallel_map", "batch_slices", "single_threaded", "WORKERS",
-           "TINY_MNK", "SPLIT_FLOPS", "BIG_FLOPS"]
+           "TINY_MNK", "SPLIT_FLOPS", "BIG_FLOPS", "PARTS"]
 
 T = TypeVar("T")
 
@@ -77,8 +80,12 @@ WORKERS = min(2, os.cpu_count() or 1)
 TINY_MNK = 1 << 13
 #: a batched product (or a batch of examples) of at least this many FLOPs is split
 SPLIT_FLOPS = 2e6
-#: a single product of at least this many FLOPs runs on BLAS's own threads
+#: a single product of at least this many FLOPs is cut into PARTS products for the workers
 BIG_FLOPS = 6e7
+#: how many parts a large single product is cut into (from its shape alone: the results do
+#: not depend on WORKERS); more than WORKERS, so that a thread slowed by another process on
+#: its core leaves more of the parts to the others
+PARTS = 4
 
 
 # ----------------------------------------------------------------- BLAS thread control
@@ -122,10 +129,7 @@ class _Section:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)
         self.single: dict[int, int] = {}  # thread id -> depth of its single-threaded sections
-        self.wide = 0  # products running on BLAS's own threads
-        self.wide_waiting = 0
         self.saved: list[int] | None = None  # thread counts to restore (None: none changed)
 
 
@@ -142,9 +146,6 @@ def _inside() -> int:
 def _enter_single(libs: list[_Lib]) -> None:
     st = _state
     with st.lock:
-        if st.wide or st.wide_waiting:  # a product on BLAS's own threads runs or waits
-            while st.wide or st.wide_waiting:
-                st.cond.wait()
         if not st.single:  # the first section: note the setting, lower it
             saved = None
             for i, lib in enumerate(libs):
@@ -168,8 +169,6 @@ def _leave_single(libs: list[_Lib]) -> None:
             st.single[me] = depth
         elif not st.single:
             _restore(libs)
-            if st.wide_waiting:
-                st.cond.notify_all()
 
 
 def _restore(libs: list[_Lib]) -> None:
@@ -204,27 +203,6 @@ class _SingleThreaded:
 def single_threaded() -> _SingleThreaded:
     """BLAS at one thread inside the ``with`` block (see the module docstring)."""
     return _SingleThreaded()
-
-
-@contextmanager
-def _blas_threads() -> Iterator[None]:
-    """BLAS's own threads (as the user set them) inside: waits for open single-threaded
-    sections to close and holds new ones off meanwhile."""
-    st = _state
-    with st.cond:
-        st.wide_waiting += 1
-        try:
-            while st.single:
-                st.cond.wait()
-        finally:
-            st.wide_waiting -= 1
-        st.wide += 1
-    try:
-        yield
-    finally:
-        with st.cond:
-            st.wide -= 1
-            st.cond.notify_all()
 
 
 def _after_fork_in_child() -> None:
@@ -365,11 +343,10 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         return np.matmul(a, b, out=out)
     flops = 2.0 * m * n * k * items
     if items == 1:
-        if flops >= BIG_FLOPS:
-            with _blas_threads():
-                return np.matmul(a, b, out=out)
         with single_threaded():
-            return np.matmul(a, b, out=out)
+            if flops < BIG_FLOPS or a.ndim != 2 or b.ndim != 2:
+                return np.matmul(a, b, out=out)
+            return _split_product(a, b, out)
     slices = batch_slices(batch[0], flops) if a.ndim >= 2 and b.ndim >= 2 else [slice(None)]
     with single_threaded():
         if len(slices) == 1:
@@ -380,3 +357,28 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         _run_shared(lambda sl: np.matmul(_part(a, rank, sl), _part(b, rank, sl), out=out[sl]),
                     slices)
         return out
+
+
+def _bounds(size: int) -> list[slice] | None:
+    """``PARTS`` slices of ``range(size)`` at multiples of 16 (from the size alone), or None
+    when it is too short to cut."""
+    step = -(-size // (PARTS * 16)) * 16
+    if size < 2 * 16:
+        return None
+    return [slice(i, min(i + step, size)) for i in range(0, size, step)]
+
+
+def _split_product(a: np.ndarray, b: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """A large ``(m, k) @ (k, n)`` product as ``PARTS`` products of rows of ``a`` (or, for a
+    short ``a``, of columns of ``b``) shared among the worker threads."""
+    m, n = a.shape[0], b.shape[1]
+    rows, cols = _bounds(m), _bounds(n)
+    if rows is None and cols is None:
+        return np.matmul(a, b, out=out)
+    if out is None:
+        out = np.empty((m, n), np.result_type(a, b))
+    if rows is not None:
+        _run_shared(lambda r: np.matmul(a[r], b, out=out[r]), rows)
+    else:
+        _run_shared(lambda c: np.matmul(a, b[:, c], out=out[:, c]), cols)
+    return out

@@ -1,9 +1,9 @@
 """netgraph.blas: products with BLAS threads chosen for the size of the work.
 
-* Results equal ``np.matmul`` bit for bit (against NumPy run at the thread count the module
-  chose: one thread for small and batched products, BLAS's own for big single ones), in
-  float32 and float64, on pairwise-distinct shapes, with broadcasting and ``out=``; and do
-  not depend on how many worker threads share a batch.
+* Results equal ``np.matmul`` with BLAS on one thread bit for bit (a large single product:
+  that of each of its parts, and the whole product's to rounding), in float32 and float64,
+  on pairwise-distinct shapes, with broadcasting and ``out=``; and do not depend on how many
+  worker threads share the parts.
 * The BLAS setting is exactly as before after every call: after products, after an
   exception inside a worker, after many threads applying products at once, in a forked child
   (also one forked while another thread had BLAS lowered), and a user's limit is never
@@ -32,15 +32,19 @@ def blas_threads() -> list[int]:
 controllable = pytest.mark.skipif(not blas._controllers(), reason="no controllable BLAS")
 
 
-def reference(a, b, wide: bool):
-    """NumPy's own product at the thread count netgraph.blas uses for it."""
-    if wide:
-        return np.matmul(a, b)
+def reference(a, b, split: bool):
+    """NumPy's own product with BLAS on one thread; for a large single product, of each of
+    the parts netgraph.blas cuts it into (rows of a, or columns of b when a is short)."""
     with threadpool_limits(limits=1, user_api="blas"):
-        return np.matmul(a, b)
+        if not split:
+            return np.matmul(a, b)
+        rows = blas._bounds(a.shape[0])
+        if rows is not None:
+            return np.concatenate([np.matmul(a[r], b) for r in rows])
+        return np.concatenate([np.matmul(a, b[:, c]) for c in blas._bounds(b.shape[1])], axis=1)
 
 
-# (a shape, b shape, runs on BLAS's own threads)
+# (a shape, b shape, a large single product: cut into parts)
 SHAPES = [
     ((3, 5), (5, 7), False),                  # tiny: as it is
     ((7,), (7, 11), False),                   # vector @ matrix
@@ -48,7 +52,8 @@ SHAPES = [
     ((3001,), (3001,), False),                # a dot product
     ((257, 131), (131, 67), False),           # mid: one thread
     ((1, 50021), (50021, 41), False),         # a shape OpenBLAS threads over its reduction
-    ((601, 503), (503, 211), True),           # big single product: BLAS's threads
+    ((601, 503), (503, 211), True),           # big single product: rows in parts
+    ((23, 3001), (3001, 1499), True),         # big, a short: columns in parts
     ((13, 7, 5), (13, 5, 3), False),          # small batch
     ((37, 53, 97), (37, 97, 61), False),      # batch split over workers
     ((5, 1, 59, 43), (3, 43, 71), False),     # broadcast batch axes, split
@@ -65,6 +70,10 @@ def test_matmul_is_numpy_bit_for_bit(sa, sb, wide, dtype, monkeypatch):
     rng = np.random.default_rng(len(sa) * 100 + sa[-1])
     a, b = rng.standard_normal(sa).astype(dtype), rng.standard_normal(sb).astype(dtype)
     want = reference(a, b, wide)
+    if wide:  # the parts' sums are the whole product's to rounding
+        whole = reference(a, b, False)
+        eps = np.finfo(dtype).eps
+        assert np.abs(want - whole).max() <= 8 * eps * np.sqrt(sa[-1]) * np.abs(whole).max()
     got = blas.matmul(a, b)
     assert got.dtype == want.dtype and got.shape == want.shape
     assert got.tobytes() == want.tobytes()
@@ -174,8 +183,8 @@ def test_many_threads_at_once_restore_the_setting_and_agree():
 
 @controllable
 def test_a_user_limit_is_respected(monkeypatch):
-    """With BLAS on one thread already nothing is set; a limit of several threads is what a
-    big product runs with and what is restored."""
+    """With BLAS on one thread already nothing is set; a limit of several threads is what is
+    restored."""
     calls = []
     for lib in blas._controllers():
         real = lib.set
