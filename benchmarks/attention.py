@@ -2,22 +2,27 @@
 
 Each measurement: outputs plus the gradients for Input, Query and every array of the scoring
 net, on a batch of B examples whose Input/Query lengths are random in [n/2, n] / [m/2, m].
-PyTorch gets the same padded data with masks and computes the same quantities with autograd.
+PyTorch computes the same quantities with autograd, in two variants: from the same
+per-example arrays (padding them in every call, as netgraph packs them), and from padded
+tensors and masks made beforehand (less work than netgraph's side). Prints the machine, the
+float32 GEMM rate measured in the same run, and the fraction of it each call reaches; writes
+``benchmarks/results/attention.json``.
 
-    python benchmarks/attention.py [--sizes small medium large] [--repeat 7]
+    python benchmarks/attention.py [--sizes small medium large] [--repeat 7] [--no-json]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import describe_machine, gemm_gflops, machine, median_ms, write_json  # noqa: E402
 
 from netgraph import (  # noqa: E402
     LinearLayer,
@@ -78,20 +83,35 @@ def torch_setup(layer, kind: str, inputs, queries):
             weights)
 
 
-def torch_step(kind, inputs, queries, weights, fused: bool = False):
-    """Pad, score, mask, softmax, weighted sum, backward: PyTorch eager with autograd.
-
-    A custom scoring module is applied to every (input, query) pair, as a generic attention
-    implementation must; ``fused=True`` instead hand-writes the additive score with the
-    projections hoisted out of the pair loop (for reference)."""
+def torch_pad(inputs, queries):
+    """Padded ``(B, n, d)`` / ``(B, m, d)`` tensors and the key and query masks."""
     import torch
     from torch.nn.utils.rnn import pad_sequence
 
-    E = pad_sequence(inputs, batch_first=True).requires_grad_(True)
-    Q = pad_sequence(queries, batch_first=True).requires_grad_(True)
+    E, Q = pad_sequence(inputs, batch_first=True), pad_sequence(queries, batch_first=True)
     n, m = E.shape[1], Q.shape[1]
     key_mask = torch.arange(n)[None, :] < torch.tensor([len(x) for x in inputs])[:, None]
     query_mask = torch.arange(m)[None, :] < torch.tensor([len(q) for q in queries])[:, None]
+    return E, Q, key_mask, query_mask
+
+
+def torch_step(kind, inputs, queries, weights, fused: bool = False):
+    """From per-example tensors (as netgraph starts): pad, then :func:`torch_padded_step`."""
+    return torch_padded_step(kind, torch_pad(inputs, queries), weights, fused)
+
+
+def torch_padded_step(kind, padded, weights, fused: bool = False):
+    """Score, mask, softmax, weighted sum, backward: PyTorch eager with autograd, on padded
+    tensors and masks.
+
+    A custom scoring module is applied to every (input, query) pair, as a generic attention
+    implementation must; ``fused=True`` instead hand-writes the additive score with the
+    projections hoisted out of the pair loop."""
+    import torch
+
+    E0, Q0, key_mask, query_mask = padded
+    E, Q = E0.detach().requires_grad_(True), Q0.detach().requires_grad_(True)
+    n, m = E.shape[1], Q.shape[1]
     ws = [w.clone().requires_grad_(True) for w in weights]
     if kind == "Dot":
         s = Q @ E.transpose(1, 2)
@@ -113,21 +133,22 @@ def torch_step(kind, inputs, queries, weights, fused: bool = False):
     return out, E.grad, Q.grad, [x.grad for x in ws]
 
 
-def timeit(fns: list, repeat: int) -> list[float]:
-    """Median milliseconds of each function, each timed in a block of its own (PyTorch's
-    worker threads keep spinning for a while after each call, so strict alternation would
-    charge that to whoever runs next)."""
-    medians = []
-    for fn in fns:
-        fn()
-        times = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        medians.append(1000 * float(np.median(times)))
-        time.sleep(0.3)
-    return medians
+def useful_flops(kind: str, inputs, queries) -> float:
+    """FLOPs of the matrix products of forward + backward on the true lengths (padding
+    excluded): the weighted sum and its two gradients ``6 m n d``, the scores and theirs
+    (Dot ``6 m n d``; Bilinear also ``6 p d^2`` for the projection of the shorter side, p
+    rows; Additive ``6 (n d h + m d h + m n h)`` with h = d)."""
+    total = 0.0
+    for x, q in zip(inputs, queries, strict=True):
+        n, m, d = len(x), len(q), x.shape[1]
+        total += 6 * m * n * d
+        if kind == "Dot":
+            total += 6 * m * n * d
+        elif kind == "Bilinear":
+            total += 6 * m * n * d + 6 * min(m, n) * d * d
+        else:
+            total += 6 * (n * d * d + m * d * d + m * n * d)
+    return total
 
 
 def main() -> None:
@@ -135,41 +156,70 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--kinds", nargs="+", default=["Dot", "Bilinear", "Additive"])
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--no-json", action="store_true", help="do not write the results file")
     args = ap.parse_args()
     try:
-        import torch
-
-        torch.set_num_threads(max(1, torch.get_num_threads()))
+        import torch  # noqa: F401 - only whether it is there
+        have_torch = True
     except ImportError:
-        torch = None
+        have_torch = False
         print("PyTorch not installed: timing netgraph only")
-    print(f"{'size':8s} {'scoring':9s} {'netgraph ms':>12s} {'torch ms':>10s} {'ratio':>7s}"
-          f" {'torch-fused ms':>15s} {'ratio':>7s}")
+    info = machine()
+    gemm = gemm_gflops()
+    print(describe_machine(info))
+    print(f"float32 GEMM (1024^3, NumPy, same run): {gemm:.0f} GFLOP/s")
+    print("torch 'lists': from the per-example arrays, padding them in every call (as netgraph "
+          "packs them); torch 'padded': from padded tensors and masks made beforehand (less "
+          "work than netgraph's side). Additive: torch is the hand-fused version (projections "
+          "hoisted); 'pairs' (padded) applies the scoring module to every pair. GEMM %: useful "
+          "product FLOPs (true lengths) per second of the netgraph call over the GEMM rate.")
+    print(f"{'size':7s} {'scoring':9s} {'netgraph':>9s} {'lists':>8s} {'ratio':>6s} "
+          f"{'padded':>8s} {'ratio':>6s} {'GEMM %':>7s} {'pairs':>8s}   (ms)")
+    rows = []
     for size in args.sizes:
         B, n, m, d = SIZES[size]
         inputs, queries = make_data(B, n, m, d)
         for kind in args.kinds:
             layer = make_layer(kind, d)
             mine = partial(ours, layer, kind, inputs, queries)
-            if torch is None:
-                print(f"{size:8s} {kind:9s} {timeit([mine], args.repeat)[0]:12.2f}")
-                continue
-            setup = torch_setup(layer, kind, inputs, queries)
-            check_agreement(layer, kind, inputs, queries, setup)
-            fns = [mine, partial(torch_step, kind, *setup)]
-            if kind == "Additive":
-                fns.append(partial(torch_step, kind, *setup, fused=True))
-            ms, tms, *fused = timeit(fns, args.repeat)
-            line = f"{size:8s} {kind:9s} {ms:12.2f} {tms:10.2f} {ms / tms:7.2f}"
-            if fused:
-                line += f" {fused[0]:15.2f} {ms / fused[0]:7.2f}"
+            flops = useful_flops(kind, inputs, queries)
+            row = {"size": size, "scoring": kind, "B": B, "n": n, "m": m, "d": d,
+                   "useful_gflop": flops / 1e9, "gemm_gflops": gemm}
+            if not have_torch:
+                (row["netgraph_ms"],) = median_ms([mine], args.repeat)
+            else:
+                E_, Q_, W_ = torch_setup(layer, kind, inputs, queries)
+                padded = torch_pad(E_, Q_)
+                fused = kind == "Additive"
+                check_agreement(layer, kind, inputs, queries, (E_, Q_, W_), fused)
+                fns = [mine, partial(torch_step, kind, E_, Q_, W_, fused),
+                       partial(torch_padded_step, kind, padded, W_, fused)]
+                if fused:
+                    fns.append(partial(torch_padded_step, kind, padded, W_))
+                ms, lists_ms, padded_ms, *pairs = median_ms(fns, args.repeat)
+                row.update(netgraph_ms=ms, torch_lists_ms=lists_ms, torch_padded_ms=padded_ms,
+                           ratio_lists=ms / lists_ms, ratio_padded=ms / padded_ms,
+                           torch_fused=fused, torch_padded_does_less_work=True)
+                if pairs:
+                    row["torch_pairs_padded_ms"] = pairs[0]
+            row["gemm_fraction"] = flops / (row["netgraph_ms"] / 1000) / (gemm * 1e9)
+            rows.append(row)
+            line = f"{size:7s} {kind:9s} {row['netgraph_ms']:9.2f}"
+            if have_torch:
+                line += (f" {row['torch_lists_ms']:8.2f} {row['ratio_lists']:6.2f}"
+                         f" {row['torch_padded_ms']:8.2f} {row['ratio_padded']:6.2f}")
+            line += f" {100 * row['gemm_fraction']:6.1f}%"
+            if "torch_pairs_padded_ms" in row:
+                line += f" {row['torch_pairs_padded_ms']:8.2f}"
             print(line, flush=True)
+    if not args.no_json:
+        print("wrote", write_json("attention", rows, info, gemm_gflops=gemm))
 
 
-def check_agreement(layer, kind, inputs, queries, setup) -> None:
+def check_agreement(layer, kind, inputs, queries, setup, fused: bool = False) -> None:
     """Both sides must compute the same numbers before their times mean anything."""
     ours_out = ours(layer, kind, inputs, queries)
-    out, gE, gQ, gw = torch_step(kind, *setup)
+    out, gE, gQ, gw = torch_step(kind, *setup, fused=fused)
     for b in (0, len(inputs) - 1):
         k = len(queries[b])
         err = np.abs(ours_out[0][b] - out[b, :k].detach().numpy()).max()

@@ -20,12 +20,27 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.extend import Bool, Layer, NetError, Params, Real, ShapeError, Solver, where
+from netgraph.extend import (
+    Bool,
+    Layer,
+    NetError,
+    Params,
+    Real,
+    ShapeError,
+    Solver,
+    batch_slices,
+    parallel_map,
+    where,
+)
 
 from ._ops import broadcast_lead, sum_to
 from .scoring import fast_kind, scores, scoring_net
 
 __all__ = ["AttentionLayer", "SequenceAttentionLayer"]
+
+#: score-matrix elements per slice of the batch (so that a slice's scores, weights and
+#: temporaries stay in cache between the steps that read them)
+SLICE_ELEMENTS = 1 << 17
 
 
 class AttentionParams(Params):
@@ -192,18 +207,36 @@ class AttentionLayer(Layer):
             V = V.astype(ctx.dtype)  # may embed them; Dot, Bilinear and the sum read numbers
             K = K if kind is None else K.astype(ctx.dtype)
         with np.errstate(over="ignore", invalid="ignore"):  # checked by _masked_softmax
-            s, score_back = scores(kind, K, Q, ctx)
+            sc = scores(kind, K, Q, ctx)
         scale = 1.0 / math.sqrt(K.shape[-1]) if self.params.score_rescaling else 1.0
         qmask = _rows(ctx.valid_mask("Query", m), lead) if seq else None
-        w, overflowed = _masked_softmax(
-            s, scale, self._valid(ctx, m, n, lead), qmask,
-            lambda what, nan: None if nan and kind is None else self._not_finite(ctx, what, K, Q))
+        valid = self._valid(ctx, m, n, lead)
+        h = Q.shape[1]
+        w = np.empty((R, h, m, n), sc.dtype)  # the scores, then (in place) the weights
+        O = np.empty((R, h, m, V.shape[-1]), np.result_type(w, V))
         keep = None
         if ctx.training and self.params.dropout > 0:
             p = self.params.dropout
             keep = (ctx.rng.random(w.shape) >= p).astype(w.dtype) / (1 - p)
-        w_used = w if keep is None else w * keep
-        O = w_used @ V
+        w_used = w if keep is None else np.empty_like(w)
+        # the batch in slices (on up to two threads): every step below is per example
+        slices = batch_slices(R, 2.0 * R * h * m * n * (Q.shape[-1] + V.shape[-1]),
+                              max_rows=SLICE_ELEMENTS // max(1, h * m * n))
+
+        def error(what, nan):
+            return None if nan and kind is None else self._not_finite(ctx, what, K, Q)
+
+        def forward_slice(c: slice) -> bool:
+            with np.errstate(over="ignore", invalid="ignore"):  # checked by _masked_softmax
+                sc.forward(c, w[c])
+            _, overflowed = _masked_softmax(w[c], scale, _part(valid, c), _part(qmask, c),
+                                            error)
+            if keep is not None:
+                np.multiply(w[c], keep[c], out=w_used[c])
+            np.matmul(w_used[c], V[c], out=O[c])
+            return overflowed
+
+        overflowed = any(parallel_map(forward_slice, slices))
 
         def unflat(x: np.ndarray) -> np.ndarray:
             return x.reshape(lead + x.shape[1:])
@@ -211,34 +244,47 @@ class AttentionLayer(Layer):
         outputs = {"Output": unflat(self._from_heads(O, seq)),
                    "AttentionWeights": unflat(self._from_heads(w, seq))}
 
-        def heads_of(g: np.ndarray) -> np.ndarray:
+        def heads_of(g: np.ndarray | None) -> np.ndarray | None:
+            if g is None:
+                return None
             return self._to_heads(g.reshape((R,) + g.shape[len(lead):]), seq)
 
         def backward(g):
-            gw, gV = 0.0, None
-            if g.get("Output") is not None:
-                gO = heads_of(g["Output"])
-                gw = gO @ V.swapaxes(-1, -2)
-                gV = w_used.swapaxes(-1, -2) @ gO
-                if keep is not None:
-                    gw = gw * keep
-            if g.get("AttentionWeights") is not None:
-                gw = gw + heads_of(g["AttentionWeights"])
-            gs = _softmax_backward(w, gw, scale)
+            gO, gw = heads_of(g.get("Output")), heads_of(g.get("AttentionWeights"))
+            # Value's gradient: an output of its own, or (one port) added to Key's slice by slice
+            gV = None
+            if gO is not None and kp != vp and ctx.needs_grad(vp):
+                gV = np.empty(V.shape, np.result_type(w, gO))
+            sc.backward_begin(gO is not None and kp == vp)
+
+            def backward_slice(c: slice) -> None:
+                gs = np.zeros_like(w[c]) if gO is None and gw is None else None  # d/dw, d/ds
+                extra = None
+                if gO is not None:
+                    gs = np.matmul(gO[c], _t(V[c]))
+                    if kp == vp or gV is not None:
+                        extra = np.matmul(_t(w_used[c]), gO[c], out=None if gV is None else gV[c])
+                    if keep is not None:
+                        gs *= keep[c]
+                    if gw is not None:
+                        gs += gw[c]
+                elif gw is not None:
+                    gs = gw[c].copy()
+                _softmax_backward(w[c], gs, scale)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    sc.backward(c, gs, extra if kp == vp else None)
+
+            parallel_map(backward_slice, slices)
             with np.errstate(over="ignore", invalid="ignore"):
-                gK, gQ, array_grads = score_back(gs)
+                gK, gQ, array_grads = sc.backward_end()
             if overflowed and not all(np.isfinite(a).all()
                                       for a in (gK, gQ, *array_grads.values())):
                 err = self._not_finite(ctx, "the gradients of its scores", K, Q)
                 if err is not None:
                     raise err
             grads = {"Query": self._from_heads(gQ, seq), kp: self._from_heads(gK, True)}
-            if gV is not None:
-                gV = self._from_heads(gV, True)
-                if kp != vp:
-                    grads[vp] = gV
-                elif ctx.needs_grad(kp):
-                    grads[kp] += gV  # gK is a fresh array
+            if kp != vp and gV is not None:
+                grads[vp] = self._from_heads(gV, True)
             return {p: sum_to(unflat(g), ins[p].shape) for p, g in grads.items()
                     if ctx.needs_grad(p)}, array_grads
 
@@ -277,7 +323,11 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
     The largest score of each row is subtracted before ``exp``. Scores that overflowed to
     ``-inf`` get weight 0; a row with one ``+inf`` score gives that key all its weight, as
     without overflow: a finite score lies below it by about the float spacing there (2e31 in
-    float32) or more, and ``exp(-2e31) = 0``. What cannot be resolved — a NaN score, several
+    float32) or more, and ``exp(-2e31) = 0``. Weights below the smallest normal number
+    (``finfo.tiny``, 1.2e-38 in float32) become 0, as under flush-to-zero arithmetic: that
+    changes no output by more than ``tiny`` times a value, and subnormal operands make the
+    products that read the weights tens of times slower on x86. What cannot be resolved — a
+    NaN score, several
     ``+inf`` scores in a row, or all allowed scores ``-inf`` — raises ``error(what, nan)``
     (``nan``: only NaN scores are unresolved); when that returns None, NaN weights pass
     through (the inputs were not finite to begin with, or a custom scoring net computed NaN,
@@ -300,6 +350,7 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
         s *= qmask[:, None, :, None] / total
     else:
         s /= total
+    np.copyto(s, 0, where=s < np.finfo(s.dtype).tiny)  # subnormal weights: see above
     return s, overflowed
 
 
@@ -325,15 +376,23 @@ def _resolve_overflow(s: np.ndarray, s_max: np.ndarray, valid: np.ndarray | None
     return np.where(~live | top, 0, s_max).astype(s.dtype), bool(top.any())
 
 
-def _softmax_backward(w: np.ndarray, gw: np.ndarray, scale: float) -> np.ndarray:
-    """``d/ds`` of the weights ``w = softmax(s * scale)`` given ``gw``; overwrites ``gw`` when
-    it is a fresh array (rows of padded queries come out 0 because their ``w`` is 0)."""
-    gs = gw if gw.flags.writeable and gw.base is None else gw.copy()
-    gs -= (gs * w).sum(axis=-1, keepdims=True)
+def _softmax_backward(w: np.ndarray, gs: np.ndarray, scale: float) -> None:
+    """``d/ds`` of the weights ``w = softmax(s * scale)``, in place in ``gs`` (which holds
+    ``d/dw``): ``gs = (gw - sum_i gw_i w_i) * w * scale``; rows of padded queries come out 0
+    because their ``w`` is 0."""
+    gs -= np.vecdot(gs, w)[..., None]
     gs *= w
     if scale != 1.0:
         gs *= scale
-    return gs
+
+
+def _t(x: np.ndarray) -> np.ndarray:
+    return x.swapaxes(-1, -2)
+
+
+def _part(x: np.ndarray | None, c: slice) -> np.ndarray | None:
+    """The rows ``c`` of a per-row array (a mask), or all of it when it is shared by all."""
+    return x if x is None or x.shape[0] == 1 else x[c]
 
 
 class SequenceAttentionParams(Params):

@@ -16,6 +16,7 @@ from netgraph.extend import (
     Params,
     ShapeError,
     Solver,
+    matmul,
     register_shorthand,
     where,
 )
@@ -82,17 +83,17 @@ class LinearLayer(Layer):
         lead = x.shape[:x.ndim - len(ctx.dims("Input"))]
         scalar = W.ndim == 1
         x2 = x.reshape(-1, W.shape[-1])
-        y2 = x2 @ W if scalar else x2 @ W.T
-        if b is not None:
-            y2 = y2 + b
+        y2 = matmul(x2, W if scalar else W.T)
+        if b is not None:  # in place in the fresh product when the dtypes allow
+            y2 = np.add(y2, b, out=y2 if y2.dtype == np.result_type(y2, b) else None)
         y = y2.reshape(lead + tuple(ctx.dims("Output")))
 
         def backward(g):
             gy2 = g["Output"].reshape(-1) if scalar else g["Output"].reshape(-1, W.shape[0])
-            grads = {"Weights": gy2 @ x2 if scalar else gy2.T @ x2}
+            grads = {"Weights": matmul(gy2 if scalar else gy2.T, x2)}
             if b is not None:
                 grads["Biases"] = gy2.sum(0)
-            gx = np.multiply.outer(gy2, W) if scalar else gy2 @ W
+            gx = np.multiply.outer(gy2, W) if scalar else matmul(gy2, W)
             return {"Input": gx.reshape(x.shape)}, grads
 
         return {"Output": y}, backward

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .blas import batch_slices, matmul, parallel_map, single_threaded
 from .errors import (
     InputDataError,
     NetError,
@@ -81,6 +82,8 @@ __all__ = [
     # registration
     "register_shorthand", "register_shorthand_hint", "register_default_loss",
     "layer_classes",
+    # products with BLAS threads chosen for the size of the work (netgraph.blas)
+    "matmul", "parallel_map", "batch_slices", "single_threaded",
 ]
 
 

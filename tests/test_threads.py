@@ -4,12 +4,13 @@
   steps optimizers like its parent, bit for bit, instead of waiting forever on a thread pool
   it no longer has.
 * Applying a net from several threads at once gives the results of applying it from one,
-  bit for bit, and leaves the BLAS thread counts as they were — with BLAS as it comes (custom
-  scoring chunks run in order) and with BLAS set to one thread by the user (chunks run on a
-  pool made per call, with the same results as in order).
+  bit for bit, and leaves the BLAS thread counts as they were — with BLAS as it comes and
+  with BLAS set to one thread by the user (custom scoring chunks and attention batch slices
+  run on worker threads with BLAS on one thread meanwhile, with the same results as in
+  order: netgraph.blas).
 * Importing netgraph changes no process-wide setting: malloc tuning happens only when asked
   for (``netgraph.tune_malloc()`` or ``NETGRAPH_MALLOC_TUNING=1``), and BLAS thread counts are
-  never changed.
+  as before after every call (netgraph.blas lowers them only for the duration of a product).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-import netgraph.layers.scoring as scoring
+import netgraph.blas as blas
 from netgraph import (
     LinearLayer,
     NetArrayGradient,
@@ -52,7 +53,7 @@ def additive(hidden):
         [(NetPort("Input"), "W"), (NetPort("Query"), "U"), (["W", "U"], "add", "tanh", "v")])
 
 
-D, B, N, M = 96, 37, 29, 17  # 2**20 // (17 * 29 * 96) = 22 rows a chunk: 2 chunks of 37
+D, B, N, M = 96, 37, 29, 17  # 2**18 // (17 * 29 * 96) = 5 rows a chunk: 8 chunks of 37
 
 
 def attention(kind):
@@ -90,18 +91,25 @@ def blas_as(setting):
     return threadpool_limits(limits=1, user_api="blas") if setting == "single" else nullcontext()
 
 
-class PoolSpy:
-    """Counts the thread pools the scoring path makes."""
+class SharedRunSpy:
+    """Counts the maps netgraph.blas shares among worker threads, and the BLAS thread counts
+    seen inside the mapped functions."""
 
     def __init__(self, monkeypatch):
-        self.made = 0
-        real = scoring.ThreadPoolExecutor
+        self.made, self.seen = 0, []
+        real = blas._run_shared
 
-        def make(*args, **kw):
+        def run(fn, items):
             self.made += 1
-            return real(*args, **kw)
 
-        monkeypatch.setattr(scoring, "ThreadPoolExecutor", make)
+            def spy(x):
+                self.seen.append([i["num_threads"] for i in threadpool_info()
+                                  if i["user_api"] == "blas"])
+                return fn(x)
+
+            return real(spy, items)
+
+        monkeypatch.setattr(blas, "_run_shared", run)
 
 
 def run_in_fork(fn):
@@ -186,17 +194,20 @@ def test_concurrent_calls_are_bit_identical_and_keep_blas_threads(kind, blas):
             assert r == alone
 
 
-@pytest.mark.parametrize("blas", ["default", "single"])
-def test_worker_threads_only_with_single_threaded_blas(blas, monkeypatch):
-    """Chunks run on worker threads only when the user has BLAS on one thread (so that they
-    never compete with BLAS's own threads), with the results of running them in order."""
+@pytest.mark.parametrize("setting", ["default", "single"])
+def test_worker_threads_run_with_single_threaded_blas(setting, monkeypatch):
+    """Chunks run on worker threads (with BLAS as it comes or limited by the user), BLAS on
+    one thread meanwhile (so that they never compete with BLAS's own threads), with the
+    results of running them in order; the setting is as before afterwards."""
     net, data = attention("Additive"), batch(seed=2)
-    spy = PoolSpy(monkeypatch)
-    with blas_as(blas):
-        single = all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+    spy = SharedRunSpy(monkeypatch)
+    with blas_as(setting):
+        before = blas_threads()
         got = [a.tobytes() for a in apply_all(net, "Additive", data)]
-        assert spy.made == (2 if single and scoring.WORKERS > 1 else 0)  # forward, backward
-        monkeypatch.setattr(scoring, "WORKERS", 1)
+        assert blas_threads() == before
+        assert spy.made >= (2 if blas.WORKERS > 1 else 0)  # forward, backward chunks
+        assert spy.seen and all(n == [1] * len(n) for n in spy.seen)
+        monkeypatch.setattr(blas, "WORKERS", 1)
         in_order = [a.tobytes() for a in apply_all(net, "Additive", data)]
     assert got == in_order
 
