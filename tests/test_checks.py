@@ -140,6 +140,19 @@ def test_gradcheck_finds_a_wrong_gradient_deep_in_a_net_over_a_batch():
         gradcheck(net, [np.ones((T, 5)) / T for T in (3, 1, 4)])
 
 
+def test_gradcheck_is_not_fooled_by_the_truncation_error_of_central_differences():
+    # sin(x^4) at x ~ 17: the first derivative ~2e4, the third ~1e13, so central differences
+    # of step 1e-6 are off by h^2 f3 / 6 ~ 2, far beyond rtol; the analytic gradient is right
+    # (found by the property tests on a Sin of a loss ~2e4)
+    net = NetChain([layers.ElementwiseLayer("Square"), layers.ElementwiseLayer("Square"),
+                    layers.ElementwiseLayer("Sin")], Input=3)
+    x = np.array([15.0, 17.0, 19.0])
+    g = net(x, NetPortGradient("Input"), dtype=np.float64)
+    np.testing.assert_allclose(g, 4 * x ** 3 * np.cos(x ** 4), rtol=1e-9)
+    report = gradcheck(net, x)
+    assert report.ok and report[NetPortGradient("Input")]["max_rel_error"] < 1e-6
+
+
 def test_gradcheck_samples_large_arrays():
     net = randomized(layers.LinearLayer(11, Input=7))
     report = gradcheck(net, np.ones(7), max_entries=5)
