@@ -45,7 +45,7 @@ def test_a_marked_block_is_regenerated_from_its_json(tmp_path):
 def test_a_block_without_json_is_left_and_reported(tmp_path):
     bt = tool()
     text = "<!-- bench:none -->\nhand\n<!-- /bench:none -->\n"
-    assert bt.render(text, tmp_path) == (text, ["none"])
+    assert bt.render(text, tmp_path) == (text, ["none.json"])
 
 
 def test_check_reports_a_stale_readme(tmp_path, capsys):

@@ -13,8 +13,9 @@ the benchmark stored, else every key of its first row.
 
 ``python tools/bench_tables.py`` rewrites every marked block from its JSON (the machine and
 date of the run first, then the table, then the benchmark's notes);
-``python tools/bench_tables.py --check`` only reports blocks that differ (exit code 1), so a
-test can keep the README honest. No number in a marked block is written by hand.
+``python tools/bench_tables.py --check`` only reports blocks that differ from their JSON or
+have none (exit code 1), so a test can keep the README honest. No number in a marked block
+is written by hand.
 """
 
 from __future__ import annotations
@@ -33,7 +34,33 @@ BLOCK = re.compile(r"(<!-- bench:(?P<name>[\w-]+(?:/[\w-]+)?) -->\n)(?P<body>.*?
                    r"(<!-- /bench:(?P=name) -->)", re.S)
 
 #: the README's columns of a block, ``(row key, header, format)``, by block name
-LAYOUTS: dict[str, list[tuple[str, str, str]]] = {}
+LAYOUTS: dict[str, list[tuple[str, str, str]]] = {
+    "attention": [("size", "size", ""), ("B", "B", ""), ("n", "n", ""), ("m", "m", ""),
+                  ("d", "d", ""), ("scoring", "scoring", ""),
+                  ("netgraph_ms", "netgraph ms", ".2f"),
+                  ("torch_lists_ms", "PyTorch lists ms", ".2f"),
+                  ("ratio_lists", "ratio", ".2f"),
+                  ("torch_padded_ms", "PyTorch padded ms", ".2f"),
+                  ("ratio_padded", "ratio", ".2f"), ("gemm_fraction", "GEMM %", ".1%"),
+                  ("torch_pairs_padded_ms", "PyTorch per-pair module, padded ms", ".1f")],
+    "latency": [("call", "call", ""), ("netgraph_us", "netgraph µs", ".1f"),
+                ("torch_us", "PyTorch µs", ".1f"), ("ratio", "ratio", ".2f")],
+    "train/train": [("title", "model", ""), ("examples", "examples", ""),
+                    ("netgraph_s", "netgraph s", ".3f"), ("torch_s", "PyTorch s", ".3f"),
+                    ("ratio", "ratio", ".2f"),
+                    ("netgraph_1thread_s", "netgraph, 1 thread s", ".3f"),
+                    ("torch_1thread_s", "PyTorch, 1 thread s", ".3f"),
+                    ("ratio_both_1thread", "ratio, both on 1 thread", ".2f")],
+    "train/shared_cpu": [("model", "model", ""), ("examples", "examples", ""),
+                         ("pair", "pair", ""), ("first", "run first", ""),
+                         ("defaults_s", "defaults s", ".2f"),
+                         ("one_thread_s", "BLAS on 1 thread s", ".2f"),
+                         ("ratio", "defaults / 1 thread", ".2f")],
+    "train_ray": [("model", "model", ""), ("batch", "batch", ""), ("run", "run", ""),
+                  ("best_examples_per_s", "best examples/s", ",.0f"),
+                  ("median_examples_per_s", "median examples/s", ",.0f"),
+                  ("vs_this_process", "vs this process", ".2f")],
+}
 
 
 def cell(value: Any, fmt: str) -> str:
@@ -86,7 +113,7 @@ def render(text: str, results: Path = RESULTS) -> tuple[str, list[str]]:
     def replace(match: re.Match) -> str:
         path = results / f"{match['name'].partition('/')[0]}.json"
         if not path.exists():
-            missing.append(match["name"])
+            missing.append(path.name)
             return match[0]
         return match[1] + table(json.loads(path.read_text()), match["name"]) + match[4]
 
@@ -102,13 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     old = args.readme.read_text()
     new, missing = render(old, args.results)
     for name in missing:
-        print(f"bench_tables: no {name}.json in {args.results}; its block is unchanged")
+        print(f"bench_tables: no {name} in {args.results}; its block is unchanged")
     if args.check:
         stale = [m["name"] for m, n in zip(BLOCK.finditer(old), BLOCK.finditer(new))
                  if m[0] != n[0]]
         for name in stale:
             print(f"bench_tables: the README's {name!r} table differs from its JSON")
-        return 1 if stale else 0
+        return 1 if stale or missing else 0
     if new != old:
         args.readme.write_text(new)
         print(f"bench_tables: {args.readme.name} updated")
