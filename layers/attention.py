@@ -41,6 +41,11 @@ __all__ = ["AttentionLayer", "SequenceAttentionLayer"]
 #: score-matrix elements per slice of the batch (so that a slice's scores, weights and
 #: temporaries stay in cache between the steps that read them)
 SLICE_ELEMENTS = 1 << 17
+#: a slice whose per-example products are all below this many multiply-adds (``m n k``)
+#: runs directly, without the thread pool's BLAS-thread switch: OpenBLAS runs such products
+#: on one thread whatever its setting (below ``4 * 65536``), so the results are the same,
+#: and a decoding step (one query) saves the switch's cost
+DIRECT_MNK = 1 << 16
 
 
 class AttentionParams(Params):
@@ -236,7 +241,8 @@ class AttentionLayer(Layer):
             np.matmul(w_used[c], V[c], out=O[c])
             return overflowed
 
-        overflowed = any(parallel_map(forward_slice, slices))
+        direct = len(slices) == 1 and m * n * max(Q.shape[-1], V.shape[-1]) < DIRECT_MNK
+        overflowed = any(_each(forward_slice, slices, direct))
 
         def unflat(x: np.ndarray) -> np.ndarray:
             return x.reshape(lead + x.shape[1:])
@@ -274,7 +280,7 @@ class AttentionLayer(Layer):
                 with np.errstate(over="ignore", invalid="ignore"):
                     sc.backward(c, gs, extra if kp == vp else None)
 
-            parallel_map(backward_slice, slices)
+            _each(backward_slice, slices, direct)
             with np.errstate(over="ignore", invalid="ignore"):
                 gK, gQ, array_grads = sc.backward_end()
             if overflowed and not all(np.isfinite(a).all()
@@ -302,6 +308,12 @@ class AttentionLayer(Layer):
         return NetError(f"{type(self).__name__} at {where(ctx.path)}: {what} are not "
                         f"finite in {dtype.name} (a score beyond {np.finfo(dtype).max:.3g} "
                         f"overflows, or the scoring net gave NaN); {fix}")
+
+
+def _each(fn: Any, slices: list[slice], direct: bool) -> list:
+    """``fn`` on every slice: directly when ``direct`` (one small slice, see
+    ``DIRECT_MNK``), else on the threads of ``parallel_map``."""
+    return [fn(c) for c in slices] if direct else parallel_map(fn, slices)
 
 
 def _rows(mask: np.ndarray | None, lead: tuple) -> np.ndarray | None:

@@ -7,6 +7,7 @@ import numpy as np
 from netgraph.extend import Layer, Net, NetError, Solver, where
 
 from ._ops import broadcast_lead, sum_to
+from .linear import LinearLayer
 
 __all__ = ["NetMapOperator"]
 
@@ -63,14 +64,17 @@ class NetMapOperator(_Operator):
         # map over their common leading shape
         lead, full = broadcast_lead([ins[n] for n in names], [len(ctx.dims(n)) for n in names])
         T = full[0].shape[len(lead)]
-        mask = ctx.valid_mask(names[0], T)
-        if mask is not None and mask.all():
-            mask = None
+        key = ctx.meta(names[0]).keys[0]
+        mask = None if key is None or ctx.run.all_valid(key, T) else \
+            ctx.valid_mask(names[0], T)
 
         def flat(x):
             return x[mask] if mask is not None else x.reshape((-1,) + x.shape[len(lead) + 1:])
 
-        outs, back = ctx.run_sub("Net", {n: flat(x) for n, x in zip(names, full, strict=True)})
+        inner = _linear_step(self.net, ctx, full[0].dtype)
+        flat_ins = {n: flat(x) for n, x in zip(names, full, strict=True)}
+        outs, back = _run_step(inner, flat_ins, ctx) if inner is not None else \
+            ctx.run_sub("Net", flat_ins)
         outer = lead + (T,)
 
         def unflat(y):
@@ -90,3 +94,34 @@ class NetMapOperator(_Operator):
                     for n in names}, array_grads
 
         return result, backward
+
+
+def _linear_step(net: Net, ctx, dtype) -> object | None:
+    """The one step of the mapped net when it is a bare ``LinearLayer`` on real inputs of the
+    run's dtype, else None. Such a step runs directly on the flattened positions, as one
+    product: exactly what running its one-step sub-plan computes (the executor would only
+    read the step's inputs and arrays, call its ``forward``, and keep its output, already in
+    the run's dtype and without varying dims to zero), without the sub-plan's bookkeeping."""
+    if type(net) is not LinearLayer or dtype != ctx.dtype:
+        return None
+    steps = ctx.step.subplans["Net"].steps
+    return steps[0] if len(steps) == 1 else None
+
+
+def _run_step(step, inputs: dict, ctx) -> tuple[dict, object]:
+    """``ctx.run_sub("Net", inputs)`` for the sub-plan whose one step is ``step`` (see
+    :func:`_linear_step`): its outputs and a backward ``seeds -> (input grads, array
+    grads)`` with the array gradients keyed as the executor keys them."""
+    run = ctx.run
+    sub = type(ctx)(step, run)
+    arrays = {n: run.arrays[k] for n, k in step.layout[1]}
+    outs, back = step.layer.forward(inputs, arrays, sub)
+
+    def backward(seeds):
+        if all(g is None for g in seeds.values()):
+            return {}, {}
+        in_grads, array_grads = back(seeds)
+        return in_grads, {step.arrays[k] if isinstance(k, str) else k: g
+                          for k, g in array_grads.items()}
+
+    return outs, backward

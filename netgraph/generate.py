@@ -85,18 +85,43 @@ class _Model:
     size: int
     arrays: dict[tuple, np.ndarray] = field(default_factory=dict)
 
+    #: (rows, the fixed inputs' rows, their lengths, their full dims) of the last step
+    _rows_cache: tuple | None = None
+
+    def _fixed_rows(self, rows: np.ndarray) -> tuple[dict, dict, dict]:
+        """The fixed inputs' rows for the hypotheses ``rows``, their lengths, and the
+        ``RunContext._full`` entries of their length keys (whether a padded size is reached
+        by every row); kept while the search passes the same ``rows`` object (greedy
+        decoding, and any step that kept every hypothesis in order)."""
+        cache = self._rows_cache
+        if cache is not None and cache[0] is rows:
+            return cache[1:]
+        feed = {p: a[rows] for p, a in self.fixed.items()}
+        lengths = {k: v[rows] for k, v in self.fixed_lengths.items()}
+        full = {}
+        for p, a in feed.items():
+            for axis, key in enumerate(self.plan.inputs[p].keys):
+                if key is not None and key in lengths:
+                    size = a.shape[1 + axis]
+                    full[(key, size)] = bool((lengths[key] >= size).all())
+        self._rows_cache = (rows, feed, lengths, full)
+        return feed, lengths, full
+
     def step(self, rows: np.ndarray, tokens: np.ndarray,
              states: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One batched step for the hypotheses ``rows`` (their examples), ``tokens`` (H, t):
         the next token's log-probabilities (H, n) and the new states."""
-        feed = {p: a[rows] for p, a in self.fixed.items()}
-        lengths = {k: v[rows] for k, v in self.fixed_lengths.items()}
+        fixed, fixed_lengths, full = self._fixed_rows(rows)
+        feed, lengths = dict(fixed), dict(fixed_lengths)
         x = tokens[:, -1:] if self.states else tokens
         feed["Input"] = x
-        lengths[self.plan.inputs["Input"].keys[0]] = np.full(len(rows), x.shape[1], np.int64)
+        key = self.plan.inputs["Input"].keys[0]
+        lengths[key] = np.full(len(rows), x.shape[1], np.int64)
         feed.update(states)
+        # every hypothesis has the Input's one length: nothing there is padded
         run = RunContext(arrays=self.arrays, dtype=np.float32, lengths=lengths,
-                         inputs_zero_padded=True)
+                         inputs_zero_padded=True, length_owners=self.plan.length_owners,
+                         _full={**full, (key, x.shape[1]): True})
         tape = forward(self.plan, feed, run)
         out = self.plan.outputs["Output"]
         probs = tape.values[out.slot]
@@ -267,17 +292,22 @@ class _Live:
 
     def blocks(self) -> list[tuple[int, int]]:
         """``(lo, hi)``: the rows of each example still searching."""
-        cuts = np.flatnonzero(np.diff(self.rows)) + 1
-        return list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(self.rows)].tolist()))
+        cuts = (np.flatnonzero(self.rows[1:] != self.rows[:-1]) + 1).tolist()
+        return list(zip([0] + cuts, cuts + [len(self.rows)], strict=True))
 
     def advance(self, keep: list[tuple[int, int, float]],
                 states: dict[str, np.ndarray]) -> _Live:
-        """The hypotheses ``keep`` (parent row, token, score), their states from ``states``."""
+        """The hypotheses ``keep`` (parent row, token, score), their states from ``states``.
+        When every hypothesis is kept in order (greedy decoding), the rows array is the same
+        object (so the step reuses its fixed inputs' rows) and the states are not copied."""
         parents = np.array([h for h, _, _ in keep])
         tokens = np.array([v for _, v, _ in keep])[:, None]
+        scores = np.array([s for _, _, s in keep])
+        if len(parents) == len(self.rows) and (parents == np.arange(len(parents))).all():
+            return _Live(self.rows, np.concatenate([self.tokens, tokens], axis=1), scores,
+                         dict(states))
         return _Live(self.rows[parents], np.concatenate([self.tokens[parents], tokens], axis=1),
-                     np.array([s for _, _, s in keep]),
-                     {name: v[parents] for name, v in states.items()})
+                     scores, {name: v[parents] for name, v in states.items()})
 
 
 def _search(model: _Model, start: int, stop: int | None, max_length: int,
@@ -309,7 +339,7 @@ def _extend(candidates: np.ndarray, lo: int, tokens: np.ndarray, finished: list,
     n = candidates.shape[1]
     flat = candidates.ravel()
     keep = []
-    for c in np.argsort(-flat, kind="stable")[:k].tolist():
+    for c in _best(flat, k):
         h, v, score = lo + c // n, c % n, float(flat[c])
         if v == stop or last:
             finished.append((tokens[h, 1:].tolist() + ([] if v == stop else [v]), score))
@@ -320,3 +350,14 @@ def _extend(candidates: np.ndarray, lo: int, tokens: np.ndarray, finished: list,
         if max(score for _, _, score in keep) <= kth:
             return []
     return keep
+
+
+def _best(flat: np.ndarray, k: int) -> list[int]:
+    """The positions of the ``k`` largest of ``flat``, largest first, ties by position (a
+    stable sort of ``-flat``; NaN last). ``k = 1`` without NaN: the first maximum, the same
+    position ``argmax`` finds without sorting."""
+    if k == 1:
+        c = int(np.argmax(flat))
+        if flat[c] == flat[c]:  # argmax stops at a NaN: then sort
+            return [c]
+    return np.argsort(-flat, kind="stable")[:k].tolist()
