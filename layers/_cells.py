@@ -6,6 +6,9 @@ all steps and gates, computed before the loop by one GEMM; a step adds the state
 The first ``sigmoid_blocks`` gate blocks are sigmoids, computed as ``σ(z) = (1 + tanh(z/2))/2``
 (no overflow); the caller halves their rows of the weights and biases, so ``A`` and ``WsT``
 already give ``z/2`` there (the LSTM then needs one ``tanh`` for all four gates).
+Each time loop runs with BLAS at one thread (:func:`netgraph.extend.single_threaded`: its
+per-step products are too small to share, and BLAS's own threads spin-wait between them); the
+products over all steps go through :func:`netgraph.extend.matmul`.
 ``mask`` is None (every step valid) or a bool (T, B, 1) array; rows past an example's length
 keep their state (the forward copies ``s_{t-1}`` over them, the backward passes the gradient
 through unchanged and gives their gate pre-activations a zero gradient).
@@ -20,6 +23,8 @@ weights (one GEMM over all steps), ``d_init`` the gradients of the initial state
 from __future__ import annotations
 
 import numpy as np
+
+from netgraph.extend import matmul, single_threaded
 
 
 def _sigmoid_half_(z: np.ndarray) -> None:
@@ -39,7 +44,7 @@ def _partial(mask: np.ndarray | None, T: int) -> tuple[list[bool], np.ndarray | 
 def _state_weights_grad(dH: np.ndarray, H: np.ndarray) -> np.ndarray:
     """``sum_t dH_t^T s_{t-1}`` for all steps in one GEMM."""
     T, B, n = H.shape[0] - 1, H.shape[1], H.shape[2]
-    return dH.reshape(T * B, -1).T @ H[:-1].reshape(T * B, n)
+    return matmul(dH.reshape(T * B, -1).T, H[:-1].reshape(T * B, n))
 
 
 class Basic:
@@ -53,13 +58,14 @@ class Basic:
         part, inv = _partial(mask, T)
         H = np.empty((T + 1, B, n), A.dtype)
         H[0] = init[0]
-        for t in range(T):
-            s = H[t + 1]
-            np.matmul(H[t], WsT, out=s)
-            s += A[t]
-            np.tanh(s, out=s)
-            if part[t]:
-                np.copyto(s, H[t], where=inv[t])
+        with single_threaded():  # per-step products: too small to share
+            for t in range(T):
+                s = H[t + 1]
+                np.matmul(H[t], WsT, out=s)
+                s += A[t]
+                np.tanh(s, out=s)
+                if part[t]:
+                    np.copyto(s, H[t], where=inv[t])
         return [H], None
 
     @staticmethod
@@ -72,13 +78,14 @@ class Basic:
             F *= mask
         dA = np.empty_like(A)
         ds = final[0]
-        for t in range(T - 1, -1, -1):
-            ds = ds + go[t]
-            np.multiply(F[t], ds, out=dA[t])
-            new = dA[t] @ Ws
-            if part[t]:
-                np.copyto(new, ds, where=inv[t])
-            ds = new
+        with single_threaded():  # per-step products: too small to share
+            for t in range(T - 1, -1, -1):
+                ds = ds + go[t]
+                np.multiply(F[t], ds, out=dA[t])
+                new = dA[t] @ Ws
+                if part[t]:
+                    np.copyto(new, ds, where=inv[t])
+                ds = new
         return dA, _state_weights_grad(dA, H), [ds]
 
 
@@ -100,19 +107,20 @@ class GRU:
         M = np.empty((T, B, n), A.dtype)
         A_ir, A_m = A[:, :, :2 * n], A[:, :, 2 * n:]  # views of the gate blocks, sliced once
         HS_ir, HS_m, I, R = HS[:, :, :2 * n], HS[:, :, 2 * n:], IR[:, :, :n], IR[:, :, n:]
-        for t in range(T):
-            sp, ir, m, s = H[t], IR[t], M[t], H[t + 1]
-            np.matmul(sp, WsT, out=HS[t])
-            np.add(A_ir[t], HS_ir[t], out=ir)
-            _sigmoid_half_(ir)
-            np.multiply(R[t], HS_m[t], out=m)
-            m += A_m[t]
-            np.tanh(m, out=m)
-            np.subtract(sp, m, out=s)
-            s *= I[t]
-            s += m
-            if part[t]:
-                np.copyto(s, sp, where=inv[t])
+        with single_threaded():  # per-step products: too small to share
+            for t in range(T):
+                sp, ir, m, s = H[t], IR[t], M[t], H[t + 1]
+                np.matmul(sp, WsT, out=HS[t])
+                np.add(A_ir[t], HS_ir[t], out=ir)
+                _sigmoid_half_(ir)
+                np.multiply(R[t], HS_m[t], out=m)
+                m += A_m[t]
+                np.tanh(m, out=m)
+                np.subtract(sp, m, out=s)
+                s *= I[t]
+                s += m
+                if part[t]:
+                    np.copyto(s, sp, where=inv[t])
         return [H], (HS, IR, M)
 
     @staticmethod
@@ -136,11 +144,12 @@ class GRU:
         DS = np.empty((T, B, n), A.dtype)
         dH = np.empty((T, B, 3, n), A.dtype)
         ds = final[0]
-        for t in range(T - 1, -1, -1):
-            cur = np.add(ds, go[t], out=DS[t])
-            np.multiply(F[t], cur[:, None, :], out=dH[t])
-            ds = dH[t].reshape(B, G) @ Ws
-            ds += D[t] * cur
+        with single_threaded():  # per-step products: too small to share
+            for t in range(T - 1, -1, -1):
+                cur = np.add(ds, go[t], out=DS[t])
+                np.multiply(F[t], cur[:, None, :], out=dH[t])
+                ds = dH[t].reshape(B, G) @ Ws
+                ds += D[t] * cur
         dH = dH.reshape(T, B, G)
         dWs = _state_weights_grad(dH, H)
         np.multiply(DS, Fm, out=dH[..., 2 * n:])  # dH becomes dA: only the m block differs
@@ -166,21 +175,22 @@ class LSTM:
         scale = np.full(G, 0.5, A.dtype)  # σ(2h) = 0.5 tanh(h) + 0.5 for i, o, f; m = tanh
         scale[3 * n:] = 1
         shift = 0.5 * (scale < 1).astype(A.dtype)
-        for t in range(T):
-            z, c, s, tc = Z[t], C[t + 1], H[t + 1], TC[t]
-            np.matmul(H[t], WsT, out=z)
-            z += A[t]
-            np.tanh(z, out=z)
-            z *= scale
-            z += shift
-            np.multiply(z[:, 2 * n:3 * n], C[t], out=c)
-            np.multiply(z[:, :n], z[:, 3 * n:], out=im)
-            c += im
-            np.tanh(c, out=tc)
-            np.multiply(z[:, n:2 * n], tc, out=s)
-            if part[t]:
-                np.copyto(c, C[t], where=inv[t])
-                np.copyto(s, H[t], where=inv[t])
+        with single_threaded():  # per-step products: too small to share
+            for t in range(T):
+                z, c, s, tc = Z[t], C[t + 1], H[t + 1], TC[t]
+                np.matmul(H[t], WsT, out=z)
+                z += A[t]
+                np.tanh(z, out=z)
+                z *= scale
+                z += shift
+                np.multiply(z[:, 2 * n:3 * n], C[t], out=c)
+                np.multiply(z[:, :n], z[:, 3 * n:], out=im)
+                c += im
+                np.tanh(c, out=tc)
+                np.multiply(z[:, n:2 * n], tc, out=s)
+                if part[t]:
+                    np.copyto(c, C[t], where=inv[t])
+                    np.copyto(s, H[t], where=inv[t])
         return [H, C], (Z, TC)
 
     @staticmethod
@@ -203,17 +213,18 @@ class LSTM:
         np.multiply(i, 1 - m * m, out=FC[:, :, 3])
         dA = np.empty((T, B, 4, n), A.dtype)
         ds, dc = final
-        for t in range(T - 1, -1, -1):
-            ds = ds + go[t]
-            dcv = ds * P[t]
-            dcv += dc * mask[t] if part[t] else dc
-            g = dA[t]
-            np.multiply(FC[t], dcv[:, None, :], out=g)
-            np.multiply(ds, Fo[t], out=g[:, 1])
-            new_s, new_c = g.reshape(B, G) @ Ws, dcv * f[t]
-            if part[t]:
-                np.copyto(new_s, ds, where=inv[t])
-                np.copyto(new_c, dc, where=inv[t])
-            ds, dc = new_s, new_c
+        with single_threaded():  # per-step products: too small to share
+            for t in range(T - 1, -1, -1):
+                ds = ds + go[t]
+                dcv = ds * P[t]
+                dcv += dc * mask[t] if part[t] else dc
+                g = dA[t]
+                np.multiply(FC[t], dcv[:, None, :], out=g)
+                np.multiply(ds, Fo[t], out=g[:, 1])
+                new_s, new_c = g.reshape(B, G) @ Ws, dcv * f[t]
+                if part[t]:
+                    np.copyto(new_s, ds, where=inv[t])
+                    np.copyto(new_c, dc, where=inv[t])
+                ds, dc = new_s, new_c
         dA = dA.reshape(T, B, G)
         return dA, _state_weights_grad(dA, H), [ds, dc]

@@ -21,7 +21,9 @@ Arrays ``<Gate>InputWeights`` (n, k), ``<Gate>StateWeights`` (n, n), ``<Gate>Bia
 ``ForgetGateBiases`` start at 1. Past an example's length the state is frozen and the output
 is 0. Speed: the inputs of all steps are projected for all gates in one GEMM before the loop;
 the loop does one state GEMM per step; BPTT runs the loop in reverse and gets every weight
-gradient from one GEMM over all steps afterwards.
+gradient from one GEMM over all steps afterwards. The products outside the time loops go
+through :func:`netgraph.extend.matmul` (BLAS threads chosen for their size); the loops run
+with BLAS at one thread (:mod:`._cells`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import field_validator
 
-from netgraph.extend import Automatic, Int, Layer, Params
+from netgraph.extend import Automatic, Int, Layer, Params, matmul
 
 from . import _cells
 from ._ops import broadcast_lead, sum_to
@@ -131,7 +133,7 @@ class _Recurrent(Layer):
                 mask = np.ascontiguousarray(valid.reshape(B, T).T)[:, :, None]  # (T, B, 1)
         xt = (x.reshape(T, k) if B == 1 else  # time-major rows
               np.ascontiguousarray(x.reshape(B, T, k).transpose(1, 0, 2)).reshape(T * B, k))
-        A = xt @ WxT  # every step, every gate: one GEMM
+        A = matmul(xt, WxT)  # every step, every gate: one GEMM
         A += bias
         A = A.reshape(T, B, -1)
         init = [starts[p].reshape(B, n) if p in starts else np.zeros((B, n), dt)
@@ -153,9 +155,9 @@ class _Recurrent(Layer):
                      for p in self.optional_inputs]
             dA, dWs, d_init = self.cell.backward(go, final, Ws, A, H, cache, mask)
             dA2 = dA.reshape(T * B, -1)
-            dWx = dA2.T @ xt
+            dWx = matmul(dA2.T, xt)
             db = dA2.sum(0)
-            dx = (dA2 @ Wx).reshape(T, B, k).transpose(1, 0, 2).reshape(x.shape)
+            dx = matmul(dA2, Wx).reshape(T, B, k).transpose(1, 0, 2).reshape(x.shape)
             grads = {}
             for j, g_name in enumerate(self.gates):
                 rows = slice(j * n, (j + 1) * n)

@@ -32,6 +32,7 @@ import numpy as np
 from ..allocation import memory_errors
 from ..apply import _fill_shapes_from_data, collect_arrays, data_hints
 from ..arrays import validated_array
+from ..blas import single_threaded
 from ..compile import Plan, PortMeta, compile_net
 from ..errors import NetError
 from ..execute import RunContext, Tape, backward, forward
@@ -587,9 +588,11 @@ def _update(run: _Run, state: TrainState, grad: np.ndarray) -> float:
 
 def _batch_step(run: _Run, state: TrainState, batch: Batch, meter: Meter | None) -> int:
     """One optimizer step on ``batch``, recorded (loss, rate, examples, measurements);
-    returns the number of examples."""
-    loss, grad, outputs = run.batch_gradient(run, state, batch)
-    rate = _update(run, state, grad)
+    returns the number of examples. The gradient and the update run with BLAS at one thread
+    (:func:`~netgraph.blas.single_threaded`, the setting restored after each step)."""
+    with single_threaded():
+        loss, grad, outputs = run.batch_gradient(run, state, batch)
+        rate = _update(run, state, grad)
     size = len(batch[1])
     state.record_batch(loss, rate, size)
     if meter is not None and outputs is not None:
@@ -687,7 +690,8 @@ def _validate(run: _Run) -> tuple[float | None, dict[str, float]]:
     meter = run.meter()
     total = 0.0
     for idx in run.val_batches:
-        tape, inputs, t = _forward(run, run.val, idx, None)
+        with single_threaded():
+            tape, inputs, t = _forward(run, run.val, idx, None)
         total += t
         outputs = None if meter is None else _outputs(run, tape, inputs)
         if outputs is not None:
