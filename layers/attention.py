@@ -281,8 +281,9 @@ class AttentionLayer(Layer):
                     sc.backward(c, gs, extra if kp == vp else None)
 
             _each(backward_slice, slices, direct)
+            counts = None if kind is not None else _counting_pairs(valid, qmask)
             with np.errstate(over="ignore", invalid="ignore"):
-                gK, gQ, array_grads = sc.backward_end()
+                gK, gQ, array_grads = sc.backward_end(counts)
             if overflowed and not all(np.isfinite(a).all()
                                       for a in (gK, gQ, *array_grads.values())):
                 err = self._not_finite(ctx, "the gradients of its scores", K, Q)
@@ -323,6 +324,15 @@ def _rows(mask: np.ndarray | None, lead: tuple) -> np.ndarray | None:
         return mask
     mask = mask.reshape(mask.shape[:1] + (1,) * (len(lead) - 1) + mask.shape[1:])
     return np.broadcast_to(mask, lead + mask.shape[-1:]).reshape(-1, mask.shape[-1])
+
+
+def _counting_pairs(valid: np.ndarray | None, qmask: np.ndarray | None) -> np.ndarray | None:
+    """The (query, key) pairs whose weights count, ``(R|1, 1, m, n)``: allowed keys of valid
+    queries; None when all do."""
+    if qmask is None:
+        return valid
+    rows = qmask[:, None, :, None]
+    return rows if valid is None else valid & rows
 
 
 def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,

@@ -107,7 +107,9 @@ class Scores:
         sc.backward_begin(extra)        extra: whether every slice brings a term for gK
         sc.backward(c, gs, extra)       for every slice c: gs = d/ds[c]; extra: None, or a
                                         term (len(c), h, n, k) to add to gK[c]
-        sc.backward_end() -> (gK, gQ, array_grads)
+        sc.backward_end(counts) -> (gK, gQ, array_grads)
+                                        counts: None (every pair counts) or a bool mask
+                                        broadcastable to (B, h, m, n) of the pairs that do
 
     The products for one slice are batched matmuls of those rows (``np.matmul`` computes each
     example by the same BLAS call whatever the slice), so results do not depend on slicing.
@@ -133,7 +135,7 @@ class DotScores(Scores):
             self.gK[c] += extra
         np.matmul(gs, self.K[c], out=self.gQ[c])
 
-    def backward_end(self):
+    def backward_end(self, counts: np.ndarray | None = None):
         return self.gK, self.gQ, {}
 
 
@@ -181,7 +183,7 @@ class BilinearScores(Scores):
             if extra is not None:
                 self.gK[c] += extra
 
-    def backward_end(self):
+    def backward_end(self, counts: np.ndarray | None = None):
         q, k = self.W.shape
         if self.keys_side:
             gP = self.gP.reshape(-1, q)
@@ -254,7 +256,15 @@ class GeneralScores(Scores):
         if extra is not None:
             self.extra[c] = extra
 
-    def backward_end(self):
+    def backward_end(self, counts: np.ndarray | None = None):
+        gK, gQ, array_grads = self._broadcast_backward()
+        if counts is not None and not _all_finite(gK, gQ, *array_grads.values()):
+            gK, gQ, array_grads = self._pairs_backward(counts)
+        if self.extra is not None:
+            gK += self.extra
+        return gK, gQ, array_grads
+
+    def _broadcast_backward(self):
         gs = self.gs
         K, Q = self.K, self.Q
         gK, gQ = np.zeros(K.shape, self.dtype), np.zeros(Q.shape, self.dtype)
@@ -269,10 +279,50 @@ class GeneralScores(Scores):
                 gQ[c] = sum_to(in_grads["Query"], Q[c, :, :, None].shape)[..., 0, :]
             return chunk_grads
 
-        array_grads: dict = {}
-        for chunk_grads in parallel_map(backward_chunk, range(len(self.chunks))):
-            for key, g in chunk_grads.items():
-                array_grads[key] = g if key not in array_grads else array_grads[key] + g
-        if self.extra is not None:
-            gK += self.extra
-        return gK, gQ, array_grads
+        return gK, gQ, _summed(parallel_map(backward_chunk, range(len(self.chunks))))
+
+    def _pairs_backward(self, counts: np.ndarray):
+        """The gradients again, from the net run afresh on the pairs that count only.
+
+        On all pairs, a pair that does not count (masked, a padded key or query) gets the
+        gradient 0, but the net's backward multiplies it by the values it computed there: a
+        NaN or infinity there (the Log of a negative) gives ``0 * NaN = NaN`` in the array
+        gradients (summed over pairs) and in the key and query gradients (summed over
+        queries and keys), where each example alone may have none. So when those gradients
+        are not finite, the net runs once more on the counting pairs ``(b, h, j, i)`` alone,
+        gathered as rows ``K[b, h, i]``, ``Q[b, h, j]``, and their gradients are added back to
+        their keys and queries: a NaN the net computes at a pair that counts still passes
+        through. (Rare, so it pays the gathering only then; a scoring net with dropout draws
+        anew in training.)"""
+        K, Q = self.K, self.Q
+        b, h, j, i = np.nonzero(np.broadcast_to(counts, self.shape))
+        gK, gQ = np.zeros(K.shape, self.dtype), np.zeros(Q.shape, self.dtype)
+        rows = max(1, CHUNK_ELEMENTS // max(1, K.shape[-1], Q.shape[-1]))
+
+        def backward_chunk(c: slice):
+            key, query = (b[c], h[c], i[c]), (b[c], h[c], j[c])  # of the pairs c
+            ins = {"Input": K[key], "Query": Q[query]}
+            with np.errstate(over="ignore", invalid="ignore"):
+                outs, back = self.ctx.run_sub("ScoringNet", ins)
+                gs = sum_to(self.gs[b[c], h[c], j[c], i[c]], outs["Output"].shape)
+                in_grads, chunk_grads = back({"Output": gs})
+            for port, g, at in (("Input", gK, key), ("Query", gQ, query)):
+                if in_grads.get(port) is not None:
+                    np.add.at(g, at, sum_to(in_grads[port], ins[port].shape))
+            return chunk_grads
+
+        chunks = [slice(s, s + rows) for s in range(0, len(b), rows)]
+        return gK, gQ, _summed([backward_chunk(c) for c in chunks])
+
+
+def _summed(grads: list[dict]) -> dict:
+    """The array gradients of several runs of a net, summed key by key in list order."""
+    total: dict = {}
+    for chunk_grads in grads:
+        for key, g in chunk_grads.items():
+            total[key] = g if key not in total else total[key] + g
+    return total
+
+
+def _all_finite(*arrays: np.ndarray) -> bool:
+    return all(np.isfinite(a).all() for a in arrays)

@@ -9,15 +9,20 @@ from tolerance import assert_close
 
 from netgraph import (
     AttentionLayer,
+    ElementwiseLayer,
     InputDataError,
+    LinearLayer,
+    NetArrayGradient,
     NetError,
     NetExtract,
+    NetGraph,
     NetInitialize,
     NetPort,
     NetPortGradient,
     NetReplacePart,
     SequenceAttentionLayer,
     ShapeError,
+    ThreadingLayer,
 )
 from netgraph.apply import apply_net
 from netgraph.checks import check_padding, gradcheck
@@ -176,3 +181,97 @@ def test_bad_parameters_name_the_parameter():
         AttentionLayer(Input=("Varying", 3))
     with pytest.raises(NetError, match="Key"):
         SequenceAttentionLayer(Key=("Varying", 3))
+
+
+# ------------------------------------------- NaN of a custom scoring net (the Log of a negative)
+def log_scored(mask):
+    """Attention scored by ``f(k, q) = v log(k_0 + q_0 - 2) + c`` (NaN where ``k_0 + q_0 < 2``),
+    and a ragged batch whose Log arguments are >= 1/2 at every pair that counts and negative
+    or 0 at some masked pairs (causal: ``k_0 + q_0 - 2 = j - i + 1/2``), padded keys (``q_0 -
+    2``) and padded query rows (``k_0 - 2``; padding is 0, so ``pi``, ``pq`` give -1 there).
+    Where it is 0, Log's derivative is infinite: ``0 * inf`` is NaN."""
+    scorer = NetGraph({"pi": LinearLayer(1), "pq": LinearLayer(1), "plus": ThreadingLayer("Plus"),
+                       "log": ElementwiseLayer("Log"), "out": LinearLayer(())},
+                      [(NetPort("Input"), "pi"), (NetPort("Query"), "pq"),
+                       (["pi", "pq"], "plus", "log", "out")])
+    net = NetInitialize(AttentionLayer(scorer, mask=mask, Key=("Varying", K_SIZE),
+                                       Value=("Varying", V_SIZE), Query=("Varying", Q_SIZE)),
+                        seed=0)
+    net = NetReplacePart(net, {("ScoringNet", "pi", "Weights"): np.eye(1, K_SIZE),
+                               ("ScoringNet", "pi", "Biases"): [-1.0],
+                               ("ScoringNet", "pq", "Weights"): np.eye(1, Q_SIZE),
+                               ("ScoringNet", "pq", "Biases"): [-1.0]})
+    rng = np.random.default_rng(4)
+    n_lens = (4, 1, 6)
+    m_lens = n_lens if mask else (3, 5, 2)
+    Ks = [rng.standard_normal((n, K_SIZE)) for n in n_lens]
+    Vs = [rng.standard_normal((n, V_SIZE)) for n in n_lens]
+    Qs = [rng.standard_normal((m, Q_SIZE)) for m in m_lens]
+    for K, Q in zip(Ks, Qs):
+        i, j = np.arange(len(K)), np.arange(len(Q))
+        K[:, 0], Q[:, 0] = (2 - i, 0.5 + j) if mask else (1.5 + i, 1.5 + j / 2)
+    return net, {"Key": Ks, "Value": Vs, "Query": Qs}
+
+
+def batch_and_examples(net, data):
+    """The outputs and gradients of the batch, and of each example alone (float64)."""
+    keys = ["Output", NetPort("AttentionWeights")]
+    keys += [NetPortGradient(p) for p in ("Key", "Value", "Query")]
+    keys += [NetArrayGradient(["ScoringNet", n, a]) for n in ("pi", "pq", "out")
+             for a in ("Weights", "Biases")]
+    batch = net(data, keys, dtype=np.float64)
+    alone = [net({p: v[b] for p, v in data.items()}, keys, dtype=np.float64)
+             for b in range(len(data["Key"]))]
+    def close(got, want, what):  # terms of size 1 at least (data, weights): sums may cancel
+        scale = max(1.0, float(np.nanmax(np.abs(want), initial=0.0)))
+        assert_close(got, want, dtype=np.float64, reduction=TERMS, scale=scale, equal_nan=True,
+                     what=what)
+
+    for key, got, *want in zip(keys, batch, *alone):
+        if isinstance(key, NetArrayGradient):  # the sum over the examples
+            close(got, sum(want), str(key))
+        else:
+            for b, w in enumerate(want):
+                close(got[b], w, f"{key}, example {b}")
+    return keys, batch, alone
+
+
+@pytest.mark.parametrize("mask", [None, "Causal"])
+def test_scoring_net_nan_at_pairs_that_do_not_count_influences_nothing(mask):
+    """A masked pair, a padded key or a padded query row never counts: the NaN the scoring
+    net computes there reaches no value and no gradient (on all pairs, its backward gave
+    ``0 * NaN = NaN`` in the array gradients, and in the batch in the key and query
+    gradients), in the batch as in each example alone."""
+    import warnings
+
+    net, data = log_scored(mask)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        keys, _, alone = batch_and_examples(net, data)
+        for b, values in enumerate(alone):
+            for key, v in zip(keys, values):
+                assert np.isfinite(v).all(), (key, b)
+        gradcheck(net, data)
+        check_padding(net, data)
+
+
+def test_scoring_net_nan_at_a_pair_that_counts_reaches_its_example_only():
+    """A NaN at a pair that counts passes through, as in any layer: to its query's output and
+    weights, to the gradients of its example, to the array gradients (summed over examples);
+    the other examples keep exactly what they give alone."""
+    import warnings
+
+    net, data = log_scored("Causal")
+    data["Query"][2][3, 0] = 0.2  # example 2, query 3: Log of 0.2 - i < 0 at keys i = 1, 2, 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        keys, batch, alone = batch_and_examples(net, data)
+    out, weights = batch[0][2], batch[1][2]
+    assert np.isnan(out[3]).all() and np.isnan(weights[3]).all()
+    assert np.isfinite(np.delete(out, 3, axis=0)).all()
+    assert np.isfinite(np.delete(weights, 3, axis=0)).all()
+    for key, got in zip(keys, batch):
+        if isinstance(key, NetArrayGradient):
+            assert np.isnan(got).all(), key
+        else:
+            assert np.isfinite(got[0]).all() and np.isfinite(got[1]).all(), key

@@ -343,10 +343,30 @@ def test_scoring_net_under_multi_head_attention(name):
     check_scoring_net(SCORERS[name](), heads=2)
 
 
+def index_scorer():
+    return NetGraph({"emb": EmbeddingLayer(3, 5), "lin": LinearLayer(D2), "dot": DotLayer()},
+                    [(I_, "emb", "lin"), (["lin", Q_], "dot")], Input=(D1, Index(5)), Query=D2)
+
+
 def test_embedding_in_a_scoring_net_over_index_vectors():
-    scorer = NetGraph({"emb": EmbeddingLayer(3, 5), "lin": LinearLayer(D2), "dot": DotLayer()},
-                      [(I_, "emb", "lin"), (["lin", Q_], "dot")], Input=(D1, Index(5)), Query=D2)
-    check_scoring_net(scorer, key=Index(5))
+    check_scoring_net(index_scorer(), key=Index(5))
+
+
+@pytest.mark.parametrize("name", list(SCORERS) + ["multi-head additive", "index vectors"])
+def test_scoring_net_gradients_on_the_counting_pairs_alone(name, monkeypatch):
+    """The gradients that a custom scoring net gets when its all-pairs backward is not finite
+    (computed again on the pairs that count, gathered into rows; see
+    ``GeneralScores._pairs_backward``), here forced for finite ones: central differences and
+    padding invariance hold for every kind of scoring net."""
+    import netgraph.layers.scoring as scoring
+
+    monkeypatch.setattr(scoring, "_all_finite", lambda *arrays: False)
+    if name == "multi-head additive":
+        check_scoring_net(SCORERS["additive (Threading Plus, Elementwise)"](), heads=2)
+    elif name == "index vectors":
+        check_scoring_net(index_scorer(), key=Index(5))
+    else:
+        check_scoring_net(SCORERS[name]())
 
 
 # -------------------------------------------- 3. values with two varying axes, own lengths
