@@ -327,6 +327,8 @@ def _part(x: np.ndarray, rank: int, sl: slice) -> np.ndarray:
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``np.matmul(a, b, out=out)`` with BLAS threads chosen for the size of the product."""
+    if a.ndim == 2 and b.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] < TINY_MNK:
+        return np.matmul(a, b, out=out)  # runs as it is with any BLAS: decided at once
     libs = _libs if _libs is not None else _controllers()
     if not libs or getattr(_local, "inside", 0) or a.ndim == 0 or b.ndim == 0:
         return np.matmul(a, b, out=out)
