@@ -731,7 +731,8 @@ def main() -> None:
         rows = []
         for batch in args.worker_batches or [args.batch_size]:
             rows += data_parallel(args.workers, args.rounds, args.examples or 4000, batch)
-        print(write_json("train_ray", rows))
+        print(write_json("train_ray", rows, command="python benchmarks/train.py "
+                         + " ".join(sys.argv[1:])))
         return
     info = machine()
     print(describe_machine(info), flush=True)
@@ -752,7 +753,8 @@ def main() -> None:
             rows += more_cases()
     if 4 in targets:
         rows += shared_cpu(args.pairs, args.shared_examples, args.batch_size, args.spinner)
-    print(write_json("train", rows, info, targets=targets))
+    print(write_json("train", rows, info, targets=targets,
+                     command="python benchmarks/train.py " + " ".join(sys.argv[1:])))
 
 
 if __name__ == "__main__":

@@ -79,9 +79,10 @@ def machine_line(doc: dict[str, Any]) -> str:
     blas = m.get("blas", {})
     load = f", load {m['load_average']}" if "load_average" in m else ""
     torch = f", PyTorch {m['torch']}" if m.get("torch") else ""
+    command = doc.get("command") or f"python benchmarks/{doc['benchmark']}.py"
     return (f"Measured {doc['date'][:10]} on {m['cpu']} ({m['cores']} cores{load}), "
             f"{blas.get('library')} {blas.get('version')} with {blas.get('kernel')} kernels, "
-            f"NumPy {m['numpy']}{torch}; `python benchmarks/{doc['benchmark']}.py`.")
+            f"NumPy {m['numpy']}{torch}; `{command}`.")
 
 
 def table(doc: dict[str, Any], block: str | None = None) -> str:
