@@ -375,7 +375,8 @@ class AdditiveScores(GeneralScores):
     in the same order on the same chunks (so bit for bit its results), without its
     executor and with fewer passes over the pair tensor ``(rows, h, m, n, hidden)``:
 
-    - forward: ``x = We + Uq`` and ``y = tanh(x)`` in place, ``s = y v``; ``y`` is not kept
+    - forward: ``x = We + Uq`` and ``y = tanh(x)`` in place, ``s = y v``; only the
+      projections ``We``, ``Uq`` are kept, not ``y``
       (a chunk's temporaries are reused from the heap, in cache, for the next chunk);
     - backward: ``y`` computed again, then ``gx = (1 - y^2) * (gs (x) v)`` block by block
       (the outer product never made whole), ``gWe = sum_m gx``, ``gUq = sum_n gx``,
@@ -399,19 +400,18 @@ class AdditiveScores(GeneralScores):
 
     def _forward_chunk(self, c: slice):
         with np.errstate(over="ignore", invalid="ignore"):
-            _, _, We, Uq = self._projections(c)
-            y = self._pairs(We, Uq)
+            proj = self._projections(c)
+            y = self._pairs(*proj[2:])
             s = matmul(y.reshape(-1, y.shape[-1]), self.v).reshape(y.shape[:-1])
-        return {"Output": s}, None
+        return {"Output": s}, proj  # the projections (small) are kept for the backward
 
     def _broadcast_backward(self):
         K, Q = self.K, self.Q
         gK, gQ = np.zeros(K.shape, self.dtype), np.zeros(Q.shape, self.dtype)
 
         def backward_chunk(i: int):
-            c = self.chunks[i]
+            c, (_, (k2, q2, We, Uq)) = self.chunks[i], self.runs[i]
             with np.errstate(over="ignore", invalid="ignore"):
-                k2, q2, We, Uq = self._projections(c)
                 y = self._pairs(We, Uq)
                 y2 = y.reshape(-1, y.shape[-1])
                 gy2 = sum_to(self.gs[c], self.raws[i].shape).reshape(-1)
