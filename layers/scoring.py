@@ -24,6 +24,7 @@ from netgraph.extend import (
 )
 
 from ._ops import sum_to
+from .elementwise import BLOCK_ELEMENTS, ElementwiseLayer, ThreadingLayer, _one_minus_square
 from .linear import DotLayer, LinearLayer
 
 __all__ = ["scoring_net", "fast_kind", "scores", "Scores"]
@@ -60,8 +61,13 @@ def scoring_net(net: Any) -> Net:
 
 def fast_kind(net: Net) -> tuple[str, Any] | None:
     """("dot", None) or ("bilinear", weights path) when ``net`` is a Dot of Query with Input
-    or with a bias-free linear map of Input; None otherwise (general broadcasting path)."""
-    if not isinstance(net, NetGraph) or len(net.nodes) > 2:
+    or with a bias-free linear map of Input; ("additive", (W, U, v) weights paths) for
+    Bahdanau's ``v . tanh(W e + U q)`` without biases; None otherwise (general path)."""
+    if not isinstance(net, NetGraph):
+        return None
+    if len(net.nodes) == 5:
+        return _additive_kind(net)
+    if len(net.nodes) > 2:
         return None
     incoming = {dst: src for src, dst in net.edges}
     out = incoming.get((GRAPH_OUT, "Output"))
@@ -84,6 +90,51 @@ def fast_kind(net: Net) -> tuple[str, Any] | None:
             and _is_graph_input(incoming.get((other[0], "Input")), "Input")):
         return ("bilinear", (other[0], "Weights"))
     return None
+
+
+def _additive_kind(net: NetGraph) -> tuple[str, Any] | None:
+    """("additive", (W, U, v) weights paths) when ``net`` is ``v . tanh(W Input + U Query)``:
+    bias-free LinearLayers W, U (of one output size) and v (scalar output), a two-input
+    Plus and a Tanh; else None."""
+    incoming = {dst: src for src, dst in net.edges}
+    out = incoming.get((GRAPH_OUT, "Output"))
+    v = net.nodes.get(out[0]) if out is not None else None
+    if not _plain_linear(v, ()) or out[1] != "Output":
+        return None
+    tanh_end = incoming.get((out[0], "Input"))
+    tanh = net.nodes.get(tanh_end[0]) if tanh_end is not None else None
+    if not (isinstance(tanh, ElementwiseLayer) and tanh.function == "Tanh"
+            and tanh_end[1] == "Output"):
+        return None
+    plus_end = incoming.get((tanh_end[0], "Input"))
+    plus = net.nodes.get(plus_end[0]) if plus_end is not None else None
+    if not (isinstance(plus, ThreadingLayer) and plus.params.f == "Plus"
+            and plus.input_names() == ("Input1", "Input2") and plus_end[1] == "Output"):
+        return None
+    sides = {}
+    for port in ("Input1", "Input2"):
+        end = incoming.get((plus_end[0], port))
+        lin = net.nodes.get(end[0]) if end is not None else None
+        if end is None or end[1] != "Output" or not _plain_linear(lin, None):
+            return None
+        src = incoming.get((end[0], "Input"))
+        if src is None or src[0] is not GRAPH_IN:
+            return None
+        sides[src[1]] = end[0]
+    if set(sides) != {"Input", "Query"}:
+        return None
+    w, u = net.nodes[sides["Input"]], net.nodes[sides["Query"]]
+    if w.params.n != u.params.n:
+        return None
+    return ("additive", tuple((name, "Weights") for name in
+                              (sides["Input"], sides["Query"], out[0])))
+
+
+def _plain_linear(layer: Any, n: Any) -> bool:
+    """Whether ``layer`` is a bias-free LinearLayer with output size ``n`` (None: any int)."""
+    if not isinstance(layer, LinearLayer) or layer.params.biases:
+        return False
+    return layer.params.n == n if n is not None else isinstance(layer.params.n, int)
 
 
 def _is_graph_input(end: Any, name: str) -> bool:
@@ -205,6 +256,10 @@ def scores(kind: tuple[str, Any] | None, K: np.ndarray, Q: np.ndarray, ctx: Any)
     if kind is not None and kind[0] == "bilinear":
         W, key = ctx.sub_array(("ScoringNet",) + kind[1])
         return BilinearScores(K, Q, W, key)
+    if kind is not None and kind[0] == "additive":
+        arrays = [ctx.sub_array(("ScoringNet",) + path) for path in kind[1]]
+        if len({id(key) if not isinstance(key, tuple) else key for _, key in arrays}) == 3:
+            return AdditiveScores(K, Q, ctx, arrays)  # (shared arrays: the general path)
     return GeneralScores(K, Q, ctx)
 
 
@@ -313,6 +368,85 @@ class GeneralScores(Scores):
 
         chunks = [slice(s, s + rows) for s in range(0, len(b), rows)]
         return gK, gQ, _summed([backward_chunk(c) for c in chunks])
+
+
+class AdditiveScores(GeneralScores):
+    """Bahdanau's ``s = v . tanh(W k + U q)`` (no biases): the general path's operations,
+    in the same order on the same chunks (so bit for bit its results), without its
+    executor and with fewer passes over the pair tensor ``(rows, h, m, n, hidden)``:
+
+    - forward: ``x = We + Uq`` and ``y = tanh(x)`` in place, ``s = y v``; only the
+      projections ``We``, ``Uq`` are kept, not ``y``
+      (a chunk's temporaries are reused from the heap, in cache, for the next chunk);
+    - backward: ``y`` computed again, then ``gx = (1 - y^2) * (gs (x) v)`` block by block
+      (the outer product never made whole), ``gWe = sum_m gx``, ``gUq = sum_n gx``,
+      ``gv = gs . y``, ``gW = gWe^T k``, ``gK = gWe W`` (likewise U, Q)."""
+
+    def __init__(self, K: np.ndarray, Q: np.ndarray, ctx: Any, arrays: list):
+        (self.W, self.wkey), (self.U, self.ukey), (self.v, self.vkey) = arrays
+        super().__init__(K, Q, ctx)
+
+    def _projections(self, c: slice):
+        K, Q = self.K[c, :, None], self.Q[c, :, :, None]
+        k2, q2 = K.reshape(-1, K.shape[-1]), Q.reshape(-1, Q.shape[-1])
+        hd = self.W.shape[0]
+        We = matmul(k2, self.W.T).reshape(K.shape[:-1] + (hd,))
+        Uq = matmul(q2, self.U.T).reshape(Q.shape[:-1] + (hd,))
+        return k2, q2, We, Uq
+
+    def _pairs(self, We: np.ndarray, Uq: np.ndarray) -> np.ndarray:
+        y = np.add(We, Uq)
+        return np.tanh(y, out=y)
+
+    def _forward_chunk(self, c: slice):
+        with np.errstate(over="ignore", invalid="ignore"):
+            proj = self._projections(c)
+            y = self._pairs(*proj[2:])
+            s = matmul(y.reshape(-1, y.shape[-1]), self.v).reshape(y.shape[:-1])
+        return {"Output": s}, proj  # the projections (small) are kept for the backward
+
+    def _broadcast_backward(self):
+        K, Q = self.K, self.Q
+        gK, gQ = np.zeros(K.shape, self.dtype), np.zeros(Q.shape, self.dtype)
+
+        def backward_chunk(i: int):
+            c, (_, (k2, q2, We, Uq)) = self.chunks[i], self.runs[i]
+            with np.errstate(over="ignore", invalid="ignore"):
+                y = self._pairs(We, Uq)
+                y2 = y.reshape(-1, y.shape[-1])
+                gy2 = sum_to(self.gs[c], self.raws[i].shape).reshape(-1)
+                gv = matmul(gy2, y2)
+                gx = self._tanh_outer_backward(y, gy2)
+                gWe = sum_to(gx, We.shape).reshape(-1, We.shape[-1])
+                gUq = sum_to(gx, Uq.shape).reshape(-1, Uq.shape[-1])
+                grads = {self.wkey: matmul(gWe.T, k2), self.ukey: matmul(gUq.T, q2),
+                         self.vkey: gv}
+                gK[c] = matmul(gWe, self.W).reshape(K[c].shape)
+                gQ[c] = matmul(gUq, self.U).reshape(Q[c].shape)
+            return grads
+
+        return gK, gQ, _summed(parallel_map(backward_chunk, range(len(self.chunks))))
+
+    def _tanh_outer_backward(self, y: np.ndarray, gy2: np.ndarray) -> np.ndarray:
+        """``(1 - y^2) * outer(gy2, v)`` (the Tanh's and the scalar Linear's backward), by
+        blocks of rows when the dtypes agree: the same elementwise operations as the
+        general path's, so the same bits."""
+        v = self.v
+        if np.result_type(gy2, v) != y.dtype:
+            d = _one_minus_square(y)
+            d *= np.multiply.outer(gy2, v).reshape(y.shape)
+            return d
+        y2 = y.reshape(-1, y.shape[-1])
+        out = np.empty_like(y2)
+        rows = max(1, BLOCK_ELEMENTS // max(1, y2.shape[1]))
+        buf = np.empty((min(rows, len(y2)), y2.shape[1]), y.dtype)
+        for lo in range(0, len(y2), rows):
+            o, g = out[lo:lo + rows], buf[:len(out[lo:lo + rows])]
+            np.multiply.outer(gy2[lo:lo + rows], v, out=g)
+            np.square(y2[lo:lo + rows], out=o)
+            np.subtract(1, o, out=o)
+            np.multiply(o, g, out=o)
+        return out.reshape(y.shape)
 
 
 def _summed(grads: list[dict]) -> dict:

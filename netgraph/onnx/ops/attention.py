@@ -55,6 +55,8 @@ def _scores(c: StepLowering, K: str, Q: str) -> str:
     g, L = c.g, c.lead
     scoring = c.layer.child("ScoringNet")
     kind = fast_kind(scoring)
+    if kind is not None and kind[0] == "additive":  # exported as the custom net it is
+        kind = None
     if kind is not None:  # numbers (index keys go only to a custom scoring net)
         K, Q = (x if not c.meta(p).integer else g.cast(x, FLOAT)
                 for x, p in ((K, _ports(c)[0]), (Q, "Query")))
