@@ -77,7 +77,12 @@ def _same(new, old):
 @pytest.mark.parametrize("source_dtype", [np.float32, np.float64, np.int32, np.int64])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("fill", [0.0, 1e30, np.nan])
-def test_pad_examples_equals_reference_bit_for_bit(meta, source_dtype, dtype, fill):
+@pytest.mark.parametrize("zeroed", [True, False], ids=["zeroed", "written"])
+def test_pad_examples_equals_reference_bit_for_bit(meta, source_dtype, dtype, fill, zeroed,
+                                                   monkeypatch):
+    """Both ways of padding: a zeroed allocation (small batches) and data and padding
+    written slice by slice (batches beyond ``_ZEROED_BYTES``)."""
+    monkeypatch.setattr(batch, "_ZEROED_BYTES", 1 << 21 if zeroed else 0)
     examples = _seq_examples(np.random.default_rng(3), source_dtype, meta)
     if source_dtype in (np.float32, np.float64) and meta is SEQ:
         examples[1][2, 3] = -0.0
