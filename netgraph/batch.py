@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .allocation import check_request, request_bytes
+from .allocation import check_request, request_bytes, total_memory
 from .compile import PortMeta
 from .errors import InputDataError
 from .shapes import Index, display
@@ -198,29 +198,47 @@ def _first_axis_only(meta: PortMeta) -> bool:
     return meta.keys[:1] != (None,) and all(k is None for k in meta.keys[1:])
 
 
+#: the largest padded batch allocated zeroed (``np.zeros``, then one copy per example); a
+#: larger one is written once, data and padding slice by slice (measured faster: a big
+#: ``calloc`` costs page faults and zeroing on top of the copy)
+_ZEROED_BYTES = 1 << 21
+
+
 def pad_examples(examples: list[np.ndarray], meta: PortMeta, dtype: Any,
                  fill: float = 0.0, port: str = "") -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """Stack examples into one array, padding varying dims with ``fill``. Returns the array
     and, per varying axis, the lengths. A padded array larger than the machine's memory is an
-    ``InputDataError`` (naming ``port``), raised before anything is allocated."""
+    ``InputDataError`` (naming ``port``), raised before anything is allocated.
+
+    Each example is copied once, straight into the padded array in ``dtype`` (no stacked or
+    converted intermediate); the zero padding of a batch up to ``_ZEROED_BYTES`` comes with
+    the allocation (``np.zeros``)."""
     dt = np.int64 if meta.integer else dtype
     if not meta.varying:
-        return np.stack(examples).astype(dt, copy=False), {}
-    lengths = {axis: np.array([e.shape[axis] for e in examples], dtype=np.int64)
-               for axis, key in enumerate(meta.keys) if key is not None}
-    shape = [len(examples)] + [int(lengths[a].max()) if a in lengths else n
+        return np.stack(examples, dtype=dt, casting="unsafe"), {}
+    sizes = {axis: [e.shape[axis] for e in examples]
+             for axis, key in enumerate(meta.keys) if key is not None}
+    shape = [len(examples)] + [max(sizes[a]) if a in sizes else n
                                for a, n in enumerate(meta.dims)]
-    longest = max(lengths.values(), key=lambda lens: int(lens.max()))
-    check_request(request_bytes(shape, dt),
-                  f"the batch of {len(examples)} examples given to port {port or '?'!r} padded "
-                  f"to shape {tuple(shape)} ({np.dtype(dt).name}; its longest example has length "
-                  f"{int(longest.max())}, its shortest {int(longest.min())})", InputDataError)
+    nbytes, total = request_bytes(shape, dt), total_memory()
+    if total is not None and nbytes > total:  # the message only when it is needed
+        longest = max(sizes.values(), key=max)
+        check_request(nbytes, f"the batch of {len(examples)} examples given to port "
+                      f"{port or '?'!r} padded to shape {tuple(shape)} ({np.dtype(dt).name}; "
+                      f"its longest example has length {max(longest)}, its shortest "
+                      f"{min(longest)})", InputDataError)
+    lengths = {axis: np.array(s, dtype=np.int64) for axis, s in sizes.items()}
     pad = 0 if meta.integer else fill
     if meta.rank and _first_axis_only(meta):
+        if pad == 0 and nbytes <= _ZEROED_BYTES:
+            out = np.zeros(shape, dtype=dt)
+            for row, e in zip(out, examples):
+                row[:len(e)] = e
+            return out, lengths
         out = np.empty(shape, dtype=dt)  # every element is written once: data or padding
-        for b, e in enumerate(examples):
-            out[b, :len(e)] = e
-            out[b, len(e):] = pad
+        for row, e in zip(out, examples):
+            row[:len(e)] = e
+            row[len(e):] = pad
         return out, lengths
     out = np.full(shape, pad, dtype=dt)
     for b, e in enumerate(examples):
