@@ -20,7 +20,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ if __name__ == "__main__":
     sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 import netgraph  # noqa: E402
+from benchmarks.common import cpu_model  # noqa: E402
 from netgraph import All, NetExtract, NetTrain, export_onnx  # noqa: E402
 
 DEFAULT_MODEL = Path(tempfile.gettempdir()) / "netgraph-dates-text-model.ngz"
@@ -120,16 +120,6 @@ def _batched(fn: Any, texts: list[str], batch: int | None) -> list[str]:
     if not batch:
         return fn(texts)
     return [t for i in range(0, len(texts), batch) for t in fn(texts[i:i + batch])]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure(dates: Any, net: Any, test_pairs: list, directory: Path, repeat: int = 5,

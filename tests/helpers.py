@@ -4,12 +4,21 @@ numbers: ``tolerance.assert_close``.)"""
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 from typing import Any
 
 import numpy as np
 
-from netgraph import NetExtract, NetGraph, NetInitialize, NetReplacePart
+from netgraph import (
+    LinearLayer,
+    NetExtract,
+    NetGraph,
+    NetInitialize,
+    NetPort,
+    NetReplacePart,
+    ThreadingLayer,
+)
 from netgraph.graph import _is_graph_end
 from netgraph.shapes import parse_spec
 from netgraph.tree import walk
@@ -158,3 +167,38 @@ def contains3(n: int, rng: np.random.Generator) -> tuple[list[np.ndarray], np.nd
         xs.append(x)
         ys.append(int((x == 3).any()))
     return xs, np.array(ys)
+
+
+def additive_scoring(hidden: int, biases: bool = False) -> NetGraph:
+    """Bahdanau's score ``v . tanh(W e + U q)`` as a custom scoring net (``biases``: W's)."""
+    return NetGraph(
+        {"W": LinearLayer(hidden, biases=biases), "U": LinearLayer(hidden, biases=False),
+         "add": ThreadingLayer("Plus"), "tanh": "Tanh", "v": LinearLayer((), biases=False)},
+        [(NetPort("Input"), "W"), (NetPort("Query"), "U"), (["W", "U"], "add", "tanh", "v")])
+
+
+#: seconds a forked child may take for what takes its parent well under one
+FORK_TIMEOUT = 60
+
+
+def run_in_fork(fn):
+    """``fn()`` in a forked child; its result, or a failure if the child hangs or dies."""
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+
+    def main():
+        try:
+            child.send(("ok", fn()))
+        except BaseException as e:  # noqa: BLE001 - reported to the parent
+            child.send(("error", repr(e)))
+
+    p = ctx.Process(target=main, daemon=True)
+    p.start()
+    got = parent.recv() if parent.poll(FORK_TIMEOUT) else None
+    p.join(5)
+    if p.is_alive():
+        p.kill()
+        p.join()
+    assert got is not None, f"the forked child hung (no result within {FORK_TIMEOUT} s)"
+    assert got[0] == "ok", got[1]
+    return got[1]

@@ -3,27 +3,18 @@ broadcasting path bit for bit: outputs, input gradients and all three weight gra
 
 import numpy as np
 import pytest
+from helpers import additive_scoring
 
 import netgraph.layers.attention as attention
 from netgraph import (
-    LinearLayer,
     NetArrayGradient,
     NetExtract,
-    NetGraph,
     NetInitialize,
     NetPort,
     NetPortGradient,
     SequenceAttentionLayer,
-    ThreadingLayer,
 )
 from netgraph.layers.scoring import fast_kind
-
-
-def additive(hidden: int, biases: bool = False) -> NetGraph:
-    return NetGraph(
-        {"W": LinearLayer(hidden, biases=biases), "U": LinearLayer(hidden, biases=False),
-         "add": ThreadingLayer("Plus"), "tanh": "Tanh", "v": LinearLayer((), biases=False)},
-        [(NetPort("Input"), "W"), (NetPort("Query"), "U"), (["W", "U"], "add", "tanh", "v")])
 
 
 def run(net, d, inputs, queries):
@@ -35,8 +26,8 @@ def run(net, d, inputs, queries):
 
 
 def test_recognized_only_without_biases():
-    assert fast_kind(additive(5))[0] == "additive"
-    assert fast_kind(additive(5, biases=True)) is None
+    assert fast_kind(additive_scoring(5))[0] == "additive"
+    assert fast_kind(additive_scoring(5, biases=True)) is None
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -46,9 +37,9 @@ def test_fast_path_equals_general_path_bitwise(monkeypatch, dtype, sizes):
     rng = np.random.default_rng(1)
     inputs = [rng.standard_normal((k, d)).astype(dtype) for k in rng.integers(1, n + 1, B)]
     queries = [rng.standard_normal((k, d)).astype(dtype) for k in rng.integers(1, m + 1, B)]
-    fast, layer = run(additive(d + 2), d, inputs, queries)
+    fast, layer = run(additive_scoring(d + 2), d, inputs, queries)
     monkeypatch.setattr(attention, "fast_kind", lambda net: None)
-    general, layer2 = run(additive(d + 2), d, inputs, queries)
+    general, layer2 = run(additive_scoring(d + 2), d, inputs, queries)
     for k in ("W", "U", "v"):
         path = ["ScoringNet", k, "Weights"]
         assert np.array_equal(NetExtract(layer, path), NetExtract(layer2, path))

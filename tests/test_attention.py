@@ -3,6 +3,7 @@ differences, batch == per-example, padding, Wolfram's identities, inference, err
 
 import numpy as np
 import pytest
+from helpers import additive_scoring
 from tolerance import assert_close
 
 from netgraph import (
@@ -32,16 +33,8 @@ TERMS = {k: n + 2 * max(N_LENS) for k, n in
          {"Dot": D1, "Bilinear": D1 * D2, "Additive": H * (D1 + D2)}.items()}
 
 
-def additive(hidden=H):
-    return NetGraph(
-        {"W": LinearLayer(hidden, biases=False), "U": LinearLayer(hidden, biases=False),
-         "add": ThreadingLayer("Plus"), "tanh": ElementwiseLayer("Tanh"),
-         "v": LinearLayer((), biases=False)},
-        [(NetPort("Input"), "W"), (NetPort("Query"), "U"), (["W", "U"], "add", "tanh", "v")])
-
-
 def layer(kind, d2=D2, seed=0):
-    net = additive() if kind == "Additive" else kind
+    net = additive_scoring(H) if kind == "Additive" else kind
     return NetInitialize(SequenceAttentionLayer(net, Input=("Varying", D1),
                                                 Query=("Varying", D2 if kind != "Dot" else D1)),
                          seed=seed)

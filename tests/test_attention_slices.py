@@ -14,30 +14,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import array_paths
+from helpers import additive_scoring, array_paths
 
 import netgraph.blas as blas
 import netgraph.layers.attention as attention
 from netgraph import (
     AttentionLayer,
-    LinearLayer,
     NetArrayGradient,
     NetError,
-    NetGraph,
     NetInitialize,
     NetPort,
     NetPortGradient,
     SequenceAttentionLayer,
-    ThreadingLayer,
 )
 from netgraph.apply import apply_net
-
-
-def additive(hidden):
-    return NetGraph(
-        {"W": LinearLayer(hidden, biases=False), "U": LinearLayer(hidden, biases=False),
-         "add": ThreadingLayer("Plus"), "tanh": "Tanh", "v": LinearLayer((), biases=False)},
-        [(NetPort("Input"), "W"), (NetPort("Query"), "U"), (["W", "U"], "add", "tanh", "v")])
 
 
 def seqs(rng, lengths, size):
@@ -78,7 +68,7 @@ CASES = {
     "Dot": lambda: sequence_case("Dot", (5, 1, 7, 3, 6), (2, 4, 3, 1, 5)),
     "Bilinear-keys": lambda: sequence_case("Bilinear", (2, 1, 3, 2, 3), (5, 4, 7, 6, 3)),
     "Bilinear-queries": lambda: sequence_case("Bilinear", (5, 1, 7, 3, 6), (2, 4, 3, 1, 2)),
-    "Additive": lambda: sequence_case(additive(5), (5, 1, 7, 3, 6), (2, 4, 3, 1, 5)),
+    "Additive": lambda: sequence_case(additive_scoring(5), (5, 1, 7, 3, 6), (2, 4, 3, 1, 5)),
     "Key-Value": key_value_case,
     "heads-causal": heads_case,
 }

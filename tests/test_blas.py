@@ -12,17 +12,15 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import threading
 
 import numpy as np
 import pytest
+from helpers import FORK_TIMEOUT, run_in_fork
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import netgraph.blas as blas
-
-TIMEOUT = 60
 
 
 def blas_threads() -> list[int]:
@@ -174,7 +172,7 @@ def test_many_threads_at_once_restore_the_setting_and_agree():
     for t in threads:
         t.start()
     for t in threads:
-        t.join(TIMEOUT)
+        t.join(FORK_TIMEOUT)
         assert not t.is_alive(), "a thread hung"
     assert blas_threads() == before
     for got in results:
@@ -206,29 +204,6 @@ def test_a_user_limit_is_respected(monkeypatch):
         assert calls == [1, 2]
 
 
-def run_in_fork(fn):
-    """``fn()`` in a forked child; its result, or a failure if the child hangs or dies."""
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-
-    def main():
-        try:
-            child.send(("ok", fn()))
-        except BaseException as e:  # noqa: BLE001 - reported to the parent
-            child.send(("error", repr(e)))
-
-    p = ctx.Process(target=main, daemon=True)
-    p.start()
-    got = parent.recv() if parent.poll(TIMEOUT) else None
-    p.join(5)
-    if p.is_alive():
-        p.kill()
-        p.join()
-    assert got is not None, f"the forked child hung (no result within {TIMEOUT} s)"
-    assert got[0] == "ok", got[1]
-    return got[1]
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_forked_child_uses_workers_of_its_own():
     rng = np.random.default_rng(5)
@@ -253,18 +228,18 @@ def test_child_forked_while_another_thread_lowered_blas_restores_it():
     def hold():
         with blas.single_threaded():
             entered.set()
-            release.wait(TIMEOUT)
+            release.wait(FORK_TIMEOUT)
 
     t = threading.Thread(target=hold)
     t.start()
     try:
-        entered.wait(TIMEOUT)
+        entered.wait(FORK_TIMEOUT)
         assert blas_threads() == [1] * len(before)
         in_child = run_in_fork(lambda: (blas_threads(),
                                         blas.parallel_map(lambda i: blas_threads(), range(2)),
                                         blas_threads()))
     finally:
         release.set()
-        t.join(TIMEOUT)
+        t.join(FORK_TIMEOUT)
     assert in_child == (before, [[1] * len(before)] * 2, before)
     assert blas_threads() == before

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -26,38 +25,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import additive_scoring, run_in_fork
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import netgraph.blas as blas
 from netgraph import (
-    LinearLayer,
     NetArrayGradient,
-    NetGraph,
     NetInitialize,
     NetPort,
     NetPortGradient,
     SequenceAttentionLayer,
-    ThreadingLayer,
 )
 from netgraph.train.optimizers import PARALLEL_CHUNK, Adam
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT = 60  # seconds a forked child may take for what takes its parent well under one
-
-
-def additive(hidden):
-    """Bahdanau's ``v . tanh(W e + U q)``: a custom scoring net (the chunked general path)."""
-    return NetGraph(
-        {"W": LinearLayer(hidden, biases=False), "U": LinearLayer(hidden, biases=False),
-         "add": ThreadingLayer("Plus"), "tanh": "Tanh", "v": LinearLayer((), biases=False)},
-        [(NetPort("Input"), "W"), (NetPort("Query"), "U"), (["W", "U"], "add", "tanh", "v")])
 
 
 D, B, N, M = 96, 37, 29, 17  # 2**18 // (17 * 29 * 96) = 5 rows a chunk: 8 chunks of 37
 
 
 def attention(kind):
-    scoring = additive(D) if kind == "Additive" else kind
+    scoring = additive_scoring(D) if kind == "Additive" else kind
     return NetInitialize(SequenceAttentionLayer(scoring, Input=("Varying", D),
                                                 Query=("Varying", D)), seed=3)
 
@@ -110,29 +98,6 @@ class SharedRunSpy:
             return real(spy, items)
 
         monkeypatch.setattr(blas, "_run_shared", run)
-
-
-def run_in_fork(fn):
-    """``fn()`` in a forked child; its result, or a failure if the child hangs or dies."""
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-
-    def main():
-        try:
-            child.send(("ok", fn()))
-        except BaseException as e:  # noqa: BLE001 - reported to the parent
-            child.send(("error", repr(e)))
-
-    p = ctx.Process(target=main, daemon=True)
-    p.start()
-    got = parent.recv() if parent.poll(TIMEOUT) else None
-    p.join(5)
-    if p.is_alive():
-        p.kill()
-        p.join()
-    assert got is not None, f"the forked child hung (no result within {TIMEOUT} s)"
-    assert got[0] == "ok", got[1]
-    return got[1]
 
 
 def test_scoring_chunks_are_several():
