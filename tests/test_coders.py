@@ -284,7 +284,8 @@ def test_sequence_decoders_are_the_argmax_per_position():
     assert labels(["abc", "de"]) == [[LABELS[i] for i in r.argmax(axis=1)] for r in raw]
     per_position = labels("abc", ("Output", "Probabilities"))
     assert len(per_position) == 3 and list(per_position[0]) == LABELS
-    assert [list(d.values()) for d in per_position] == raw[0].tolist()
+    # the same example alone (a batch may sum in another order on another CPU's kernels)
+    assert [list(d.values()) for d in per_position] == labels("abc", ("Output", None)).tolist()
     chars = tagger(NetDecoder("Characters", "xyz"))
     raw = chars(["abcde", "e"], ("Output", None))
     assert chars(["abcde", "e"]) == ["".join("xyz"[i] for i in r.argmax(axis=1)) for r in raw]
