@@ -41,6 +41,13 @@ def _partial(mask: np.ndarray | None, T: int) -> tuple[list[bool], np.ndarray | 
     return list(~mask.all(axis=(1, 2))), ~mask
 
 
+def _step_product(A: np.ndarray, n: int) -> tuple[int, int, int]:
+    """The size ``(m, n, k)`` of a loop's per-step products, ``(B, n) @ (n, G·n)`` forward
+    and ``(B, G·n) @ (G·n, n)`` backward (the same multiply-adds), for
+    :func:`netgraph.extend.single_threaded`: small ones need no section."""
+    return A.shape[1], A.shape[2], n
+
+
 def _state_weights_grad(dH: np.ndarray, H: np.ndarray) -> np.ndarray:
     """``sum_t dH_t^T s_{t-1}`` for all steps in one GEMM."""
     T, B, n = H.shape[0] - 1, H.shape[1], H.shape[2]
@@ -58,7 +65,7 @@ class Basic:
         part, inv = _partial(mask, T)
         H = np.empty((T + 1, B, n), A.dtype)
         H[0] = init[0]
-        with single_threaded():  # per-step products: too small to share
+        with single_threaded(_step_product(A, n)):  # per-step products: too small to share
             for t in range(T):
                 s = H[t + 1]
                 np.matmul(H[t], WsT, out=s)
@@ -71,14 +78,14 @@ class Basic:
     @staticmethod
     def backward(go, final, Ws, A, states, cache, mask):
         (H,) = states
-        T = A.shape[0]
+        T, n = A.shape[0], A.shape[2]
         part, inv = _partial(mask, T)
         F = 1 - H[1:] * H[1:]  # tanh'; zero past each example's end
         if mask is not None:
             F *= mask
         dA = np.empty_like(A)
         ds = final[0]
-        with single_threaded():  # per-step products: too small to share
+        with single_threaded(_step_product(A, n)):  # per-step products: too small to share
             for t in range(T - 1, -1, -1):
                 ds = ds + go[t]
                 np.multiply(F[t], ds, out=dA[t])
@@ -107,7 +114,7 @@ class GRU:
         M = np.empty((T, B, n), A.dtype)
         A_ir, A_m = A[:, :, :2 * n], A[:, :, 2 * n:]  # views of the gate blocks, sliced once
         HS_ir, HS_m, I, R = HS[:, :, :2 * n], HS[:, :, 2 * n:], IR[:, :, :n], IR[:, :, n:]
-        with single_threaded():  # per-step products: too small to share
+        with single_threaded(_step_product(A, n)):  # per-step products: too small to share
             for t in range(T):
                 sp, ir, m, s = H[t], IR[t], M[t], H[t + 1]
                 np.matmul(sp, WsT, out=HS[t])
@@ -144,7 +151,7 @@ class GRU:
         DS = np.empty((T, B, n), A.dtype)
         dH = np.empty((T, B, 3, n), A.dtype)
         ds = final[0]
-        with single_threaded():  # per-step products: too small to share
+        with single_threaded(_step_product(A, n)):  # per-step products: too small to share
             for t in range(T - 1, -1, -1):
                 cur = np.add(ds, go[t], out=DS[t])
                 np.multiply(F[t], cur[:, None, :], out=dH[t])
@@ -175,7 +182,7 @@ class LSTM:
         scale = np.full(G, 0.5, A.dtype)  # σ(2h) = 0.5 tanh(h) + 0.5 for i, o, f; m = tanh
         scale[3 * n:] = 1
         shift = 0.5 * (scale < 1).astype(A.dtype)
-        with single_threaded():  # per-step products: too small to share
+        with single_threaded(_step_product(A, n)):  # per-step products: too small to share
             for t in range(T):
                 z, c, s, tc = Z[t], C[t + 1], H[t + 1], TC[t]
                 np.matmul(H[t], WsT, out=z)
@@ -213,7 +220,7 @@ class LSTM:
         np.multiply(i, 1 - m * m, out=FC[:, :, 3])
         dA = np.empty((T, B, 4, n), A.dtype)
         ds, dc = final
-        with single_threaded():  # per-step products: too small to share
+        with single_threaded(_step_product(A, n)):  # per-step products: too small to share
             for t in range(T - 1, -1, -1):
                 ds = ds + go[t]
                 dcv = ds * P[t]

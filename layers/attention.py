@@ -195,35 +195,28 @@ class AttentionLayer(Layer):
         return valid
 
     def forward(self, ins, arrays, ctx):
-        kp, vp = self._key_port, self._value_port
-        ports = list(dict.fromkeys((kp, vp, "Query")))
-        seq = len(ctx.dims("Query")) == (3 if self.params.multi_head else 2)
+        # the ports, and the scoring net's kind, never change: found once
+        kp, vp, ports, kind = self.cached("forward_facts", lambda: (
+            self._key_port, self._value_port,
+            tuple(dict.fromkeys((self._key_port, self._value_port, "Query"))),
+            fast_kind(self.child("ScoringNet"))))
+        seq = ctx.meta("Query").rank == (3 if self.params.multi_head else 2)
         # any number of leading axes (a scoring net above this one gives its Input side and
         # its Query side different ones): broadcast them together, flatten them to R rows
-        lead, full = broadcast_lead([ins[p] for p in ports], [len(ctx.dims(p)) for p in ports])
+        lead, full = broadcast_lead([ins[p] for p in ports], [ctx.meta(p).rank for p in ports])
         R = math.prod(lead)
-        rows = {p: x.reshape((R,) + x.shape[len(lead):]) for p, x in zip(ports, full, strict=True)}
+        rows = dict(zip(ports, full, strict=True)) if len(lead) == 1 else \
+            {p: x.reshape((R,) + x.shape[len(lead):]) for p, x in zip(ports, full, strict=True)}
         K, V = self._to_heads(rows[kp], True), self._to_heads(rows[vp], True)
         Q = self._to_heads(rows["Query"], seq)
         m, n = Q.shape[2], K.shape[2]
-        # the scoring net never changes: classify it once
-        kind = self.cached("fast_kind", lambda: fast_kind(self.child("ScoringNet")))
         if K.dtype.kind != "f":  # index vectors: a custom scoring net
             V = V.astype(ctx.dtype)  # may embed them; Dot, Bilinear and the sum read numbers
             K = K if kind is None else K.astype(ctx.dtype)
-        with np.errstate(over="ignore", invalid="ignore"):  # checked by _masked_softmax
-            sc = scores(kind, K, Q, ctx)
         scale = 1.0 / math.sqrt(K.shape[-1]) if self.params.score_rescaling else 1.0
         qmask = _rows(ctx.valid_mask("Query", m), lead) if seq else None
         valid = self._valid(ctx, m, n, lead)
         h = Q.shape[1]
-        w = np.empty((R, h, m, n), sc.dtype)  # the scores, then (in place) the weights
-        O = np.empty((R, h, m, V.shape[-1]), np.result_type(w, V))
-        keep = None
-        if ctx.training and self.params.dropout > 0:
-            p = self.params.dropout
-            keep = (ctx.rng.random(w.shape) >= p).astype(w.dtype) / (1 - p)
-        w_used = w if keep is None else np.empty_like(w)
         # the batch in slices (on up to two threads): every step below is per example
         slices = batch_slices(R, 2.0 * R * h * m * n * (Q.shape[-1] + V.shape[-1]),
                               max_rows=SLICE_ELEMENTS // max(1, h * m * n))
@@ -232,8 +225,7 @@ class AttentionLayer(Layer):
             return None if nan and kind is None else self._not_finite(ctx, what, K, Q)
 
         def forward_slice(c: slice) -> bool:
-            with np.errstate(over="ignore", invalid="ignore"):  # checked by _masked_softmax
-                sc.forward(c, w[c])
+            sc.forward(c, w[c])
             _, overflowed = _masked_softmax(w[c], scale, _part(valid, c), _part(qmask, c),
                                             error)
             if keep is not None:
@@ -242,7 +234,18 @@ class AttentionLayer(Layer):
             return overflowed
 
         direct = len(slices) == 1 and m * n * max(Q.shape[-1], V.shape[-1]) < DIRECT_MNK
-        overflowed = any(_each(forward_slice, slices, direct))
+        # overflow and NaN in the scores are checked by _masked_softmax (the slices on other
+        # threads run under the same error state: parallel_map passes it on)
+        with np.errstate(over="ignore", invalid="ignore"):
+            sc = scores(kind, K, Q, ctx)
+            w = np.empty((R, h, m, n), sc.dtype)  # the scores, then (in place) the weights
+            O = np.empty((R, h, m, V.shape[-1]), np.result_type(w, V))
+            keep = None
+            if ctx.training and self.params.dropout > 0:
+                p = self.params.dropout
+                keep = (ctx.rng.random(w.shape) >= p).astype(w.dtype) / (1 - p)
+            w_used = w if keep is None else np.empty_like(w)
+            overflowed = any(_each(forward_slice, slices, direct))
 
         def unflat(x: np.ndarray) -> np.ndarray:
             return x.reshape(lead + x.shape[1:])
@@ -277,12 +280,11 @@ class AttentionLayer(Layer):
                 elif gw is not None:
                     gs = gw[c].copy()
                 _softmax_backward(w[c], gs, scale)
-                with np.errstate(over="ignore", invalid="ignore"):
-                    sc.backward(c, gs, extra if kp == vp else None)
+                sc.backward(c, gs, extra if kp == vp else None)
 
-            _each(backward_slice, slices, direct)
             counts = None if kind is not None else _counting_pairs(valid, qmask)
-            with np.errstate(over="ignore", invalid="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"):  # checked below
+                _each(backward_slice, slices, direct)
                 gK, gQ, array_grads = sc.backward_end(counts)
             if overflowed and not all(np.isfinite(a).all()
                                       for a in (gK, gQ, *array_grads.values())):

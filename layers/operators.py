@@ -64,9 +64,7 @@ class NetMapOperator(_Operator):
         # map over their common leading shape
         lead, full = broadcast_lead([ins[n] for n in names], [len(ctx.dims(n)) for n in names])
         T = full[0].shape[len(lead)]
-        key = ctx.meta(names[0]).keys[0]
-        mask = None if key is None or ctx.run.all_valid(key, T) else \
-            ctx.valid_mask(names[0], T)
+        mask = ctx.valid_mask(names[0], T)
 
         def flat(x):
             return x[mask] if mask is not None else x.reshape((-1,) + x.shape[len(lead) + 1:])

@@ -23,16 +23,20 @@ Public API (stable):
     overlap ``a`` or ``b``), with the thread choice above.
 ``parallel_map(fn, items) -> list``
     ``[fn(x) for x in items]``, the items shared among up to ``WORKERS`` threads (NumPy
-    releases the GIL in its loops), BLAS at one thread meanwhile. ``fn`` must be independent
-    per item; products inside it (through this module or NumPy) run single-threaded, in
-    the thread that calls them.
+    releases the GIL in its loops; each thread runs in a copy of the caller's context, so
+    ``np.errstate`` set around the call holds in all), BLAS at one thread meanwhile.
+    ``fn`` must be independent per item; products inside it (through this module or NumPy)
+    run single-threaded, in the thread that calls them.
 ``batch_slices(n, flops, max_rows=None) -> list[slice]``
     How to cut a batch of ``n`` independent examples whose work is ``flops`` for
     :func:`parallel_map`: one slice when it is too small to gain from threads (unless
     ``max_rows`` asks for more), none longer than ``max_rows``.
-``single_threaded()``
+``single_threaded(product=None)``
     Context manager: BLAS at one thread inside (reentrant; products inside run in this
-    thread as they are).
+    thread as they are). ``product=(m, n, k)``: every product inside is of about that shape
+    (a time loop's per-step products); when BLAS runs such a product on one thread anyway,
+    the section changes nothing (and costs nothing: setting OpenBLAS' threads takes
+    microseconds, more than a one-step loop).
 ``WORKERS``, ``TINY_MNK``, ``SPLIT_FLOPS``, ``BIG_FLOPS``, ``PARTS``
     The thresholds above (module constants, read at each call).
 
@@ -60,6 +64,7 @@ while nets are being applied is not supported (the section restores what it note
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import threading
@@ -186,6 +191,8 @@ class _SingleThreaded:
     __slots__ = ("entered",)
 
     def __enter__(self) -> None:
+        if self.entered is None:  # a section of products BLAS runs as they are: nothing to do
+            return
         libs = _libs if _libs is not None else _controllers()
         depth = getattr(_local, "inside", 0)
         # nothing to set, or set already (by this thread, or for it: a worker)
@@ -195,14 +202,23 @@ class _SingleThreaded:
         _local.inside = depth + 1
 
     def __exit__(self, *exc: Any) -> None:
+        if self.entered is None:
+            return
         _local.inside -= 1
         if self.entered:
             _leave_single(_libs or [])
 
 
-def single_threaded() -> _SingleThreaded:
-    """BLAS at one thread inside the ``with`` block (see the module docstring)."""
-    return _SingleThreaded()
+def single_threaded(product: tuple[int, int, int] | None = None) -> _SingleThreaded:
+    """BLAS at one thread inside the ``with`` block (see the module docstring); with
+    ``product=(m, n, k)``, nothing when BLAS runs ``(m, k) @ (k, n)`` on one thread anyway."""
+    section = _SingleThreaded()
+    section.entered = False
+    if product is not None:
+        libs = _libs if _libs is not None else _controllers()
+        if not libs or _as_is(*product, libs):
+            section.entered = None
+    return section
 
 
 def _after_fork_in_child() -> None:
@@ -257,7 +273,10 @@ def _run_shared(fn: Callable[[Any], T], items: list) -> list[T]:
         finally:
             _local.inside -= 1
 
-    helpers = [_workers().submit(work) for _ in range(min(WORKERS, len(items)) - 1)]
+    # each helper runs in a copy of the caller's context: NumPy's error state (np.errstate)
+    # and other context variables hold in every thread as in the caller's
+    helpers = [_workers().submit(contextvars.copy_context().run, work)
+               for _ in range(min(WORKERS, len(items)) - 1)]
     try:
         work()
     finally:
@@ -298,6 +317,8 @@ def batch_slices(n: int, flops: float, max_rows: int | None = None) -> list[slic
     """Cut ``range(n)`` into equal slices: up to ``WORKERS`` of them, or one when ``flops``
     (the work of all ``n``) is below ``SPLIT_FLOPS``; more when that is needed for none to
     have more than ``max_rows`` rows (to keep a slice's temporaries in cache)."""
+    if flops < SPLIT_FLOPS and (max_rows is None or n <= max_rows):
+        return [slice(0, n)]
     parts = min(n, WORKERS) if flops >= SPLIT_FLOPS else 1
     if max_rows is not None:
         parts = max(parts, -(-n // max(1, max_rows)))

@@ -90,6 +90,8 @@ class Step:
     subplans: dict[str, Plan]
     #: the steps a fused step replaces (producer, consumer); empty for a layer's own step
     parts: tuple[Step, ...] = ()
+    #: path inside the sub-nets -> array key, filled by ``StepContext.sub_array``
+    sub_keys: dict[tuple, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @functools.cached_property
     def layout(self) -> tuple[tuple, tuple, tuple]:

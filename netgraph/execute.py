@@ -125,11 +125,14 @@ class StepContext:
     def sub_array(self, path: tuple) -> tuple[np.ndarray, Any]:
         """The array at ``path`` inside the step's sub-nets and its gradient key (its full
         path, or its ``NetSharedArray`` when it is shared)."""
-        *parts, name = path
-        net = self.step.layer
-        for part in parts:
-            net = net.children()[part]
-        key = array_key(net, self.step.path + tuple(parts), name)
+        step = self.step
+        key = step.sub_keys.get(path)
+        if key is None:  # found once per plan (its nets never change)
+            *parts, name = path
+            net = step.layer
+            for part in parts:
+                net = net.children()[part]
+            key = step.sub_keys[path] = array_key(net, step.path + tuple(parts), name)
         return self.run.arrays[key], key
 
     def meta(self, port: str) -> PortMeta:
@@ -165,9 +168,11 @@ class StepContext:
 
     def valid_mask(self, port: str, size: int, axis: int = 0) -> np.ndarray | None:
         """``(B, size)`` bool: the valid positions of varying dim ``axis`` of ``port`` per
-        example (None when that dim is fixed)."""
+        example; None when nothing there is padded (the dim is fixed, or every example is at
+        least ``size`` long)."""
         key = self.meta(port).keys[axis]
-        return None if key is None else self.run.valid_mask(key, size)
+        run = self.run
+        return None if key is None or run.all_valid(key, size) else run.valid_mask(key, size)
 
     def valid_positions(self, port: str, x: np.ndarray, axes: Any = None) -> np.ndarray | None:
         """Boolean mask of the valid (unpadded) positions of ``x``, a value of ``port`` with

@@ -125,7 +125,8 @@ class StepContext(Protocol):
 
     def valid_mask(self, port: str, size: int, axis: int = 0) -> np.ndarray | None:
         """``(B, size)`` bool: the valid positions of varying dim ``axis`` of ``port`` per
-        example; None when that dim is fixed."""
+        example; None when nothing there is padded (the dim is fixed, or every example is
+        at least ``size`` long)."""
 
     def valid_positions(self, port: str, x: np.ndarray, axes: Any = None) -> np.ndarray | None:
         """Bool mask broadcastable to ``x`` (a value of ``port``, any leading axes) of its

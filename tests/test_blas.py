@@ -113,6 +113,36 @@ def test_setting_is_lowered_inside_and_restored_after():
 
 
 @controllable
+def test_a_section_for_products_blas_runs_as_they_are_changes_nothing():
+    """``single_threaded(product=(m, n, k))``: a time loop's per-step products. For a
+    one-example step (BLAS runs it on one thread whatever its setting) the section leaves the
+    setting alone; for a batch's step it lowers it, as the plain section does."""
+    before = blas_threads()
+    with blas.single_threaded((1, 96, 32)):
+        assert blas_threads() == before
+    with blas.single_threaded((64, 256, 64)):
+        assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before
+
+
+def test_worker_threads_see_the_callers_error_state():
+    """Every item of ``parallel_map`` runs under the caller's ``np.errstate``, on whichever
+    thread claims it."""
+    import time
+
+    def seen(i):
+        time.sleep(0.02)  # long enough for the worker thread to claim items too
+        return threading.get_ident(), np.geterr()["over"], np.geterr()["invalid"]
+
+    with np.errstate(over="ignore", invalid="call"):
+        got = blas.parallel_map(seen, range(6))
+    assert {(over, invalid) for _, over, invalid in got} == {("ignore", "call")}
+    if blas.WORKERS > 1 and blas._controllers():
+        assert len({thread for thread, _, _ in got}) == 2
+    assert np.geterr()["invalid"] != "call"  # the caller's own state is back
+
+
+@controllable
 def test_setting_is_restored_after_an_exception():
     before = blas_threads()
 
