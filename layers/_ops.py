@@ -36,6 +36,16 @@ def sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g
 
 
+def common_dtype(*xs: np.ndarray) -> np.dtype:
+    """``np.result_type(*xs)`` of arrays, at the cost of a comparison when they share one
+    dtype (the usual case: every real value of a run has the run's dtype)."""
+    dt = xs[0].dtype
+    for x in xs[1:]:
+        if x.dtype != dt:
+            return np.result_type(*xs)
+    return dt
+
+
 def lead(x: np.ndarray, example_rank: int) -> tuple[int, ...]:
     """The leading (batch-like) shape of ``x`` whose examples have rank ``example_rank``."""
     return x.shape[:x.ndim - example_rank]
@@ -52,10 +62,14 @@ def broadcast_lead(xs: list[np.ndarray], ranks: list[int]) -> tuple[tuple[int, .
     axes broadcast against each other, e.g. a scoring net's Input side ``(B, h, 1, n)`` and
     Query side ``(B, h, m, 1)``; and each value broadcast to it (read-only views). A
     layer's backward reduces its input gradients back with :func:`sum_to`."""
-    leads = [lead(x, r) for x, r in zip(xs, ranks, strict=True)]
-    if all(shape == leads[0] for shape in leads):  # the common case (top level): nothing to do
-        return leads[0], list(xs)
-    lead_shape = np.broadcast_shapes(*leads)
+    x0 = xs[0]
+    first = x0.shape[:x0.ndim - ranks[0]]
+    for x, r in zip(xs, ranks, strict=True):
+        if x.shape[:x.ndim - r] != first:
+            break
+    else:  # the common case (top level): one leading shape, nothing to do
+        return first, list(xs)
+    lead_shape = np.broadcast_shapes(*(lead(x, r) for x, r in zip(xs, ranks, strict=True)))
     return lead_shape, [np.broadcast_to(x, lead_shape + x.shape[x.ndim - r:])
                         for x, r in zip(xs, ranks, strict=True)]
 

@@ -14,6 +14,7 @@ padded query positions are exactly 0. The weights are readable as the interior v
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Literal
 
@@ -33,7 +34,7 @@ from netgraph.extend import (
     where,
 )
 
-from ._ops import broadcast_lead, sum_to
+from ._ops import broadcast_lead, common_dtype, sum_to
 from .scoring import fast_kind, scores, scoring_net
 
 __all__ = ["AttentionLayer", "SequenceAttentionLayer"]
@@ -239,7 +240,7 @@ class AttentionLayer(Layer):
         with np.errstate(over="ignore", invalid="ignore"):
             sc = scores(kind, K, Q, ctx)
             w = np.empty((R, h, m, n), sc.dtype)  # the scores, then (in place) the weights
-            O = np.empty((R, h, m, V.shape[-1]), np.result_type(w, V))
+            O = np.empty((R, h, m, V.shape[-1]), common_dtype(w, V))
             keep = None
             if ctx.training and self.params.dropout > 0:
                 p = self.params.dropout
@@ -263,7 +264,7 @@ class AttentionLayer(Layer):
             # Value's gradient: an output of its own, or (one port) added to Key's slice by slice
             gV = None
             if gO is not None and kp != vp and ctx.needs_grad(vp):
-                gV = np.empty(V.shape, np.result_type(w, gO))
+                gV = np.empty(V.shape, common_dtype(w, gO))
             sc.backward_begin(gO is not None and kp == vp)
 
             def backward_slice(c: slice) -> None:
@@ -361,21 +362,27 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
         s *= scale
     if valid is not None:
         np.copyto(s, -np.inf, where=~valid)
-    s_max = s.max(axis=-1, keepdims=True)  # NaN where a row holds a NaN
+    s_max = np.maximum.reduce(s, axis=-1, keepdims=True)  # NaN where a row holds a NaN
     overflowed = False
-    if not np.isfinite(s_max).all():
+    if not np.logical_and.reduce(np.isfinite(s_max), axis=None):
         s_max, overflowed = _resolve_overflow(s, s_max, valid, qmask, error)
     s -= s_max
     np.exp(s, out=s)
-    total = s.sum(axis=-1, keepdims=True)
+    total = np.add.reduce(s, axis=-1, keepdims=True)
     if valid is not None:
         total[total == 0] = 1
     if qmask is not None:
         s *= qmask[:, None, :, None] / total
     else:
         s /= total
-    np.copyto(s, 0, where=s < np.finfo(s.dtype).tiny)  # subnormal weights: see above
+    np.copyto(s, 0, where=s < _tiny(s.dtype))  # subnormal weights: see above
     return s, overflowed
+
+
+@functools.cache
+def _tiny(dtype: np.dtype) -> float:
+    """The smallest normal number of ``dtype``."""
+    return float(np.finfo(dtype).tiny)
 
 
 def _resolve_overflow(s: np.ndarray, s_max: np.ndarray, valid: np.ndarray | None,

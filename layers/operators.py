@@ -59,10 +59,10 @@ class NetMapOperator(_Operator):
         return {}
 
     def forward(self, ins, arrays, ctx):
-        names = self.input_names()
+        names, out_ports = self.cached("ports", lambda: (self.input_names(), self.output_ports))
         # inputs may come with different broadcasting leading axes (inside a scoring net):
         # map over their common leading shape
-        lead, full = broadcast_lead([ins[n] for n in names], [len(ctx.dims(n)) for n in names])
+        lead, full = broadcast_lead([ins[n] for n in names], [ctx.meta(n).rank for n in names])
         T = full[0].shape[len(lead)]
         mask = ctx.valid_mask(names[0], T)
 
@@ -82,10 +82,10 @@ class NetMapOperator(_Operator):
             full[mask] = y
             return full
 
-        result = {p: unflat(outs[p]) for p in self.output_ports}
+        result = {p: unflat(outs[p]) for p in out_ports}
 
         def backward(g):
-            seeds = {p: None if g.get(p) is None else flat(g[p]) for p in self.output_ports}
+            seeds = {p: None if g.get(p) is None else flat(g[p]) for p in out_ports}
             in_grads, array_grads = back(seeds)
             return {n: None if in_grads.get(n) is None else sum_to(unflat(in_grads[n]),
                                                                     ins[n].shape)
@@ -103,7 +103,7 @@ def _linear_step(net: Net, ctx, dtype) -> object | None:
     if type(net) is not LinearLayer or dtype != ctx.dtype:
         return None
     steps = ctx.step.subplans["Net"].steps
-    return steps[0] if len(steps) == 1 else None
+    return steps[0] if len(steps) == 1 else None  # (a LinearLayer compiles to one step)
 
 
 def _run_step(step, inputs: dict, ctx) -> tuple[dict, object]:

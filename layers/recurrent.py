@@ -119,18 +119,16 @@ class _Recurrent(Layer):
         # the Input and the initial states may come with different broadcasting leading axes
         # (inside a scoring net): run on their common leading shape, flattened to B rows
         given = ["Input"] + [p for p in self.optional_inputs if p in ins]
-        lead, full = broadcast_lead([ins[p] for p in given], [len(ctx.dims(p)) for p in given])
+        lead, full = broadcast_lead([ins[p] for p in given], [ctx.meta(p).rank for p in given])
         x, starts = full[0], dict(zip(given[1:], full[1:], strict=True))
         T, k = x.shape[-2:]
         B = math.prod(lead)
         Wx, Ws, WxT, bias, WsT = self._stacked(arrays)
         n, dt = Ws.shape[1], x.dtype
-        lens = ctx.lengths("Input")
+        valid = ctx.valid_mask("Input", T)  # (examples, T); None: nothing padded
         mask = None
-        if lens is not None and B == len(lens):  # the rows are the examples
-            valid = ctx.valid_positions("Input", x, axes=(0,))  # None: nothing padded
-            if valid is not None:
-                mask = np.ascontiguousarray(valid.reshape(B, T).T)[:, :, None]  # (T, B, 1)
+        if valid is not None and lead == valid.shape[:1]:  # the rows are the examples
+            mask = np.ascontiguousarray(valid.T)[:, :, None]  # (T, B, 1)
         xt = (x.reshape(T, k) if B == 1 else  # time-major rows
               np.ascontiguousarray(x.reshape(B, T, k).transpose(1, 0, 2)).reshape(T * B, k))
         A = matmul(xt, WxT)  # every step, every gate: one GEMM

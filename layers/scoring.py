@@ -23,7 +23,7 @@ from netgraph.extend import (
     parallel_map,
 )
 
-from ._ops import sum_to
+from ._ops import common_dtype, sum_to
 from .elementwise import BLOCK_ELEMENTS, ElementwiseLayer, ThreadingLayer, _one_minus_square
 from .linear import DotLayer, LinearLayer
 
@@ -168,7 +168,7 @@ class Scores:
 
     def __init__(self, K: np.ndarray, Q: np.ndarray):
         self.K, self.Q = K, Q
-        self.dtype = np.result_type(K, Q)
+        self.dtype = common_dtype(K, Q)
 
     def backward_begin(self, extra: bool) -> None:
         self.gK, self.gQ = np.empty(self.K.shape, self.dtype), np.empty(self.Q.shape, self.dtype)
@@ -208,7 +208,7 @@ class BilinearScores(Scores):
             self.P = matmul(K.reshape(-1, k), W.T).reshape(K.shape[:-1] + (q,))
         else:
             self.P = matmul(Q.reshape(-1, q), W).reshape(Q.shape[:-1] + (k,))
-        self.dtype = np.result_type(self.P, K, Q)
+        self.dtype = common_dtype(self.P, K, Q)
 
     def forward(self, c: slice, out: np.ndarray) -> None:
         if self.keys_side:

@@ -274,15 +274,15 @@ class SoftmaxLayer(Layer):
 
     def forward(self, ins, arrays, ctx):
         x = ins["Input"]
-        r = len(ctx.dims("Input"))
+        r = ctx.meta("Input").rank
         ax = _axis(self.params.level, r, "SoftmaxLayer")
         axis = x.ndim - r + ax
         valid = ctx.valid_positions("Input", x, axes=(ax,))  # along the softmax axis only
         if valid is not None:  # padded positions get weight exp(-inf) = 0
             x = np.where(valid, x, -np.inf)
-        y = x - x.max(axis=axis, keepdims=True)
+        y = x - np.maximum.reduce(x, axis=axis, keepdims=True)
         y = np.exp(y, out=y) if y.dtype.kind == "f" else np.exp(y)  # in place when it can
-        y /= y.sum(axis=axis, keepdims=True)
+        y /= np.add.reduce(y, axis=axis, keepdims=True)
 
         def backward(g):
             gy = g["Output"]

@@ -87,6 +87,8 @@ class _Model:
 
     #: (rows, the fixed inputs' rows, their lengths, their full dims) of the last step
     _rows_cache: tuple | None = None
+    #: (hypotheses, length) -> the Input's lengths (see _input_lengths)
+    _lengths_made: dict = field(default_factory=dict)
 
     def _fixed_rows(self, rows: np.ndarray) -> tuple[dict, dict, dict]:
         """The fixed inputs' rows for the hypotheses ``rows``, their lengths, and the
@@ -107,32 +109,46 @@ class _Model:
         self._rows_cache = (rows, feed, lengths, full)
         return feed, lengths, full
 
+    def _input_lengths(self, hypotheses: int, t: int) -> np.ndarray:
+        """The Input's lengths, ``t`` for each hypothesis (made once per pair; read-only)."""
+        made = self._lengths_made.get((hypotheses, t))
+        if made is None:
+            made = np.full(hypotheses, t, np.int64)
+            made.flags.writeable = False
+            self._lengths_made[(hypotheses, t)] = made
+        return made
+
     def step(self, rows: np.ndarray, tokens: np.ndarray,
              states: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One batched step for the hypotheses ``rows`` (their examples), ``tokens`` (H, t):
         the next token's log-probabilities (H, n) and the new states."""
         fixed, fixed_lengths, full = self._fixed_rows(rows)
-        feed, lengths = dict(fixed), dict(fixed_lengths)
         x = tokens[:, -1:] if self.states else tokens
-        feed["Input"] = x
+        t = x.shape[1]
         key = self.plan.inputs["Input"].keys[0]
-        lengths[key] = np.full(len(rows), x.shape[1], np.int64)
-        feed.update(states)
+        feed = {**fixed, "Input": x, **states}
+        lengths = {**fixed_lengths, key: self._input_lengths(len(rows), t)}
         # every hypothesis has the Input's one length: nothing there is padded
         run = RunContext(arrays=self.arrays, dtype=np.float32, lengths=lengths,
                          inputs_zero_padded=True, length_owners=self.plan.length_owners,
-                         _full={**full, (key, x.shape[1]): True})
+                         _full={**full, (key, t): True})
         tape = forward(self.plan, feed, run)
         out = self.plan.outputs["Output"]
         probs = tape.values[out.slot]
-        last = np.full(len(rows), probs.shape[1] - 1) if out.keys[0] is None else \
-            run.lengths[out.keys[0]] - 1
-        p = probs[np.arange(len(rows)), last].astype(np.float64)
-        if not (p >= 0).all():
+        if out.keys[0] is None or out.keys[0] == key:  # one last position for all
+            p = probs[:, probs.shape[1] - 1 if out.keys[0] is None else t - 1]
+        else:
+            p = probs[np.arange(len(rows)), run.lengths[out.keys[0]] - 1]
+        p = p.astype(np.float64)
+        lowest = np.minimum.reduce(p, axis=None)  # NaN if any is NaN
+        if not lowest >= 0:
             raise NetError("generate: port 'Output' must give probabilities, but it gave "
                            f"{p[~(p >= 0)][0]!r} (end it with a SoftmaxLayer)")
-        with np.errstate(divide="ignore"):
+        if lowest > 0:
             logp = np.log(p)
+        else:
+            with np.errstate(divide="ignore"):  # log 0 = -inf
+                logp = np.log(p)
         return logp, {s: tape.values[self.plan.outputs[s].slot] for s in self.states}
 
 
