@@ -97,6 +97,18 @@ def median_ms(fns: list[Callable[[], Any]], repeat: int, pause: float = 0.3) -> 
     return medians
 
 
+def rounds_ms(fns: list[Callable[[], Any]], repeat: int, rounds: int,
+              pause: float = 0.3) -> tuple[list[float], list[float]]:
+    """Rounds of :func:`median_ms` over all ``fns`` (``repeat`` calls each per round): load
+    from other processes that comes and goes hits every side alike. Returns each function's
+    median time over the rounds, and the median over the rounds of ``fns[0]``'s time over
+    each function's (so the first ratio is 1)."""
+    per_round = [median_ms(fns, repeat, pause) for _ in range(rounds)]
+    times = [float(np.median(side)) for side in zip(*per_round)]
+    ratios = [float(np.median([r[0] / r[i] for r in per_round])) for i in range(len(fns))]
+    return times, ratios
+
+
 def gemm_gflops(size: int = 1024, repeat: int = 5) -> float:
     """This machine's float32 matrix-product rate through NumPy (GFLOP/s, ``size``-square
     matrices, BLAS at its current threads): the yardstick for what a benchmark reaches."""

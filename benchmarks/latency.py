@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from common import describe_machine, machine, median_ms, write_json
+from common import describe_machine, machine, rounds_ms, write_json
 
 from netgraph import (
     EmbeddingLayer,
@@ -202,12 +202,9 @@ def main() -> None:
         a, b = agree(ours(), theirs())
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=name)
         repeat = args.repeat // 20 if name.startswith("greedy") else args.repeat
-        # rounds of short blocks, each side in turn: load from other processes that comes and
-        # goes hits both alike; the ratio is the median of the rounds' ratios
-        pairs = [median_ms([ours, theirs], max(1, repeat // args.rounds), pause=0.02)
-                 for _ in range(args.rounds)]
-        ms, tms = (float(np.median(side)) for side in zip(*pairs))
-        ratio = float(np.median([a / b for a, b in pairs]))
+        # rounds of short blocks, each side in turn; the ratio is the median of the rounds'
+        (ms, tms), (_, ratio) = rounds_ms([ours, theirs], max(1, repeat // args.rounds),
+                                          args.rounds, pause=0.02)
         rows.append({"call": name, "netgraph_us": round(1000 * ms, 1),
                      "torch_us": round(1000 * tms, 1), "ratio": round(ratio, 3)})
         print(f"{name:24s} {1000 * ms:12.1f} {1000 * tms:10.1f} {ratio:7.2f}", flush=True)

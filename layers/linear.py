@@ -21,7 +21,7 @@ from netgraph.extend import (
     where,
 )
 
-from ._ops import sum_to
+from ._ops import common_dtype, sum_to
 
 __all__ = ["LinearLayer", "DotLayer"]
 
@@ -85,7 +85,7 @@ class LinearLayer(Layer):
         x2 = x.reshape(-1, W.shape[-1])
         y2 = matmul(x2, W if scalar else W.T)
         if b is not None:  # in place in the fresh product when the dtypes allow
-            y2 = np.add(y2, b, out=y2 if y2.dtype == np.result_type(y2, b) else None)
+            y2 = np.add(y2, b, out=y2 if y2.dtype == common_dtype(y2, b) else None)
         y = y2.reshape(lead + tuple(ctx.dims("Output")))
 
         def backward(g):
