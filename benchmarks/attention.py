@@ -37,6 +37,7 @@ from netgraph import (  # noqa: E402
     NetPortGradient,
     SequenceAttentionLayer,
     ThreadingLayer,
+    tune_malloc,
 )
 
 SIZES = {"small": (32, 20, 10, 64), "medium": (64, 50, 20, 128), "large": (64, 200, 50, 256)}
@@ -163,7 +164,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5,
                     help="rounds of the sides in turn; times and ratios: medians over them")
     ap.add_argument("--no-json", action="store_true", help="do not write the results file")
+    ap.add_argument("--malloc-tuning", action="store_true",
+                    help="run under netgraph.tune_malloc() (glibc keeps freed memory: no page "
+                         "faults per call, for both sides of this process); results go to "
+                         "attention_tuned.json")
     args = ap.parse_args()
+    if args.malloc_tuning and not tune_malloc():
+        sys.exit("--malloc-tuning: glibc's mallopt is not available here")
     try:
         import torch  # noqa: F401 - only whether it is there
         have_torch = True
@@ -222,7 +229,10 @@ def main() -> None:
                 line += f" {row['torch_pairs_padded_ms']:8.2f}"
             print(line, flush=True)
     if not args.no_json:
-        print("wrote", write_json("attention", rows, info, gemm_gflops=gemm))
+        name = "attention_tuned" if args.malloc_tuning else "attention"
+        command = "python benchmarks/attention.py" + (" --malloc-tuning" if args.malloc_tuning
+                                                      else "")
+        print("wrote", write_json(name, rows, info, gemm_gflops=gemm, command=command))
 
 
 def check_agreement(layer, kind, inputs, queries, setup, fused: bool = False) -> None:

@@ -94,7 +94,7 @@ def check_values(a: np.ndarray, meta: PortMeta, port: str, which: str = "") -> n
     An integer port takes integer values ``-2**63 <= x < 2**63`` (int64); an ``Index(n)``
     port ``0 <= x < n``. The range is checked on the values as given, before the conversion
     to int64 could wrap them."""
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
+    if a.dtype.kind == "f" and not _all_finite(a):
         raise InputDataError(f"data for port {port!r}{which} contains NaN or Inf")
     if meta.integer:
         if a.dtype.kind == "f" and not np.array_equal(a, np.round(a)):
@@ -116,6 +116,22 @@ def check_values(a: np.ndarray, meta: PortMeta, port: str, which: str = "") -> n
                     "2**63 - 1)")
         a = a.astype(np.int64)
     return a
+
+
+#: from this many elements on, :func:`_all_finite` checks a sum first
+_SUM_CHECK_ELEMENTS = 1 << 16
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """Whether every element of the real array ``a`` is finite. A large array is checked by
+    its sum first (one read-only pass, no temporary: a NaN or an infinity makes the sum NaN
+    or infinite); only when the sum is not finite — a bad element, or finite ones whose sum
+    overflows — element by element."""
+    if a.size >= _SUM_CHECK_ELEMENTS:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.add.reduce(a, axis=None)):
+                return True
+    return bool(np.isfinite(a).all())
 
 
 def unwrap_objects(x: Any) -> Any:

@@ -147,3 +147,26 @@ def test_bad_values_same_errors(bad, message):
     with pytest.raises(InputDataError) as e:
         _attention()({"Input": inputs, "Query": queries})
     assert str(e.value) == message
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, None])
+@pytest.mark.parametrize("size", [5, batch._SUM_CHECK_ELEMENTS + 3])
+def test_finite_check_by_sum_agrees_with_the_elementwise_check(bad, size):
+    """Large arrays are checked by their sum first: the same verdict as ``np.isfinite`` on
+    every element, also where finite values overflow the sum (1e38 each in float32)."""
+    rng = np.random.default_rng(size)
+    for a in (rng.standard_normal(size).astype(np.float32),
+              np.full(size, 3e38, np.float32), np.full(size, -3e38, np.float32)):
+        if bad is not None:
+            a[size // 3] = bad
+        assert batch._all_finite(a) == bool(np.isfinite(a).all()) == (bad is None)
+
+
+def test_a_large_batch_with_one_nan_names_its_example():
+    rng = np.random.default_rng(2)
+    inputs = [rng.standard_normal((n, 4096)).astype(np.float32) for n in (7, 9, 5)]
+    inputs[2][3, 1000] = np.nan
+    net = NetInitialize(SequenceAttentionLayer("Dot", Input=("Varying", 4096),
+                                               Query=("Varying", 4096)))
+    with pytest.raises(InputDataError, match=r"port 'Input' \(example 2\) contains NaN"):
+        net({"Input": inputs, "Query": [x[:2] for x in inputs]})

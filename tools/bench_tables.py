@@ -63,6 +63,10 @@ LAYOUTS: dict[str, list[tuple[str, str, str]]] = {
 }
 
 
+#: the attention benchmark run under ``netgraph.tune_malloc()``: the same columns
+LAYOUTS["attention_tuned"] = LAYOUTS["attention"]
+
+
 def cell(value: Any, fmt: str) -> str:
     """One table cell: numbers in their column's format, booleans as yes/no, None empty."""
     if value is None:
