@@ -64,6 +64,8 @@ def broadcast_lead(xs: list[np.ndarray], ranks: list[int]) -> tuple[tuple[int, .
     layer's backward reduces its input gradients back with :func:`sum_to`."""
     x0 = xs[0]
     first = x0.shape[:x0.ndim - ranks[0]]
+    if len(xs) == 1:
+        return first, xs
     for x, r in zip(xs, ranks, strict=True):
         if x.shape[:x.ndim - r] != first:
             break

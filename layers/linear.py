@@ -21,7 +21,7 @@ from netgraph.extend import (
     where,
 )
 
-from ._ops import common_dtype, sum_to
+from ._ops import sum_to
 
 __all__ = ["LinearLayer", "DotLayer"]
 
@@ -80,13 +80,13 @@ class LinearLayer(Layer):
 
     def forward(self, ins, arrays, ctx):
         x, W, b = ins["Input"], arrays["Weights"], arrays.get("Biases")
-        lead = x.shape[:x.ndim - len(ctx.dims("Input"))]
+        lead = x.shape[:x.ndim - ctx.meta("Input").rank]
         scalar = W.ndim == 1
         x2 = x.reshape(-1, W.shape[-1])
         y2 = matmul(x2, W if scalar else W.T)
         if b is not None:  # in place in the fresh product when the dtypes allow
-            y2 = np.add(y2, b, out=y2 if y2.dtype == common_dtype(y2, b) else None)
-        y = y2.reshape(lead + tuple(ctx.dims("Output")))
+            y2 = np.add(y2, b, out=y2 if y2.dtype == b.dtype else None)
+        y = y2.reshape(lead + ctx.meta("Output").dims)
 
         def backward(g):
             gy2 = g["Output"].reshape(-1) if scalar else g["Output"].reshape(-1, W.shape[0])
