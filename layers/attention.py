@@ -364,7 +364,9 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
         np.copyto(s, -np.inf, where=~valid)
     s_max = np.maximum.reduce(s, axis=-1, keepdims=True)  # NaN where a row holds a NaN
     overflowed = False
-    if not np.logical_and.reduce(np.isfinite(s_max), axis=None):
+    # a NaN or infinite row maximum makes their sum not finite (so, harmlessly, do finite
+    # maxima whose sum overflows: _resolve_overflow leaves such rows as they are)
+    if not math.isfinite(np.add.reduce(s_max, axis=None)):
         s_max, overflowed = _resolve_overflow(s, s_max, valid, qmask, error)
     s -= s_max
     np.exp(s, out=s)
@@ -375,7 +377,10 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
         s *= qmask[:, None, :, None] / total
     else:
         s /= total
-    np.copyto(s, 0, where=s < _tiny(s.dtype))  # subnormal weights: see above
+    tiny = _tiny(s.dtype)
+    # subnormal weights (see above); without masks, zeros are rare: look for any first
+    if valid is not None or qmask is not None or np.minimum.reduce(s, axis=None) < tiny:
+        np.copyto(s, 0, where=s < tiny)
     return s, overflowed
 
 

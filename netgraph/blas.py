@@ -111,11 +111,16 @@ class _Lib:
 
 
 _libs: list[_Lib] | None = None  # None: not looked up yet; []: nothing to control
+#: OpenBLAS runs a GEMM of at most this ``m n k`` on one thread (4 * 65536)
+OPENBLAS_GEMM_AS_IS = 262144
+#: the largest ``m n k`` of a GEMM (m, n > 1) that BLAS runs on one thread whatever its
+#: setting, once the libraries are known (see ``_as_is``); 0 until then
+_gemm_as_is = 0
 
 
 def _controllers() -> list[_Lib]:
     """The process's BLAS libraries, looked up once; [] when they cannot be controlled."""
-    global _libs
+    global _libs, _gemm_as_is
     if _libs is None:
         try:
             from threadpoolctl import ThreadpoolController
@@ -124,6 +129,8 @@ def _controllers() -> list[_Lib]:
             libs = [_Lib(c) for c in found
                     if getattr(c, "threading_layer", None) != "openmp"]
             _libs = libs if len(libs) == len(found) else []
+            if _libs and all(lib.openblas for lib in _libs):
+                _gemm_as_is = OPENBLAS_GEMM_AS_IS
         except Exception:  # noqa: BLE001 - no threadpoolctl, or it cannot inspect this process
             _libs = []
     return _libs
@@ -336,7 +343,7 @@ def _as_is(m: int, n: int, k: int, libs: list[_Lib]) -> bool:
         return m * n * k < TINY_MNK
     if m == 1 or n == 1:
         return k * max(m, n) < 9216
-    return m * n * k <= 262144
+    return m * n * k <= OPENBLAS_GEMM_AS_IS
 
 
 def _part(x: np.ndarray, rank: int, sl: slice) -> np.ndarray:
@@ -348,8 +355,11 @@ def _part(x: np.ndarray, rank: int, sl: slice) -> np.ndarray:
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``np.matmul(a, b, out=out)`` with BLAS threads chosen for the size of the product."""
-    if a.ndim == 2 and b.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] < TINY_MNK:
-        return np.matmul(a, b, out=out)  # runs as it is with any BLAS: decided at once
+    if a.ndim == 2 and b.ndim == 2:  # a small GEMM runs as it is: decided at once
+        m, n = a.shape[0], b.shape[1]
+        mnk = m * a.shape[1] * n
+        if mnk < TINY_MNK or mnk <= _gemm_as_is and m > 1 and n > 1:
+            return np.matmul(a, b, out=out)
     libs = _libs if _libs is not None else _controllers()
     if not libs or getattr(_local, "inside", 0) or a.ndim == 0 or b.ndim == 0:
         return np.matmul(a, b, out=out)
