@@ -144,3 +144,21 @@ def test_subnormal_weights_are_zero():
     g64 = net(data, [NetPortGradient("Input")], dtype=np.float64)[0][0]
     assert np.isfinite(g32).all()
     np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-4)
+
+
+def test_finite_row_maxima_whose_sum_overflows_give_the_plain_softmax():
+    """The softmax finds a non-finite row maximum by the sum of the maxima; huge finite
+    maxima overflow that sum in float32 and take the careful path, which must give the
+    weights of the plain one (float64, where nothing overflows)."""
+    rows = np.array([[3e38, 2.9e38, 5.0, -1.0], [2e38, -7.0, 2e38, 1.0],
+                     [1.5, 0.5, -2.5, 3.0]])
+    s32 = rows.astype(np.float32)[None, None]
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert not np.isfinite(np.add.reduce(s32.max(axis=-1), axis=None))
+        w32, overflowed = attention._masked_softmax(s32.copy(), 1.0, None, None, None)
+    w64, _ = attention._masked_softmax(rows.astype(np.float64)[None, None], 1.0, None, None,
+                                       None)
+    assert not overflowed
+    np.testing.assert_allclose(w32, w64, rtol=1e-6, atol=0)
+    assert w32[0, 0, 0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert w32[0, 0, 1].tolist() == [0.5, 0.0, 0.5, 0.0]
