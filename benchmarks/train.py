@@ -660,7 +660,7 @@ def data_parallel(workers: list[int], rounds: int, n: int, batch: int) -> list[d
             print(name, flush=True)
             base = max(v for v, _ in speed["CPU"])
             for d, runs in speed.items():
-                label = (f"this process ({blas_threads()} BLAS threads)" if d == "CPU" else
+                label = ("this process, netgraph's defaults" if d == "CPU" else
                          "this process, BLAS on 1 thread" if d == "1 thread" else
                          f"{d[1]} Ray worker(s), 1 thread each")
                 best = max(v for v, _ in runs)
