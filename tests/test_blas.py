@@ -128,17 +128,18 @@ def test_a_section_for_products_blas_runs_as_they_are_changes_nothing():
 def test_worker_threads_see_the_callers_error_state():
     """Every item of ``parallel_map`` runs under the caller's ``np.errstate``, on whichever
     thread claims it."""
-    import time
+    shared = blas.WORKERS > 1 and bool(blas._controllers())  # items on two threads
+    both = threading.Barrier(2, timeout=30)
 
     def seen(i):
-        time.sleep(0.02)  # long enough for the worker thread to claim items too
+        if shared and i < 2:
+            both.wait()  # the first two items run at once: one on each thread
         return threading.get_ident(), np.geterr()["over"], np.geterr()["invalid"]
 
     with np.errstate(over="ignore", invalid="call"):
         got = blas.parallel_map(seen, range(6))
     assert {(over, invalid) for _, over, invalid in got} == {("ignore", "call")}
-    if blas.WORKERS > 1 and blas._controllers():
-        assert len({thread for thread, _, _ in got}) == 2
+    assert len({thread for thread, _, _ in got}) == (2 if shared else 1)
     assert np.geterr()["invalid"] != "call"  # the caller's own state is back
 
 
