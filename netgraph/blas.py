@@ -64,6 +64,7 @@ while nets are being applied is not supported (the section restores what it note
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import math
 import os
@@ -198,8 +199,6 @@ class _SingleThreaded:
     __slots__ = ("entered",)
 
     def __enter__(self) -> None:
-        if self.entered is None:  # a section of products BLAS runs as they are: nothing to do
-            return
         libs = _libs if _libs is not None else _controllers()
         depth = getattr(_local, "inside", 0)
         # nothing to set, or set already (by this thread, or for it: a worker)
@@ -209,23 +208,24 @@ class _SingleThreaded:
         _local.inside = depth + 1
 
     def __exit__(self, *exc: Any) -> None:
-        if self.entered is None:
-            return
         _local.inside -= 1
         if self.entered:
             _leave_single(_libs or [])
 
 
-def single_threaded(product: tuple[int, int, int] | None = None) -> _SingleThreaded:
+#: the section for products BLAS runs as they are: nothing to set (reusable, reentrant)
+_NO_SECTION = contextlib.nullcontext()
+
+
+def single_threaded(product: tuple[int, int, int] | None = None
+                    ) -> _SingleThreaded | contextlib.nullcontext:
     """BLAS at one thread inside the ``with`` block (see the module docstring); with
     ``product=(m, n, k)``, nothing when BLAS runs ``(m, k) @ (k, n)`` on one thread anyway."""
-    section = _SingleThreaded()
-    section.entered = False
     if product is not None:
         libs = _libs if _libs is not None else _controllers()
         if not libs or _as_is(*product, libs):
-            section.entered = None
-    return section
+            return _NO_SECTION
+    return _SingleThreaded()
 
 
 def _after_fork_in_child() -> None:

@@ -308,8 +308,6 @@ class _Live:
 
     def blocks(self) -> list[tuple[int, int]]:
         """``(lo, hi)``: the rows of each example still searching."""
-        if len(self.rows) == 1:  # one example, one hypothesis (greedy decoding of one)
-            return [(0, 1)]
         cuts = (np.flatnonzero(self.rows[1:] != self.rows[:-1]) + 1).tolist()
         return list(zip([0] + cuts, cuts + [len(self.rows)], strict=True))
 
