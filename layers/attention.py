@@ -31,6 +31,7 @@ from netgraph.extend import (
     Solver,
     batch_slices,
     parallel_map,
+    scratch_array,
     where,
 )
 
@@ -239,13 +240,13 @@ class AttentionLayer(Layer):
         # threads run under the same error state: parallel_map passes it on)
         with np.errstate(over="ignore", invalid="ignore"):
             sc = scores(kind, K, Q, ctx)
-            w = np.empty((R, h, m, n), sc.dtype)  # the scores, then (in place) the weights
-            O = np.empty((R, h, m, V.shape[-1]), common_dtype(w, V))
+            w = scratch_array((R, h, m, n), sc.dtype)  # the scores, then (in place) the weights
+            O = scratch_array((R, h, m, V.shape[-1]), common_dtype(w, V))
             keep = None
             if ctx.training and self.params.dropout > 0:
                 p = self.params.dropout
                 keep = (ctx.rng.random(w.shape) >= p).astype(w.dtype) / (1 - p)
-            w_used = w if keep is None else np.empty_like(w)
+            w_used = w if keep is None else scratch_array(w.shape, w.dtype)
             overflowed = any(_each(forward_slice, slices, direct))
 
         def unflat(x: np.ndarray) -> np.ndarray:
@@ -264,16 +265,19 @@ class AttentionLayer(Layer):
             # Value's gradient: an output of its own, or (one port) added to Key's slice by slice
             gV = None
             if gO is not None and kp != vp and ctx.needs_grad(vp):
-                gV = np.empty(V.shape, common_dtype(w, gO))
+                gV = scratch_array(V.shape, common_dtype(w, gO))
             sc.backward_begin(gO is not None and kp == vp)
 
             def backward_slice(c: slice) -> None:
                 gs = np.zeros_like(w[c]) if gO is None and gw is None else None  # d/dw, d/ds
                 extra = None
                 if gO is not None:
-                    gs = np.matmul(gO[c], _t(V[c]))
+                    dt = common_dtype(gO, V)
+                    gs = np.matmul(gO[c], _t(V[c]), out=scratch_array(w[c].shape, dt))
                     if kp == vp or gV is not None:
-                        extra = np.matmul(_t(w_used[c]), gO[c], out=None if gV is None else gV[c])
+                        extra = gV[c] if gV is not None else scratch_array(
+                            V[c].shape[:-1] + gO.shape[-1:], common_dtype(w_used, gO))
+                        np.matmul(_t(w_used[c]), gO[c], out=extra)
                     if keep is not None:
                         gs *= keep[c]
                     if gw is not None:

@@ -21,6 +21,7 @@ from netgraph.extend import (
     NetPort,
     matmul,
     parallel_map,
+    scratch_array,
 )
 
 from ._ops import common_dtype, sum_to
@@ -171,7 +172,8 @@ class Scores:
         self.dtype = common_dtype(K, Q)
 
     def backward_begin(self, extra: bool) -> None:
-        self.gK, self.gQ = np.empty(self.K.shape, self.dtype), np.empty(self.Q.shape, self.dtype)
+        self.gK = scratch_array(self.K.shape, self.dtype)
+        self.gQ = scratch_array(self.Q.shape, self.dtype)
 
 
 class DotScores(Scores):
@@ -218,9 +220,9 @@ class BilinearScores(Scores):
 
     def backward_begin(self, extra: bool) -> None:
         super().backward_begin(extra)
-        self.gP = np.empty(self.P.shape, self.dtype)
+        self.gP = scratch_array(self.P.shape, self.dtype)
         # keys side: gK is made at the end, from all of gP; the extra term waits for it
-        self.extra = np.empty(self.K.shape, self.dtype) if extra and self.keys_side else None
+        self.extra = scratch_array(self.K.shape, self.dtype) if extra and self.keys_side else None
 
     def backward(self, c: slice, gs: np.ndarray, extra: np.ndarray | None) -> None:
         if self.keys_side:
@@ -303,8 +305,8 @@ class GeneralScores(Scores):
                 out[lo - c.start:hi - c.start] = _rows(raw, rows)
 
     def backward_begin(self, extra: bool) -> None:
-        self.gs = np.empty(self.shape, self.dtype)  # the net's backward runs on all at the end
-        self.extra = np.empty(self.K.shape, self.dtype) if extra else None
+        self.gs = scratch_array(self.shape, self.dtype)  # the net's backward runs on all at the end
+        self.extra = scratch_array(self.K.shape, self.dtype) if extra else None
 
     def backward(self, c: slice, gs: np.ndarray, extra: np.ndarray | None) -> None:
         self.gs[c] = gs
@@ -395,7 +397,8 @@ class AdditiveScores(GeneralScores):
         return k2, q2, We, Uq
 
     def _pairs(self, We: np.ndarray, Uq: np.ndarray) -> np.ndarray:
-        y = np.add(We, Uq)
+        shape = np.broadcast_shapes(We.shape, Uq.shape)
+        y = np.add(We, Uq, out=scratch_array(shape, common_dtype(We, Uq)))
         return np.tanh(y, out=y)
 
     def _forward_chunk(self, c: slice):
@@ -437,7 +440,7 @@ class AdditiveScores(GeneralScores):
             d *= np.multiply.outer(gy2, v).reshape(y.shape)
             return d
         y2 = y.reshape(-1, y.shape[-1])
-        out = np.empty_like(y2)
+        out = scratch_array(y2.shape, y2.dtype)
         rows = max(1, BLOCK_ELEMENTS // max(1, y2.shape[1]))
         buf = np.empty((min(rows, len(y2)), y2.shape[1]), y.dtype)
         for lo in range(0, len(y2), rows):

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from . import scratch
 from .allocation import check_request, request_bytes, total_memory
 from .compile import PortMeta
 from .errors import InputDataError
@@ -214,12 +215,6 @@ def _first_axis_only(meta: PortMeta) -> bool:
     return meta.keys[:1] != (None,) and all(k is None for k in meta.keys[1:])
 
 
-#: the largest padded batch allocated zeroed (``np.zeros``, then one copy per example); a
-#: larger one is written once, data and padding slice by slice (measured faster: a big
-#: ``calloc`` costs page faults and zeroing on top of the copy)
-_ZEROED_BYTES = 1 << 21
-
-
 def pad_examples(examples: list[np.ndarray], meta: PortMeta, dtype: Any,
                  fill: float = 0.0, port: str = "") -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """Stack examples into one array, padding varying dims with ``fill``. Returns the array
@@ -227,8 +222,8 @@ def pad_examples(examples: list[np.ndarray], meta: PortMeta, dtype: Any,
     ``InputDataError`` (naming ``port``), raised before anything is allocated.
 
     Each example is copied once, straight into the padded array in ``dtype`` (no stacked or
-    converted intermediate); the zero padding of a batch up to ``_ZEROED_BYTES`` comes with
-    the allocation (``np.zeros``)."""
+    converted intermediate), which is :func:`netgraph.scratch.empty` memory: data and padding
+    are written slice by slice, every element once."""
     dt = np.int64 if meta.integer else dtype
     if not meta.varying:
         return np.stack(examples, dtype=dt, casting="unsafe"), {}
@@ -246,15 +241,12 @@ def pad_examples(examples: list[np.ndarray], meta: PortMeta, dtype: Any,
     lengths = {axis: np.array(s, dtype=np.int64) for axis, s in sizes.items()}
     pad = 0 if meta.integer else fill
     if meta.rank and _first_axis_only(meta):
-        if pad == 0 and nbytes <= _ZEROED_BYTES:
-            out = np.zeros(shape, dtype=dt)
-            for row, e in zip(out, examples):
-                row[:len(e)] = e
-            return out, lengths
-        out = np.empty(shape, dtype=dt)  # every element is written once: data or padding
+        out = scratch.empty(tuple(shape), dt)  # every element is written once: data or padding
+        longest = shape[1]
         for row, e in zip(out, examples):
             row[:len(e)] = e
-            row[len(e):] = pad
+            if len(e) < longest:
+                row[len(e):] = pad
         return out, lengths
     out = np.full(shape, pad, dtype=dt)
     for b, e in enumerate(examples):

@@ -65,6 +65,7 @@ from .layer import (
 )
 from .net import Net
 from .ports import NetPort
+from .scratch import empty as scratch_array
 from .shapes import Automatic, Index, Varying
 from .solver import Conflict, Solver
 
@@ -84,6 +85,8 @@ __all__ = [
     "layer_classes",
     # products with BLAS threads chosen for the size of the work (netgraph.blas)
     "matmul", "parallel_map", "batch_slices", "single_threaded",
+    # np.empty in recycled memory, for a layer's large temporaries (netgraph.scratch)
+    "scratch_array",
 ]
 
 

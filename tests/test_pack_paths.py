@@ -10,7 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from netgraph import InputDataError, NetInitialize, SequenceAttentionLayer, allocation, batch
+from netgraph import (
+    InputDataError,
+    NetInitialize,
+    SequenceAttentionLayer,
+    allocation,
+    batch,
+    scratch,
+)
 from netgraph.allocation import check_request, request_bytes
 from netgraph.compile import PortMeta
 from netgraph.shapes import Index
@@ -77,17 +84,25 @@ def _same(new, old):
 @pytest.mark.parametrize("source_dtype", [np.float32, np.float64, np.int32, np.int64])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("fill", [0.0, 1e30, np.nan])
-@pytest.mark.parametrize("zeroed", [True, False], ids=["zeroed", "written"])
-def test_pad_examples_equals_reference_bit_for_bit(meta, source_dtype, dtype, fill, zeroed,
+@pytest.mark.parametrize("recycled", [True, False], ids=["recycled", "fresh"])
+def test_pad_examples_equals_reference_bit_for_bit(meta, source_dtype, dtype, fill, recycled,
                                                    monkeypatch):
-    """Both ways of padding: a zeroed allocation (small batches) and data and padding
-    written slice by slice (batches beyond ``_ZEROED_BYTES``)."""
-    monkeypatch.setattr(batch, "_ZEROED_BYTES", 1 << 21 if zeroed else 0)
+    """Into fresh memory, and into a recycled scratch block that an earlier array left full
+    of other values (NaN): every element is written, data or padding."""
+    monkeypatch.setattr(scratch, "MIN_BYTES", 0 if recycled else 1 << 62)
     examples = _seq_examples(np.random.default_rng(3), source_dtype, meta)
     if source_dtype in (np.float32, np.float64) and meta is SEQ:
         examples[1][2, 3] = -0.0
-    _same(batch.pad_examples(examples, meta, dtype, fill, "Input"),
-          reference_pad(examples, meta, dtype, fill, "Input"))
+    expected = reference_pad(examples, meta, dtype, fill, "Input")
+    if recycled:
+        scratch.release()
+        before = scratch.held_bytes()
+        scratch.empty(expected[0].shape, expected[0].dtype).fill(-7)  # freed at once
+        assert scratch.held_bytes() > before
+    held = scratch.held_bytes()
+    _same(batch.pad_examples(examples, meta, dtype, fill, "Input"), expected)
+    if recycled and meta in (SEQ, SEQ_INDEX):  # written into that block (no new one)
+        assert scratch.held_bytes() == held
 
 
 def test_pad_examples_out_of_range_conversion_equals_reference():
