@@ -8,6 +8,10 @@ to ``TRIM_THRESHOLD`` lets such blocks be reused from the heap instead (what PyT
 caching allocator achieves for its own tensors), at the price of a process that keeps up to
 ``TRIM_THRESHOLD`` bytes of freed memory instead of returning it to the system.
 
+netgraph's own large temporaries avoid this without any tuning (they live in recycled blocks,
+:mod:`netgraph.scratch`); the tuning also serves the temporaries NumPy's operations make on
+their own, and other libraries' in the process.
+
 This changes the allocator of the whole process, so netgraph never does it on its own:
 call :func:`tune_malloc` (``netgraph.tune_malloc()``), or set the environment variable
 ``NETGRAPH_MALLOC_TUNING=1`` before importing netgraph.
