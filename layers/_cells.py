@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netgraph.extend import matmul, single_threaded
+from netgraph.extend import matmul, scratch_array, single_threaded
 
 
 def _sigmoid_half_(z: np.ndarray) -> None:
@@ -63,7 +63,7 @@ class Basic:
     def forward(A, WsT, init, mask):
         T, B, n = A.shape
         part, inv = _partial(mask, T)
-        H = np.empty((T + 1, B, n), A.dtype)
+        H = scratch_array((T + 1, B, n), A.dtype)
         H[0] = init[0]
         with single_threaded(_step_product(A, n)):  # per-step products: too small to share
             for t in range(T):
@@ -83,7 +83,7 @@ class Basic:
         F = 1 - H[1:] * H[1:]  # tanh'; zero past each example's end
         if mask is not None:
             F *= mask
-        dA = np.empty_like(A)
+        dA = scratch_array(A.shape, A.dtype)
         ds = final[0]
         with single_threaded(_step_product(A, n)):  # per-step products: too small to share
             for t in range(T - 1, -1, -1):
@@ -107,11 +107,11 @@ class GRU:
         T, B, G = A.shape
         n = G // 3
         part, inv = _partial(mask, T)
-        H = np.empty((T + 1, B, n), A.dtype)
+        H = scratch_array((T + 1, B, n), A.dtype)
         H[0] = init[0]
-        HS = np.empty_like(A)  # state projections W_s s_{t-1}, all gates
-        IR = np.empty((T, B, 2 * n), A.dtype)
-        M = np.empty((T, B, n), A.dtype)
+        HS = scratch_array(A.shape, A.dtype)  # state projections W_s s_{t-1}, all gates
+        IR = scratch_array((T, B, 2 * n), A.dtype)
+        M = scratch_array((T, B, n), A.dtype)
         A_ir, A_m = A[:, :, :2 * n], A[:, :, 2 * n:]  # views of the gate blocks, sliced once
         HS_ir, HS_m, I, R = HS[:, :, :2 * n], HS[:, :, 2 * n:], IR[:, :, :n], IR[:, :, n:]
         with single_threaded(_step_product(A, n)):  # per-step products: too small to share
@@ -141,15 +141,15 @@ class GRU:
         Fm = (1 - i) * (1 - M * M)  # memory pre-activation
         if mask is not None:
             Fm *= mask
-        F = np.empty((T, B, 3, n), A.dtype)  # state-GEMM output grads: i, r and r ⊙ (W_ms s)
+        F = scratch_array((T, B, 3, n), A.dtype)  # state-GEMM output grads: i, r and r ⊙ (W_ms s)
         np.multiply(H[:-1] - M, i * (1 - i), out=F[:, :, 0])
         if mask is not None:
             F[:, :, 0] *= mask
         np.multiply(Fm * HS[..., 2 * n:], r * (1 - r), out=F[:, :, 1])
         np.multiply(Fm, r, out=F[:, :, 2])
         D = i if mask is None else np.where(mask, i, 1)  # direct path s_{t-1} -> s_t
-        DS = np.empty((T, B, n), A.dtype)
-        dH = np.empty((T, B, 3, n), A.dtype)
+        DS = scratch_array((T, B, n), A.dtype)
+        dH = scratch_array((T, B, 3, n), A.dtype)
         ds = final[0]
         with single_threaded(_step_product(A, n)):  # per-step products: too small to share
             for t in range(T - 1, -1, -1):
@@ -173,12 +173,12 @@ class LSTM:
         T, B, G = A.shape
         n = G // 4
         part, inv = _partial(mask, T)
-        H = np.empty((T + 1, B, n), A.dtype)
-        C = np.empty((T + 1, B, n), A.dtype)
+        H = scratch_array((T + 1, B, n), A.dtype)
+        C = scratch_array((T + 1, B, n), A.dtype)
         H[0], C[0] = init
-        Z = np.empty_like(A)  # activated gates
-        TC = np.empty((T, B, n), A.dtype)
-        im = np.empty((B, n), A.dtype)
+        Z = scratch_array(A.shape, A.dtype)  # activated gates
+        TC = scratch_array((T, B, n), A.dtype)
+        im = scratch_array((B, n), A.dtype)
         scale = np.full(G, 0.5, A.dtype)  # σ(2h) = 0.5 tanh(h) + 0.5 for i, o, f; m = tanh
         scale[3 * n:] = 1
         shift = 0.5 * (scale < 1).astype(A.dtype)
@@ -213,12 +213,12 @@ class LSTM:
         if mask is not None:
             P *= mask
             Fo *= mask
-        FC = np.empty((T, B, 4, n), A.dtype)  # dL/d(pre-activation) = dc ⊙ FC (but o)
+        FC = scratch_array((T, B, 4, n), A.dtype)  # dL/d(pre-activation) = dc ⊙ FC (but o)
         np.multiply(m, i * (1 - i), out=FC[:, :, 0])
         FC[:, :, 1] = 0
         np.multiply(C[:-1], f * (1 - f), out=FC[:, :, 2])
         np.multiply(i, 1 - m * m, out=FC[:, :, 3])
-        dA = np.empty((T, B, 4, n), A.dtype)
+        dA = scratch_array((T, B, 4, n), A.dtype)
         ds, dc = final
         with single_threaded(_step_product(A, n)):  # per-step products: too small to share
             for t in range(T - 1, -1, -1):

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from netgraph import NetArrayGradient, NetInitialize, NetPortGradient, scratch
-from netgraph.layers import GatedRecurrentLayer, SequenceAttentionLayer
+from netgraph.layers import (
+    BasicRecurrentLayer,
+    GatedRecurrentLayer,
+    LongShortTermMemoryLayer,
+    SequenceAttentionLayer,
+)
 
 MB = 1 << 20
 
@@ -170,10 +175,12 @@ def _attention_results(kind):
     return layer(data, wants)
 
 
-def _gru_results():
-    gru = NetInitialize(GatedRecurrentLayer(7, Input=("Varying", 3)), seed=2)
+def _recurrent_results(cls):
+    layer = NetInitialize(cls(7, Input=("Varying", 3)), seed=2)
     data = {"Input": _ragged(np.random.default_rng(5), [4, 9, 6], 3)}
-    return gru(data, ["Output", NetPortGradient("Input")])
+    wants = ["Output", NetPortGradient("Input")]
+    wants += [NetArrayGradient(name) for name in layer.array_names_for(layer.params)]
+    return layer(data, wants)
 
 
 def _flat(results):
@@ -183,9 +190,12 @@ def _flat(results):
     return [np.asarray(x) for x in out]
 
 
-@pytest.mark.parametrize("run", [lambda: _attention_results("Dot"),
-                                 lambda: _attention_results("Bilinear"), _gru_results],
-                         ids=["Dot", "Bilinear", "GRU"])
+@pytest.mark.parametrize("run", [
+    lambda: _attention_results("Dot"), lambda: _attention_results("Bilinear"),
+    lambda: _recurrent_results(BasicRecurrentLayer),
+    lambda: _recurrent_results(GatedRecurrentLayer),
+    lambda: _recurrent_results(LongShortTermMemoryLayer)],
+    ids=["Dot", "Bilinear", "Basic", "GRU", "LSTM"])
 def test_results_from_recycled_blocks_full_of_nan_are_the_same_bits(run, monkeypatch):
     fresh = _flat(run())
     _poisoned(monkeypatch)
