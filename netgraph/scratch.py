@@ -81,7 +81,8 @@ def _class_bytes(nbytes: int) -> int:
 def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """An uninitialised C-contiguous array of ``shape`` and ``dtype``, as ``np.empty``; a
     large one in a recycled block (see the module docstring)."""
-    dtype = np.dtype(dtype)
+    if not isinstance(dtype, np.dtype):
+        dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < MIN_BYTES or _FREE is None:
         return np.empty(shape, dtype)
