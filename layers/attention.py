@@ -267,13 +267,13 @@ class AttentionLayer(Layer):
             if gO is not None and kp != vp and ctx.needs_grad(vp):
                 gV = scratch_array(V.shape, common_dtype(w, gO))
             sc.backward_begin(gO is not None and kp == vp)
+            gs_dtype = None if gO is None else common_dtype(gO, V)
 
             def backward_slice(c: slice) -> None:
                 gs = np.zeros_like(w[c]) if gO is None and gw is None else None  # d/dw, d/ds
                 extra = None
                 if gO is not None:
-                    dt = common_dtype(gO, V)
-                    gs = np.matmul(gO[c], _t(V[c]), out=scratch_array(w[c].shape, dt))
+                    gs = np.matmul(gO[c], _t(V[c]), out=scratch_array(w[c].shape, gs_dtype))
                     if kp == vp or gV is not None:
                         extra = gV[c] if gV is not None else scratch_array(
                             V[c].shape[:-1] + gO.shape[-1:], common_dtype(w_used, gO))
