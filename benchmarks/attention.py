@@ -10,6 +10,14 @@ float32 GEMM rate measured in the same run, and the fraction of it each call rea
 ``--rounds`` rounds (fewer for calls over a second); times and ratios are the medians over
 the rounds. The per-pair PyTorch module (a reference, not a target) is timed once.
 
+For Dot and Bilinear the run also times a **NumPy floor** (:func:`numpy_floor_step`): the same
+quantities on pre-padded arrays in the fewest NumPy calls we know, the batch cut in halves
+run on the machine's cores (BLAS at one thread each, as netgraph runs them), and the least a
+library taking per-example lists must add to it (:func:`numpy_pack_floor`: one concatenate of
+each port's examples and one reduction over them for the finiteness check). It is not
+something a library can reach (it skips the per-example work netgraph's packing and
+validation do), only the measure of how far NumPy itself can go on this machine.
+
     python benchmarks/attention.py [--sizes small medium large] [--repeat 5] [--rounds 5]
                                    [--no-json]
 """
@@ -17,20 +25,32 @@ the rounds. The per-pair PyTorch module (a reference, not a target) is timed onc
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import describe_machine, gemm_gflops, machine, rounds_ms, write_json  # noqa: E402
+from common import (  # noqa: E402
+    describe_machine,
+    gemm_gflops,
+    machine,
+    rounds_ms,
+    side_processes,
+    write_json,
+)
+from threadpoolctl import ThreadpoolController  # noqa: E402
 
 from netgraph import (  # noqa: E402
     LinearLayer,
     NetArrayGradient,
+    NetExtract,
     NetGraph,
     NetInitialize,
     NetPort,
@@ -80,8 +100,6 @@ def ours(layer, kind: str, inputs, queries):
 def torch_setup(layer, kind: str, inputs, queries):
     """What a PyTorch user holds: per-example tensors and the scoring arrays."""
     import torch
-
-    from netgraph import NetExtract
 
     weights = [torch.tensor(NetExtract(layer, p)) for p in array_paths(kind)]
     return ([torch.from_numpy(x) for x in inputs], [torch.from_numpy(q) for q in queries],
@@ -138,6 +156,95 @@ def torch_padded_step(kind, padded, weights, fused: bool = False):
     return out, E.grad, Q.grad, [x.grad for x in ws]
 
 
+def numpy_pad(inputs, queries):
+    """Zero-padded ``(B, n, d)`` / ``(B, m, d)`` arrays, the keys' additive mask (0 or -inf,
+    ``(B, 1, n)``) and the queries' mask (1 or 0, ``(B, m, 1)``), made beforehand."""
+    B, d = len(inputs), inputs[0].shape[1]
+    n, m = max(len(x) for x in inputs), max(len(q) for q in queries)
+    E, Q = np.zeros((B, n, d), np.float32), np.zeros((B, m, d), np.float32)
+    for b, (x, q) in enumerate(zip(inputs, queries, strict=True)):
+        E[b, :len(x)], Q[b, :len(q)] = x, q
+    key_lens = np.array([len(x) for x in inputs])[:, None, None]
+    query_lens = np.array([len(q) for q in queries])[:, None, None]
+    neg = np.where(np.arange(n)[None, None, :] < key_lens, 0, -np.inf).astype(np.float32)
+    qmask = (np.arange(m)[None, :, None] < query_lens).astype(np.float32)
+    return E, Q, neg, qmask
+
+
+def _floor_buffers(E, Q, W) -> dict[str, np.ndarray]:
+    """Every array one part of :func:`_floor_part` writes, allocated once beforehand."""
+    (B, n, d), m = E.shape, Q.shape[1]
+    f = np.float32
+    buf = {"s": np.empty((B, m, n), f), "gw": np.empty((B, m, n), f),
+           "t": np.empty((B, m, n), f), "row": np.empty((B, m, 1), f),
+           "out": np.empty((B, m, d), f), "gP": np.empty((B, m, d), f),
+           "gE": np.empty((B, n, d), f), "gK": np.empty((B, n, d), f)}
+    if W is not None:
+        buf["P"], buf["gQ"], buf["gW"] = np.empty((B, m, d), f), np.empty((B, m, d), f), \
+            np.empty((d, d), f)
+    return buf
+
+
+def _floor_part(E, Q, neg, qmask, W, buf):
+    """Forward and backward of one part of the batch (output seed: ones, as PyTorch's side)
+    into the preallocated ``buf``: ``s = P E^T`` (``P = Q``, or the projection of the shorter
+    side ``Q W`` for Bilinear's ``q . W e``), softmax over the keys, rows of padded queries
+    zeroed, ``o = w E``; then ``gw = 1 E^T``, ``gs = w (gw - sum(gw w))``, ``gP = gs E``,
+    ``gE = w^T 1 + gs^T P`` (Bilinear: ``gQ = gP W^T``, ``gW = sum Q^T gP``). Dot: ``W``
+    None."""
+    P = Q if W is None else np.matmul(Q, W, out=buf["P"])
+    s, gw, row = buf["s"], buf["gw"], buf["row"]
+    np.matmul(P, E.transpose(0, 2, 1), out=s)
+    s += neg
+    s -= np.max(s, axis=-1, keepdims=True, out=row)
+    np.exp(s, out=s)
+    np.divide(qmask, np.sum(s, axis=-1, keepdims=True, out=row), out=row)
+    s *= row
+    out = np.matmul(s, E, out=buf["out"])
+    go = np.broadcast_to(qmask, out.shape)  # the seed of out.sum(): 1, times the query mask
+    np.matmul(go, E.transpose(0, 2, 1), out=gw)
+    gw -= np.sum(np.multiply(gw, s, out=buf["t"]), axis=-1, keepdims=True, out=row)
+    gw *= s
+    gP = np.matmul(gw, E, out=buf["gP"])
+    gE = np.matmul(s.transpose(0, 2, 1), go, out=buf["gE"])
+    gE += np.matmul(gw.transpose(0, 2, 1), P, out=buf["gK"])
+    if W is None:
+        return out, gE, gP, None
+    gQ = np.matmul(gP, W.T, out=buf["gQ"])
+    gW = np.matmul(Q.reshape(-1, Q.shape[-1]).T, gP.reshape(-1, gP.shape[-1]), out=buf["gW"])
+    return out, gE, gQ, gW
+
+
+_FLOOR_POOL = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 1) - 1))
+_BLAS = ThreadpoolController()  # found once: threadpool_limits() looks for it in every call
+
+
+def numpy_floor_parts(padded, weights) -> list[tuple]:
+    """The parts of :func:`numpy_floor_step`: the batch cut into one part per core, each with
+    its slices of the padded arrays (:func:`numpy_pad`) and its buffers."""
+    E, Q, neg, qmask = padded
+    W = weights[0] if weights else None
+    parts = min(os.cpu_count() or 1, len(E))
+    cuts = [slice(len(E) * i // parts, len(E) * (i + 1) // parts) for i in range(parts)]
+    return [(E[c], Q[c], neg[c], qmask[c], W, _floor_buffers(E[c], Q[c], W)) for c in cuts]
+
+
+def numpy_floor_step(parts: list[tuple]) -> list[tuple]:
+    """Dot (no weights) or Bilinear forward + backward in NumPy on pre-padded arrays into
+    buffers allocated beforehand (:func:`numpy_floor_parts`), each part on its own thread
+    with BLAS at one: the least NumPy itself needs for these numbers."""
+    with _BLAS.limit(limits=1, user_api="blas"):
+        helpers = [_FLOOR_POOL.submit(_floor_part, *part) for part in parts[1:]]
+        return [_floor_part(*parts[0])] + [h.result() for h in helpers]
+
+
+def numpy_pack_floor(inputs, queries):
+    """The least a library given per-example lists adds to :func:`numpy_floor_step`: each
+    port's examples brought together (one concatenate) and checked (one reduction)."""
+    for examples in (inputs, queries):
+        np.isfinite(np.add.reduce(np.concatenate(examples), axis=None))
+
+
 def useful_flops(kind: str, inputs, queries) -> float:
     """FLOPs of the matrix products of forward + backward on the true lengths (padding
     excluded): the weighted sum and its two gradients ``6 m n d``, the scores and theirs
@@ -156,6 +263,57 @@ def useful_flops(kind: str, inputs, queries) -> float:
     return total
 
 
+def measure(kind: str, size: str, args: argparse.Namespace, have_torch: bool,
+            gemm: float) -> dict[str, Any]:
+    """One row: every side of ``kind`` at ``size`` in a process of its own
+    (:func:`common.side_processes`), timed in turn for the rounds."""
+    B, n, m, d = SIZES[size]
+    inputs, queries = make_data(B, n, m, d)
+    flops = useful_flops(kind, inputs, queries)
+    row = {"size": size, "scoring": kind, "B": B, "n": n, "m": m, "d": d,
+           "useful_gflop": flops / 1e9, "gemm_gflops": gemm}
+    names = ["netgraph"]
+    if have_torch:
+        names += ["torch_lists", "torch_padded"]
+        check_agreement(kind, size)
+        if kind in FLOOR_KINDS:
+            check_floor(kind, size)
+            names += ["numpy_floor", "numpy_pack"]
+        if kind == "Additive":
+            names.append("torch_pairs")
+    factories = [partial(side, name, kind, size, args.malloc_tuning) for name in names]
+    with side_processes(factories) as sides:
+        timed = sides[:5]  # not the per-pair module (a reference, not a target): timed once
+        first = timed[2 if have_torch else 0].block(1)[0]  # long calls: fewer rounds
+        times, ratios = rounds_ms(timed, args.repeat, args.rounds if first < 1 else 2)
+        if "torch_pairs" in names:
+            (row["torch_pairs_padded_ms"],), _ = rounds_ms(sides[-1:], args.repeat, 1)
+    row["netgraph_ms"] = times[0]
+    if have_torch:
+        row.update(torch_lists_ms=times[1], torch_padded_ms=times[2], ratio_lists=ratios[1],
+                   ratio_padded=ratios[2], torch_fused=kind == "Additive",
+                   torch_padded_does_less_work=True)
+    if "numpy_floor" in names:
+        row.update(numpy_floor_ms=times[3], numpy_pack_ms=times[4],
+                   floor_ratio_padded=(times[3] + times[4]) / times[2])
+    row["gemm_fraction"] = flops / (row["netgraph_ms"] / 1000) / (gemm * 1e9)
+    return row
+
+
+def print_row(row: dict[str, Any], have_torch: bool) -> None:
+    line = f"{row['size']:7s} {row['scoring']:9s} {row['netgraph_ms']:9.2f}"
+    if have_torch:
+        line += (f" {row['torch_lists_ms']:8.2f} {row['ratio_lists']:6.2f}"
+                 f" {row['torch_padded_ms']:8.2f} {row['ratio_padded']:6.2f}")
+    line += f" {100 * row['gemm_fraction']:6.1f}%"
+    line += f" {row['torch_pairs_padded_ms']:8.2f}" if "torch_pairs_padded_ms" in row \
+        else " " * 9
+    if "numpy_floor_ms" in row:
+        line += (f" {row['numpy_floor_ms']:6.2f} {row['numpy_pack_ms']:6.2f}"
+                 f" {row['floor_ratio_padded']:6.2f}")
+    print(line, flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
@@ -165,8 +323,8 @@ def main() -> None:
                     help="rounds of the sides in turn; times and ratios: medians over them")
     ap.add_argument("--no-json", action="store_true", help="do not write the results file")
     ap.add_argument("--malloc-tuning", action="store_true",
-                    help="run under netgraph.tune_malloc() (glibc keeps freed memory: no page "
-                         "faults per call, for both sides of this process); results go to "
+                    help="run every side's process under netgraph.tune_malloc() (glibc keeps "
+                         "freed memory: no page faults per call); results go to "
                          "attention_tuned.json")
     args = ap.parse_args()
     if args.malloc_tuning and not tune_malloc():
@@ -185,49 +343,17 @@ def main() -> None:
           "packs them); torch 'padded': from padded tensors and masks made beforehand (less "
           "work than netgraph's side). Additive: torch is the hand-fused version (projections "
           "hoisted); 'pairs' (padded) applies the scoring module to every pair. GEMM %: useful "
-          "product FLOPs (true lengths) per second of the netgraph call over the GEMM rate.")
+          "product FLOPs (true lengths) per second of the netgraph call over the GEMM rate. "
+          "floor: the NumPy floor on pre-padded arrays; +pack: what taking lists adds at "
+          "least; ratio: (floor + pack) / padded.")
     print(f"{'size':7s} {'scoring':9s} {'netgraph':>9s} {'lists':>8s} {'ratio':>6s} "
-          f"{'padded':>8s} {'ratio':>6s} {'GEMM %':>7s} {'pairs':>8s}   (ms)")
+          f"{'padded':>8s} {'ratio':>6s} {'GEMM %':>7s} {'pairs':>8s} {'floor':>6s} "
+          f"{'+pack':>6s} {'ratio':>6s}   (ms)")
     rows = []
     for size in args.sizes:
-        B, n, m, d = SIZES[size]
-        inputs, queries = make_data(B, n, m, d)
         for kind in args.kinds:
-            layer = make_layer(kind, d)
-            mine = partial(ours, layer, kind, inputs, queries)
-            flops = useful_flops(kind, inputs, queries)
-            row = {"size": size, "scoring": kind, "B": B, "n": n, "m": m, "d": d,
-                   "useful_gflop": flops / 1e9, "gemm_gflops": gemm}
-            if not have_torch:
-                (row["netgraph_ms"],), _ = rounds_ms([mine], args.repeat, args.rounds)
-            else:
-                E_, Q_, W_ = torch_setup(layer, kind, inputs, queries)
-                padded = torch_pad(E_, Q_)
-                fused = kind == "Additive"
-                check_agreement(layer, kind, inputs, queries, (E_, Q_, W_), fused)
-                fns = [mine, partial(torch_step, kind, E_, Q_, W_, fused),
-                       partial(torch_padded_step, kind, padded, W_, fused)]
-                start = time.perf_counter()
-                fns[2]()
-                rounds = args.rounds if time.perf_counter() - start < 1 else 2
-                (ms, lists_ms, padded_ms), (_, ratio_lists, ratio_padded) = \
-                    rounds_ms(fns, args.repeat, rounds)
-                row.update(netgraph_ms=ms, torch_lists_ms=lists_ms, torch_padded_ms=padded_ms,
-                           ratio_lists=ratio_lists, ratio_padded=ratio_padded,
-                           torch_fused=fused, torch_padded_does_less_work=True)
-                if fused:
-                    (row["torch_pairs_padded_ms"],), _ = rounds_ms(
-                        [partial(torch_padded_step, kind, padded, W_)], args.repeat, 1)
-            row["gemm_fraction"] = flops / (row["netgraph_ms"] / 1000) / (gemm * 1e9)
-            rows.append(row)
-            line = f"{size:7s} {kind:9s} {row['netgraph_ms']:9.2f}"
-            if have_torch:
-                line += (f" {row['torch_lists_ms']:8.2f} {row['ratio_lists']:6.2f}"
-                         f" {row['torch_padded_ms']:8.2f} {row['ratio_padded']:6.2f}")
-            line += f" {100 * row['gemm_fraction']:6.1f}%"
-            if "torch_pairs_padded_ms" in row:
-                line += f" {row['torch_pairs_padded_ms']:8.2f}"
-            print(line, flush=True)
+            rows.append(measure(kind, size, args, have_torch, gemm))
+            print_row(rows[-1], have_torch)
     if not args.no_json:
         name = "attention_tuned" if args.malloc_tuning else "attention"
         command = "python benchmarks/attention.py" + (" --malloc-tuning" if args.malloc_tuning
@@ -235,10 +361,63 @@ def main() -> None:
         print("wrote", write_json(name, rows, info, gemm_gflops=gemm, command=command))
 
 
-def check_agreement(layer, kind, inputs, queries, setup, fused: bool = False) -> None:
+#: the scorings the NumPy floor is timed for
+FLOOR_KINDS = ("Dot", "Bilinear")
+
+
+def side(name: str, kind: str, size: str, tuned: bool = False) -> Callable[[], Any]:
+    """The call that side ``name`` of the ``kind``/``size`` measurement times, built in the
+    process that times it (:class:`common.SideProcess`, one per side) from the same seeded
+    data and arrays as every other side: "netgraph" (the public API on the lists),
+    "torch_lists", "torch_padded", "torch_pairs" (the per-pair module, padded),
+    "numpy_floor" and "numpy_pack". ``tuned``: under :func:`netgraph.tune_malloc` there."""
+    if tuned:
+        tune_malloc()
+    B, n, m, d = SIZES[size]
+    inputs, queries = make_data(B, n, m, d)
+    layer = make_layer(kind, d)
+    if name == "netgraph":
+        return partial(ours, layer, kind, inputs, queries)
+    if name == "numpy_pack":
+        return partial(numpy_pack_floor, inputs, queries)
+    weights = [np.asarray(NetExtract(layer, p)) for p in array_paths(kind)]
+    if name == "numpy_floor":
+        return partial(numpy_floor_step, numpy_floor_parts(numpy_pad(inputs, queries), weights))
+    E_, Q_, W_ = torch_setup(layer, kind, inputs, queries)
+    if name == "torch_lists":
+        return partial(torch_step, kind, E_, Q_, W_, kind == "Additive")
+    return partial(torch_padded_step, kind, torch_pad(E_, Q_), W_,
+                   kind == "Additive" and name == "torch_padded")
+
+
+def check_floor(kind: str, size: str) -> None:
+    """The NumPy floor must compute PyTorch's padded numbers."""
+    B, n, m, d = SIZES[size]
+    inputs, queries = make_data(B, n, m, d)
+    layer = make_layer(kind, d)
+    padded_np = numpy_pad(inputs, queries)
+    weights_np = [np.asarray(NetExtract(layer, p)) for p in array_paths(kind)]
+    E_, Q_, weights = torch_setup(layer, kind, inputs, queries)
+    out, gE, gQ, gw = torch_padded_step(kind, torch_pad(E_, Q_), weights)
+    parts = numpy_floor_step(numpy_floor_parts(padded_np, weights_np))
+    mine = [np.concatenate([p[i] for p in parts]) for i in range(3)]
+    for ours_x, theirs in zip(mine, (out.detach().numpy(), gE.numpy(), gQ.numpy())):
+        rel = np.abs(ours_x - theirs).max() / np.abs(theirs).max()
+        assert rel < 1e-4, f"{kind}: the NumPy floor and torch disagree (relative {rel})"
+    if kind == "Bilinear":
+        gW = sum(p[3] for p in parts)
+        rel = np.abs(gW - gw[0].numpy()).max() / np.abs(gw[0].numpy()).max()
+        assert rel < 1e-3, f"{kind}: the NumPy floor's array gradient disagrees ({rel})"
+
+
+def check_agreement(kind: str, size: str) -> None:
     """Both sides must compute the same numbers before their times mean anything."""
+    B, n, m, d = SIZES[size]
+    inputs, queries = make_data(B, n, m, d)
+    layer = make_layer(kind, d)
     ours_out = ours(layer, kind, inputs, queries)
-    out, gE, gQ, gw = torch_step(kind, *setup, fused=fused)
+    out, gE, gQ, gw = torch_step(kind, *torch_setup(layer, kind, inputs, queries),
+                                 fused=kind == "Additive")
     for b in (0, len(inputs) - 1):
         k = len(queries[b])
         err = np.abs(ours_out[0][b] - out[b, :k].detach().numpy()).max()

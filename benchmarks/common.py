@@ -9,13 +9,15 @@ below 1 is faster).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
+import multiprocessing
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,24 +82,93 @@ def describe_machine(info: dict[str, Any] | None = None) -> str:
             f"PyTorch {m.get('torch')}")
 
 
-def median_ms(fns: list[Callable[[], Any]], repeat: int, pause: float = 0.3) -> list[float]:
+def _block_seconds(fn: Callable[[], Any], repeat: int) -> list[float]:
+    """Seconds of each of ``repeat`` calls of ``fn``, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _serve(conn: Any, factory: Callable[[], Callable[[], Any]]) -> None:
+    """A side's process: build its call, then time blocks of it on request."""
+    fn = factory()
+    conn.send("ready")
+    while (repeat := conn.recv()) is not None:
+        conn.send(_block_seconds(fn, repeat))
+
+
+class SideProcess:
+    """One side of a comparison in a process of its own (spawned, so nothing is inherited):
+    ``factory()`` builds the call there, and :func:`median_ms` has it timed there. The sides
+    then share no heap, no allocator caches and no thread pools: in one process, what one
+    side holds changes the other's page faults (glibc keeps or returns the memory freed
+    between them), and one side's threads still spin while the other runs. Their only
+    common ground is the machine (caches, cores), as for two programs. ``factory`` must be
+    picklable (a module-level function, or a ``functools.partial`` of one)."""
+
+    def __init__(self, factory: Callable[[], Callable[[], Any]]):
+        spawn = multiprocessing.get_context("spawn")
+        self._conn, child = spawn.Pipe()
+        self._process = spawn.Process(target=_serve, args=(child, factory), daemon=True)
+        self._process.start()
+
+    def ready(self) -> None:
+        """Wait until the side's call is built (its set-up is not timed)."""
+        try:
+            self._conn.recv()
+        except EOFError:
+            raise RuntimeError("a benchmark side failed to start (its traceback is above)") \
+                from None
+
+    def block(self, repeat: int) -> list[float]:
+        """Seconds of each of ``repeat`` calls (after one warm-up), timed in the process."""
+        self._conn.send(repeat)
+        try:
+            return self._conn.recv()
+        except EOFError:
+            raise RuntimeError("a benchmark side failed (its traceback is above)") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send(None)
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+
+
+@contextlib.contextmanager
+def side_processes(factories: list[Callable[[], Callable[[], Any]]]
+                   ) -> Iterator[list[SideProcess]]:
+    """A :class:`SideProcess` for each factory, started together, closed on leaving."""
+    sides = [SideProcess(f) for f in factories]
+    try:
+        for side in sides:
+            side.ready()
+        yield sides
+    finally:
+        for side in sides:
+            side.close()
+
+
+def median_ms(fns: list[Callable[[], Any] | SideProcess], repeat: int,
+              pause: float = 0.3) -> list[float]:
     """Median milliseconds of each function over ``repeat`` calls after one warm-up, each
     timed in a block of its own (PyTorch's worker threads keep spinning for a while after a
-    call, so strict alternation would charge that to whoever runs next)."""
+    call, so strict alternation would charge that to whoever runs next); a
+    :class:`SideProcess` is timed in its own process."""
     medians = []
     for fn in fns:
-        fn()
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
+        times = fn.block(repeat) if isinstance(fn, SideProcess) else _block_seconds(fn, repeat)
         medians.append(1000 * float(np.median(times)))
         time.sleep(pause)
     return medians
 
 
-def rounds_ms(fns: list[Callable[[], Any]], repeat: int, rounds: int,
+def rounds_ms(fns: list[Callable[[], Any] | SideProcess], repeat: int, rounds: int,
               pause: float = 0.3) -> tuple[list[float], list[float]]:
     """Rounds of :func:`median_ms` over all ``fns`` (``repeat`` calls each per round): load
     from other processes that comes and goes hits every side alike. Returns each function's
