@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from tolerance import C, assert_close, eps, tolerance
+from tolerance import C, assert_close, eps, nudged, sensitivity, tolerance
 
 
 def test_eps_is_the_dtype_epsilon():
@@ -69,3 +69,24 @@ def test_nan_and_infinity():
         assert_close([np.inf], [-np.inf], dtype=np.float64)
     with pytest.raises(AssertionError):
         assert_close([np.inf], [1.0], dtype=np.float64)
+
+
+def test_sensitivity_is_the_distance_in_spacings_of_the_lower_precision():
+    high = np.array([1.0, -3.0, 1e6])
+    low = np.array([1.0, -3.0 + 2 * eps(np.float32) * 3, 1e6 + 64], np.float32)
+    assert sensitivity(low, high) == pytest.approx(64 / eps(np.float32))
+    # lists pairwise; integers and elements not finite in both are left out
+    assert sensitivity([low[:2], np.array([7])], [high[:2], np.array([9])]) == \
+        pytest.approx(6.0)
+    assert sensitivity(np.array([np.inf, 1.0]), np.array([5.0, 1.0])) == 0.0
+
+
+def test_a_nudge_moves_reals_by_at_most_its_spacings_and_leaves_integers():
+    rng = np.random.default_rng(3)
+    x = np.linspace(-5, 5, 101)
+    moved = nudged([x, np.arange(4)], rng)
+    assert np.array_equal(moved[1], np.arange(4))
+    change = np.abs(moved[0] - x)
+    assert (change <= 2.5 * eps(np.float64) * np.abs(x)).all()  # 2 spacings, then rounding
+    assert (change > 0).sum() > 50  # most elements did move
+    assert nudged(x.astype(np.float32), rng).dtype == np.float32

@@ -23,6 +23,15 @@ largest ``|want|`` of the array). ``C`` covers the rounding of float32 inputs, a
 ulps per elementwise function and a few chained layers. Compare float32 results against a
 float64 reference (``net(data, dtype=np.float64)`` or NumPy in float64), never float32
 against float32; exactness (bit-identical save/load, padding invariance) is ``==``, not this.
+
+When the terms are larger than anything the test can see — a gradient that cancels to ~0 from
+products of large intermediate values, such as a score ``exp(q·q)`` that softmax's shift
+invariance removes again — their magnitude is measured instead, by :func:`sensitivity` of
+the same computation done twice: in float32 against float64 (how far float32 lands, in
+float32 spacings), or in float64 on data moved by an ulp or two (:func:`nudged`: how far
+the result moves, in float64 spacings). Either reads about ``n·m`` (so as a ``scale`` it errs
+on the side of a looser bound, by up to ``n``); the nudge also catches a computation that
+float32 cannot resolve at all (then float32 lands on a smooth wrong answer near float64's).
 """
 
 from __future__ import annotations
@@ -47,6 +56,35 @@ def tolerance(dtype: Any, *, reduction: int = 1, scale: float = 1.0) -> float:
     if reduction < 1 or not np.isfinite(scale) or scale < 0:
         raise ValueError(f"reduction {reduction!r} must be >= 1 and scale {scale!r} finite, >= 0")
     return C * eps(dtype) * reduction * float(scale)
+
+
+def sensitivity(low: Any, high: Any) -> float:
+    """The magnitude of the terms a computation rounds, measured by computing it twice: the
+    largest finite ``|low − high|`` over ``ε(low's dtype)``, ``low`` the result in a lower
+    precision (float32) and ``high`` the same in a higher one (float64), or both float64, one
+    from :func:`nudged` data. Lists of arrays are compared pairwise; integer arrays and
+    elements not finite in both are left out (0 if nothing is left)."""
+    lows, highs = (x if isinstance(x, (list, tuple)) else [x] for x in (low, high))
+    worst = 0.0
+    for lo, hi in zip(lows, highs, strict=True):
+        lo = np.asarray(lo)
+        if lo.dtype.kind != "f":  # integers (indices, counts) round nothing
+            continue
+        diff = np.abs(np.asarray(lo, np.float64) - np.asarray(hi, np.float64))
+        worst = max(worst, float(diff[np.isfinite(diff)].max(initial=0.0)) / eps(lo.dtype))
+    return worst
+
+
+def nudged(x: Any, rng: np.random.Generator, ulps: float = 2.0) -> Any:
+    """Real data ``x`` (an array, or a list of them) with every element moved by up to
+    ``ulps`` spacings of its dtype (``x·(1 + u·ε)``, ``u`` uniform in ``[-ulps, ulps]``);
+    integer data as it is."""
+    if isinstance(x, (list, tuple)):
+        return [nudged(e, rng, ulps) for e in x]
+    a = np.asarray(x)
+    if a.dtype.kind != "f":
+        return x
+    return a * (1 + ulps * eps(a.dtype) * rng.uniform(-1, 1, a.shape)).astype(a.dtype)
 
 
 def assert_close(got: Any, want: Any, *, dtype: Any, reduction: int = 1,
