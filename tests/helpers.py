@@ -4,8 +4,11 @@ numbers: ``tolerance.assert_close``.)"""
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing as mp
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,29 @@ from netgraph import (
 from netgraph.graph import _is_graph_end
 from netgraph.shapes import parse_spec
 from netgraph.tree import walk
+
+#: the repository's root (examples/, benchmarks/, tools/ lie under it)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_module(name: str, path: str | Path) -> Any:
+    """The Python file ``path`` (relative to the repository's root) imported as module
+    ``name``, once (registered in ``sys.modules``). ``sys.path`` is as before afterwards: a
+    benchmark that puts ``benchmarks/`` first on it would make its ``onnx.py`` hide the onnx
+    package from every later import."""
+    if name in sys.modules:
+        return sys.modules[name]
+    saved = list(sys.path)
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    finally:
+        sys.path[:] = saved
+    return module
 
 
 def array_paths(net: Any) -> list[tuple]:

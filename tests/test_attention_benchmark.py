@@ -4,29 +4,19 @@ of a comparison is timed in a process of its own (benchmarks/common.py)."""
 from __future__ import annotations
 
 import functools
-import importlib.util
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ROOT, load_module
 
 pytest.importorskip("torch")
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # spawned sides import common by its name
-import common  # noqa: E402
 
 
-def _module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+bench = load_module("attention_benchmark", "benchmarks/attention.py")
+common = load_module("common", "benchmarks/common.py")  # what attention.py imports
 
-
-bench = _module("attention_benchmark", ROOT / "benchmarks" / "attention.py")
 
 
 @pytest.mark.parametrize("kind", ["Dot", "Bilinear"])
@@ -50,7 +40,13 @@ def test_numpy_floor_outputs_are_netgraphs_on_the_true_lengths(kind):
         assert not out[b, len(queries[b]):].any()  # padded queries: zero rows
 
 
-def test_a_side_process_times_blocks_of_its_call():
+@pytest.fixture
+def sides_import_common(monkeypatch):
+    """A spawned side imports ``common`` (its ``_serve``) from ``benchmarks/``."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+
+
+def test_a_side_process_times_blocks_of_its_call(sides_import_common):
     factory = functools.partial(functools.partial, time.sleep, 0.002)
     with common.side_processes([factory]) as (side,):
         times = side.block(3)
@@ -59,7 +55,7 @@ def test_a_side_process_times_blocks_of_its_call():
     assert 2 <= ms < 1000 and ratio == 1
 
 
-def test_a_side_that_fails_to_start_is_an_error():
+def test_a_side_that_fails_to_start_is_an_error(sides_import_common):
     factory = functools.partial(functools.partial, int, "not a number")  # fine: built lazily
     broken = functools.partial(int, "not a number")  # raises while building the call
     with common.side_processes([factory]) as (side,):

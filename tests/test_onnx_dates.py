@@ -7,28 +7,15 @@ arrays keeps the test fast; benchmarks/onnx.py does the same on the trained mode
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-from helpers import randomized, smooth_reals
+from helpers import load_module, randomized, smooth_reals
 
 pytest.importorskip("onnxruntime")
 from onnx_helpers import check_two_batches  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-dates = _module("dates", ROOT / "examples" / "dates.py")
-bench = _module("onnx_benchmark", ROOT / "benchmarks" / "onnx.py")
+dates = load_module("dates", "examples/dates.py")
+bench = load_module("onnx_benchmark", "benchmarks/onnx.py")
 EMBED, HIDDEN = 5, 7
 
 

@@ -6,25 +6,15 @@ attention, per-example mean over varying output lengths)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from helpers import load_module
 
 pytest.importorskip("torch")
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def _module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _module("train_benchmark", ROOT / "benchmarks" / "train.py")
+bench = load_module("train_benchmark", "benchmarks/train.py")
 
 
 @pytest.mark.parametrize("model", ["dates", "sorting"])
