@@ -223,7 +223,8 @@ def pad_examples(examples: list[np.ndarray], meta: PortMeta, dtype: Any,
 
     Each example is copied once, straight into the padded array in ``dtype`` (no stacked or
     converted intermediate), which is :func:`netgraph.scratch.empty` memory: data and padding
-    are written slice by slice, every element once."""
+    are written once each, for a varying first axis by one concatenate of the examples and
+    their paddings."""
     dt = np.int64 if meta.integer else dtype
     if not meta.varying:
         return np.stack(examples, dtype=dt, casting="unsafe"), {}
@@ -243,10 +244,15 @@ def pad_examples(examples: list[np.ndarray], meta: PortMeta, dtype: Any,
     if meta.rank and _first_axis_only(meta):
         out = scratch.empty(tuple(shape), dt)  # every element is written once: data or padding
         longest = shape[1]
-        for row, e in zip(out, examples):
-            row[:len(e)] = e
+        # one concatenate in C of every example followed by its padding (views of one block)
+        padding = np.full((longest - min(len(e) for e in examples),) + tuple(shape[2:]), pad,
+                          dtype=dt)
+        parts: list[np.ndarray] = []
+        for e in examples:
+            parts.append(e)
             if len(e) < longest:
-                row[len(e):] = pad
+                parts.append(padding[len(e) - longest:])
+        np.concatenate(parts, out=out.reshape((-1,) + tuple(shape[2:])), casting="unsafe")
         return out, lengths
     out = np.full(shape, pad, dtype=dt)
     for b, e in enumerate(examples):
