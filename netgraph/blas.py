@@ -30,7 +30,8 @@ Public API (stable):
 ``batch_slices(n, flops, max_rows=None) -> list[slice]``
     How to cut a batch of ``n`` independent examples whose work is ``flops`` for
     :func:`parallel_map`: one slice when it is too small to gain from threads (unless
-    ``max_rows`` asks for more), none longer than ``max_rows``.
+    ``max_rows`` asks for more), none longer than ``max_rows``, and (shared among threads)
+    a multiple of ``WORKERS`` slices where the batch allows.
 ``single_threaded(product=None)``
     Context manager: BLAS at one thread inside (reentrant; products inside run in this
     thread as they are). ``product=(m, n, k)``: every product inside is of about that shape
@@ -323,13 +324,16 @@ def _blas_single_threaded() -> bool:
 def batch_slices(n: int, flops: float, max_rows: int | None = None) -> list[slice]:
     """Cut ``range(n)`` into equal slices: up to ``WORKERS`` of them, or one when ``flops``
     (the work of all ``n``) is below ``SPLIT_FLOPS``; more when that is needed for none to
-    have more than ``max_rows`` rows (to keep a slice's temporaries in cache)."""
+    have more than ``max_rows`` rows (to keep a slice's temporaries in cache), then as many
+    as make each thread's share equal (a multiple of ``WORKERS``: five slices on two threads
+    would leave one thread three of them)."""
     if flops < SPLIT_FLOPS and (max_rows is None or n <= max_rows):
         return [slice(0, n)]
-    parts = min(n, WORKERS) if flops >= SPLIT_FLOPS else 1
+    threads = min(n, WORKERS) if flops >= SPLIT_FLOPS else 1
+    parts = threads
     if max_rows is not None:
         parts = max(parts, -(-n // max(1, max_rows)))
-    parts = max(min(parts, n), 1)
+    parts = max(min(-(-parts // threads) * threads, n), 1)
     bounds = [round(i * n / parts) for i in range(parts + 1)]
     return [slice(bounds[i], bounds[i + 1]) for i in range(parts)]
 

@@ -100,6 +100,22 @@ def test_batch_slices_cover_the_batch_once():
             assert len(sl) == (1 if flops == 0 else min(n, blas.WORKERS))
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_batch_slices_give_the_threads_equal_shares(workers, monkeypatch):
+    """Slices for rows that must stay short: none longer than ``max_rows``, and a multiple of
+    the threads where the batch has enough rows (64 rows of at most 13: five slices would
+    leave one of two threads three)."""
+    monkeypatch.setattr(blas, "WORKERS", workers)
+    for n, max_rows in ((64, 13), (7, 2), (5, 1), (3, 1), (64, 64), (64, 100)):
+        sl = blas.batch_slices(n, 1e12, max_rows)
+        sizes = [s.stop - s.start for s in sl]
+        assert np.concatenate([np.arange(n)[s] for s in sl]).tolist() == list(range(n))
+        assert max(sizes) <= max_rows and max(sizes) - min(sizes) <= 1
+        assert len(sl) % min(n, workers) == 0 or len(sl) == n, (n, max_rows, len(sl))
+    assert len(blas.batch_slices(64, 1e12, 13)) == 6  # 5 rounded up to 2 x 3 or 3 x 2
+    assert len(blas.batch_slices(64, 0.0, 13)) == 5  # too little work for threads: no rounding
+
+
 @controllable
 def test_setting_is_lowered_inside_and_restored_after():
     before = blas_threads()
