@@ -6,9 +6,11 @@ PyTorch computes the same quantities with autograd, in two variants: from the sa
 per-example arrays (padding them in every call, as netgraph packs them), and from padded
 tensors and masks made beforehand (less work than netgraph's side). Prints the machine, the
 float32 GEMM rate measured in the same run, and the fraction of it each call reaches; writes
-``benchmarks/results/attention.json``. The sides run in turn, ``--repeat`` calls each, for
-``--rounds`` rounds (fewer for calls over a second); times and ratios are the medians over
-the rounds. The per-pair PyTorch module (a reference, not a target) is timed once.
+``benchmarks/results/attention.json``. Every side runs in a process of its own
+(:class:`common.SideProcess`: no shared heap, allocator cache or thread pool), built from the
+same seeded data; the sides run in turn, ``--repeat`` calls each, for ``--rounds`` rounds
+(fewer for calls over a second); times and ratios are the medians over the rounds. The
+per-pair PyTorch module (a reference, not a target) is timed once.
 
 For Dot and Bilinear the run also times a **NumPy floor** (:func:`numpy_floor_step`): the same
 quantities on pre-padded arrays in the fewest NumPy calls we know, the batch cut in halves
