@@ -324,7 +324,7 @@ class GeneralScores(Scores):
     def _broadcast_backward(self):
         gs = self.gs
         K, Q = self.K, self.Q
-        gK, gQ = np.zeros(K.shape, self.dtype), np.zeros(Q.shape, self.dtype)
+        gK, gQ = _zeros(K.shape, self.dtype), _zeros(Q.shape, self.dtype)
 
         def backward_chunk(i: int):
             (_, back), raw, c = self.runs[i], self.raws[i], self.chunks[i]
@@ -386,14 +386,22 @@ class AdditiveScores(GeneralScores):
 
     def __init__(self, K: np.ndarray, Q: np.ndarray, ctx: Any, arrays: list):
         (self.W, self.wkey), (self.U, self.ukey), (self.v, self.vkey) = arrays
+        # what the chunks keep for the backward, as rows of whole-batch scratch arrays (kept
+        # chunk by chunk on the heap, they grew it by megabytes that glibc gave back after
+        # every call, to be page-faulted in again by the next)
+        (B, h, n, _), m, hd = K.shape, Q.shape[2], self.W.shape[0]
+        We_dtype, Uq_dtype = np.result_type(K, self.W), np.result_type(Q, self.U)
+        self.We = scratch_array((B, h, 1, n, hd), We_dtype)
+        self.Uq = scratch_array((B, h, m, 1, hd), Uq_dtype)
+        self.S = scratch_array((B, h, m, n), np.result_type(We_dtype, Uq_dtype, self.v))
         super().__init__(K, Q, ctx)
 
     def _projections(self, c: slice):
         K, Q = self.K[c, :, None], self.Q[c, :, :, None]
         k2, q2 = K.reshape(-1, K.shape[-1]), Q.reshape(-1, Q.shape[-1])
         hd = self.W.shape[0]
-        We = matmul(k2, self.W.T).reshape(K.shape[:-1] + (hd,))
-        Uq = matmul(q2, self.U.T).reshape(Q.shape[:-1] + (hd,))
+        We = matmul(k2, self.W.T, out=self.We[c].reshape(-1, hd)).reshape(K.shape[:-1] + (hd,))
+        Uq = matmul(q2, self.U.T, out=self.Uq[c].reshape(-1, hd)).reshape(Q.shape[:-1] + (hd,))
         return k2, q2, We, Uq
 
     def _pairs(self, We: np.ndarray, Uq: np.ndarray) -> np.ndarray:
@@ -405,30 +413,40 @@ class AdditiveScores(GeneralScores):
         with np.errstate(over="ignore", invalid="ignore"):
             proj = self._projections(c)
             y = self._pairs(*proj[2:])
-            s = matmul(y.reshape(-1, y.shape[-1]), self.v).reshape(y.shape[:-1])
+            s = matmul(y.reshape(-1, y.shape[-1]), self.v, out=self.S[c].reshape(-1))
+            s = s.reshape(y.shape[:-1])
         return {"Output": s}, proj  # the projections (small) are kept for the backward
 
     def _broadcast_backward(self):
         K, Q = self.K, self.Q
-        gK, gQ = np.zeros(K.shape, self.dtype), np.zeros(Q.shape, self.dtype)
+        # every chunk writes its rows of both: no zeros needed
+        gK, gQ = scratch_array(K.shape, self.dtype), scratch_array(Q.shape, self.dtype)
+        # each chunk's array gradients, one row per chunk (summed in chunk order below)
+        y_dtype = np.result_type(self.We, self.Uq)
+        gx_dtype = np.result_type(y_dtype, self.dtype, self.v)
+        parts = {key: scratch_array((len(self.chunks),) + a.shape, np.result_type(*types))
+                 for key, a, types in ((self.wkey, self.W, (gx_dtype, K)),
+                                       (self.ukey, self.U, (gx_dtype, Q)),
+                                       (self.vkey, self.v, (self.dtype, y_dtype)))}
+        gW, gU, gv = parts[self.wkey], parts[self.ukey], parts[self.vkey]
 
-        def backward_chunk(i: int):
+        def backward_chunk(i: int) -> None:
             c, (_, (k2, q2, We, Uq)) = self.chunks[i], self.runs[i]
             with np.errstate(over="ignore", invalid="ignore"):
                 y = self._pairs(We, Uq)
                 y2 = y.reshape(-1, y.shape[-1])
                 gy2 = sum_to(self.gs[c], self.raws[i].shape).reshape(-1)
-                gv = matmul(gy2, y2)
+                matmul(gy2, y2, out=gv[i])
                 gx = self._tanh_outer_backward(y, gy2)
                 gWe = sum_to(gx, We.shape).reshape(-1, We.shape[-1])
                 gUq = sum_to(gx, Uq.shape).reshape(-1, Uq.shape[-1])
-                grads = {self.wkey: matmul(gWe.T, k2), self.ukey: matmul(gUq.T, q2),
-                         self.vkey: gv}
+                matmul(gWe.T, k2, out=gW[i])
+                matmul(gUq.T, q2, out=gU[i])
                 gK[c] = matmul(gWe, self.W).reshape(K[c].shape)
                 gQ[c] = matmul(gUq, self.U).reshape(Q[c].shape)
-            return grads
 
-        return gK, gQ, _summed(parallel_map(backward_chunk, range(len(self.chunks))))
+        parallel_map(backward_chunk, range(len(self.chunks)))
+        return gK, gQ, {key: _in_order_sum(rows) for key, rows in parts.items()}
 
     def _tanh_outer_backward(self, y: np.ndarray, gy2: np.ndarray) -> np.ndarray:
         """``(1 - y^2) * outer(gy2, v)`` (the Tanh's and the scalar Linear's backward), by
@@ -450,6 +468,22 @@ class AdditiveScores(GeneralScores):
             np.subtract(1, o, out=o)
             np.multiply(o, g, out=o)
         return out.reshape(y.shape)
+
+
+def _zeros(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """Zeros in scratch memory (``np.zeros`` of a large shape maps fresh pages, which the
+    first writes then fault in)."""
+    out = scratch_array(shape, dtype)
+    out.fill(0)
+    return out
+
+
+def _in_order_sum(rows: np.ndarray) -> np.ndarray:
+    """``rows[0] + rows[1] + ...`` added left to right, as :func:`_summed` adds runs."""
+    total = rows[0].copy()
+    for row in rows[1:]:
+        total += row
+    return total
 
 
 def _summed(grads: list[dict]) -> dict:

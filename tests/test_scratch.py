@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+from helpers import additive_scoring, array_paths
 
 from netgraph import NetArrayGradient, NetInitialize, NetPortGradient, scratch
 from netgraph.layers import (
@@ -16,6 +17,7 @@ from netgraph.layers import (
     GatedRecurrentLayer,
     LongShortTermMemoryLayer,
     SequenceAttentionLayer,
+    scoring,
 )
 
 MB = 1 << 20
@@ -165,13 +167,16 @@ def _ragged(rng, lengths, d):
 
 
 def _attention_results(kind):
-    layer = NetInitialize(SequenceAttentionLayer(kind, Input=("Varying", 5),
+    """Outputs and every gradient; "Additive": Bahdanau's score as a custom scoring net (its
+    fast path, with many chunks), "Tanh-additive": with a bias (the general path)."""
+    net = {"Additive": additive_scoring(6), "Tanh-additive": additive_scoring(6, biases=True)
+           }.get(kind, kind)
+    layer = NetInitialize(SequenceAttentionLayer(net, Input=("Varying", 5),
                                                  Query=("Varying", 5)), seed=1)
     rng = np.random.default_rng(4)
     data = {"Input": _ragged(rng, [3, 7, 5], 5), "Query": _ragged(rng, [2, 4, 3], 5)}
     wants = ["Output", NetPortGradient("Input"), NetPortGradient("Query")]
-    if kind == "Bilinear":
-        wants.append(NetArrayGradient(["ScoringNet", "Linear", "Weights"]))
+    wants += [NetArrayGradient(list(p)) for p in array_paths(layer)]
     return layer(data, wants)
 
 
@@ -192,11 +197,13 @@ def _flat(results):
 
 @pytest.mark.parametrize("run", [
     lambda: _attention_results("Dot"), lambda: _attention_results("Bilinear"),
+    lambda: _attention_results("Additive"), lambda: _attention_results("Tanh-additive"),
     lambda: _recurrent_results(BasicRecurrentLayer),
     lambda: _recurrent_results(GatedRecurrentLayer),
     lambda: _recurrent_results(LongShortTermMemoryLayer)],
-    ids=["Dot", "Bilinear", "Basic", "GRU", "LSTM"])
+    ids=["Dot", "Bilinear", "Additive", "General", "Basic", "GRU", "LSTM"])
 def test_results_from_recycled_blocks_full_of_nan_are_the_same_bits(run, monkeypatch):
+    monkeypatch.setattr(scoring, "CHUNK_ELEMENTS", 64)  # custom scoring nets: many chunks
     fresh = _flat(run())
     _poisoned(monkeypatch)
     recycled = _flat(run())
