@@ -25,7 +25,7 @@ from netgraph.extend import (
 )
 
 from ._ops import common_dtype, sum_to
-from .elementwise import BLOCK_ELEMENTS, ElementwiseLayer, ThreadingLayer, _one_minus_square
+from .elementwise import ElementwiseLayer, ThreadingLayer, _one_minus_square
 from .linear import DotLayer, LinearLayer
 
 __all__ = ["scoring_net", "fast_kind", "scores", "Scores"]
@@ -270,6 +270,10 @@ def scores(kind: tuple[str, Any] | None, K: np.ndarray, Q: np.ndarray, ctx: Any)
 #: heap rather than mapped afresh, large enough to amortize per-step overhead (measured on
 #: the additive net: 2**18 takes 28 % less CPU time than 2**20 at B64 n50 m20 d128)
 CHUNK_ELEMENTS = 1 << 18
+#: elements per block of the additive scores' fused backward: a chunk's pair tensor in one or
+#: a few blocks (each block costs four NumPy calls; 16 Ki-element blocks made medium
+#: Additive attention 25 % slower than 256 Ki, measured alternately in one process)
+PAIR_BLOCK_ELEMENTS = 1 << 18
 
 
 class GeneralScores(Scores):
@@ -459,8 +463,8 @@ class AdditiveScores(GeneralScores):
             return d
         y2 = y.reshape(-1, y.shape[-1])
         out = scratch_array(y2.shape, y2.dtype)
-        rows = max(1, BLOCK_ELEMENTS // max(1, y2.shape[1]))
-        buf = np.empty((min(rows, len(y2)), y2.shape[1]), y.dtype)
+        rows = max(1, PAIR_BLOCK_ELEMENTS // max(1, y2.shape[1]))
+        buf = scratch_array((min(rows, len(y2)), y2.shape[1]), y.dtype)
         for lo in range(0, len(y2), rows):
             o, g = out[lo:lo + rows], buf[:len(out[lo:lo + rows])]
             np.multiply.outer(gy2[lo:lo + rows], v, out=g)

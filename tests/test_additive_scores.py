@@ -14,6 +14,7 @@ from netgraph import (
     NetPortGradient,
     SequenceAttentionLayer,
 )
+from netgraph.layers import scoring
 from netgraph.layers.scoring import fast_kind
 
 
@@ -32,7 +33,11 @@ def test_recognized_only_without_biases():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("sizes", [(3, 5, 7, 11), (7, 3, 5, 130)])
-def test_fast_path_equals_general_path_bitwise(monkeypatch, dtype, sizes):
+@pytest.mark.parametrize("block", [None, 64], ids=["blocks-as-set", "small-blocks"])
+def test_fast_path_equals_general_path_bitwise(monkeypatch, dtype, sizes, block):
+    """``block``: the fused backward's block in elements (64: many blocks per chunk)."""
+    if block is not None:
+        monkeypatch.setattr(scoring, "PAIR_BLOCK_ELEMENTS", block)
     B, n, m, d = sizes
     rng = np.random.default_rng(1)
     inputs = [rng.standard_normal((k, d)).astype(dtype) for k in rng.integers(1, n + 1, B)]
