@@ -285,11 +285,12 @@ def measure(kind: str, size: str, args: argparse.Namespace, have_torch: bool,
             names.append("torch_pairs")
     factories = [partial(side, name, kind, size, args.malloc_tuning) for name in names]
     with side_processes(factories) as sides:
-        timed = sides[:5]  # not the per-pair module (a reference, not a target): timed once
+        # not the per-pair module (a reference, not a target): it is timed once, below
+        timed = [s for s, name in zip(sides, names, strict=True) if name != "torch_pairs"]
         first = timed[2 if have_torch else 0].block(1)[0]  # long calls: fewer rounds
         times, ratios = rounds_ms(timed, args.repeat, args.rounds if first < 1 else 2)
         if "torch_pairs" in names:
-            (row["torch_pairs_padded_ms"],), _ = rounds_ms(sides[-1:], args.repeat, 1)
+            (row["torch_pairs_padded_ms"],), _ = rounds_ms([sides[-1]], args.repeat, 1)
     row["netgraph_ms"] = times[0]
     if have_torch:
         row.update(torch_lists_ms=times[1], torch_padded_ms=times[2], ratio_lists=ratios[1],
@@ -367,6 +368,14 @@ def main() -> None:
 FLOOR_KINDS = ("Dot", "Bilinear")
 
 
+def case(kind: str, size: str) -> tuple[list, list, Any]:
+    """The seeded per-example inputs and queries of ``size`` and the initialized layer of
+    ``kind``: the same in every process that builds them."""
+    B, n, m, d = SIZES[size]
+    inputs, queries = make_data(B, n, m, d)
+    return inputs, queries, make_layer(kind, d)
+
+
 def side(name: str, kind: str, size: str, tuned: bool = False) -> Callable[[], Any]:
     """The call that side ``name`` of the ``kind``/``size`` measurement times, built in the
     process that times it (:class:`common.SideProcess`, one per side) from the same seeded
@@ -375,9 +384,7 @@ def side(name: str, kind: str, size: str, tuned: bool = False) -> Callable[[], A
     "numpy_floor" and "numpy_pack". ``tuned``: under :func:`netgraph.tune_malloc` there."""
     if tuned:
         tune_malloc()
-    B, n, m, d = SIZES[size]
-    inputs, queries = make_data(B, n, m, d)
-    layer = make_layer(kind, d)
+    inputs, queries, layer = case(kind, size)
     if name == "netgraph":
         return partial(ours, layer, kind, inputs, queries)
     if name == "numpy_pack":
@@ -394,9 +401,7 @@ def side(name: str, kind: str, size: str, tuned: bool = False) -> Callable[[], A
 
 def check_floor(kind: str, size: str) -> None:
     """The NumPy floor must compute PyTorch's padded numbers."""
-    B, n, m, d = SIZES[size]
-    inputs, queries = make_data(B, n, m, d)
-    layer = make_layer(kind, d)
+    inputs, queries, layer = case(kind, size)
     padded_np = numpy_pad(inputs, queries)
     weights_np = [np.asarray(NetExtract(layer, p)) for p in array_paths(kind)]
     E_, Q_, weights = torch_setup(layer, kind, inputs, queries)
@@ -414,9 +419,7 @@ def check_floor(kind: str, size: str) -> None:
 
 def check_agreement(kind: str, size: str) -> None:
     """Both sides must compute the same numbers before their times mean anything."""
-    B, n, m, d = SIZES[size]
-    inputs, queries = make_data(B, n, m, d)
-    layer = make_layer(kind, d)
+    inputs, queries, layer = case(kind, size)
     ours_out = ours(layer, kind, inputs, queries)
     out, gE, gQ, gw = torch_step(kind, *torch_setup(layer, kind, inputs, queries),
                                  fused=kind == "Additive")

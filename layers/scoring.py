@@ -425,12 +425,12 @@ class AdditiveScores(GeneralScores):
         K, Q = self.K, self.Q
         # every chunk writes its rows of both: no zeros needed
         gK, gQ = scratch_array(K.shape, self.dtype), scratch_array(Q.shape, self.dtype)
-        # each chunk's array gradients, one row per chunk (summed in chunk order below)
+        # each chunk's array gradients, one row per chunk (summed in chunk order below), in
+        # the dtypes of their products: gx (from _tanh_outer_backward) has the dtype of y
         y_dtype = np.result_type(self.We, self.Uq)
-        gx_dtype = np.result_type(y_dtype, self.dtype, self.v)
         parts = {key: scratch_array((len(self.chunks),) + a.shape, np.result_type(*types))
-                 for key, a, types in ((self.wkey, self.W, (gx_dtype, K)),
-                                       (self.ukey, self.U, (gx_dtype, Q)),
+                 for key, a, types in ((self.wkey, self.W, (y_dtype, K)),
+                                       (self.ukey, self.U, (y_dtype, Q)),
                                        (self.vkey, self.v, (self.dtype, y_dtype)))}
         gW, gU, gv = parts[self.wkey], parts[self.ukey], parts[self.vkey]
 
