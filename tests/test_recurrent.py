@@ -285,3 +285,54 @@ def test_float32_agrees_with_float64(kind):
                         strict=True):
             assert u.dtype == np.float32
             assert_close(u, v, dtype=np.float32, reduction=TERMS)
+
+
+SPLIT_LENS = [4, 1, 6, 2, 6, 3, 5, 1, 4, 6, 2, 5, 3, 6, 1, 4, 2, 6, 5, 3, 6, 1, 2, 4, 5, 6, 3,
+              2, 1, 6, 4, 5, 3, 6, 2]  # 35 examples: halves of 17 and 18 rows
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_batch_cut_in_halves_for_two_threads_gives_the_same_results(kind, monkeypatch):
+    """A batch large enough has its time loops run in two halves on two threads
+    (``_cells._row_parts``): outputs, final states and every gradient as from one loop."""
+    from netgraph.layers import _cells
+
+    net = make_graph(kind)
+    data = data_for(kind, lens=SPLIT_LENS)
+    wants = ["Output", *["Final" + p for p in state_ports(kind)], NetPortGradient("Input"),
+             *[NetPortGradient("Init" + p) for p in state_ports(kind)],
+             *[NetArrayGradient(["rnn", g + a]) for g in KINDS[kind][1]
+               for a in ("InputWeights", "StateWeights", "Biases")]]
+    whole = net(data, wants, dtype=np.float64)
+    parts = []
+    real_row_parts = _cells._row_parts
+    monkeypatch.setattr(_cells, "SPLIT_STEP_FLOPS", 0)
+    monkeypatch.setattr(_cells, "_row_parts", lambda A, n: parts.append(real_row_parts(A, n))
+                        or parts[-1])
+    split = net(data, wants, dtype=np.float64)
+    assert parts == [[slice(0, 17), slice(17, 35)]] * 2  # forward and backward
+    terms = max(SPLIT_LENS) * (K + N + 1) + sum(SPLIT_LENS)
+    for a, b in zip(split, whole, strict=True):
+        for u, v in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b],
+                        strict=True):
+            assert_close(u, v, dtype=np.float64, reduction=terms)
+    assert not np.allclose(split[0][0], split[0][1][:4])  # the examples differ
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_central_differences_with_the_batch_in_halves(kind, monkeypatch):
+    from netgraph.layers import _cells
+
+    monkeypatch.setattr(_cells, "SPLIT_STEP_FLOPS", 0)
+    monkeypatch.setattr(_cells, "PART_ROWS", 1)
+    assert _cells._row_parts(np.zeros((6, 3, 4)), 1) == [slice(0, 1), slice(1, 3)]
+    fd_check(make_graph(kind), data_for(kind))
+
+
+def test_row_parts_only_for_large_per_step_products():
+    from netgraph.layers import _cells
+
+    # LSTM, 64 rows: a half's step is 2 * 32 * n * 4n FLOPs, 4.2e6 at n = 128
+    assert _cells._row_parts(np.zeros((5, 64, 4 * 128)), 128) == [slice(0, 32), slice(32, 64)]
+    assert _cells._row_parts(np.zeros((5, 64, 4 * 96)), 96) == [slice(0, 64)]
+    assert _cells._row_parts(np.zeros((5, 31, 4 * 512)), 512) == [slice(0, 31)]  # < 2 x 16
