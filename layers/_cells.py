@@ -127,13 +127,14 @@ class Basic:
 
         def loop(r: slice) -> None:
             Hr, dAr, gor, skip = H[1:, r], dA[:, r], go[:, r], _rows(inv, r)
-            F = 1 - Hr * Hr  # tanh'; zero past each example's end
+            np.multiply(Hr, Hr, out=dAr)  # tanh' = 1 - s², zero past each example's end,
+            np.subtract(1, dAr, out=dAr)  # in dA until the step's gradient replaces it
             if mask is not None:
-                F *= mask[:, r]
+                dAr *= mask[:, r]
             ds = final[0][r]
             for t in range(T - 1, -1, -1):
                 ds = ds + gor[t]
-                np.multiply(F[t], ds, out=dAr[t])
+                np.multiply(dAr[t], ds, out=dAr[t])
                 new = dAr[t] @ Ws
                 if part[t]:
                     np.copyto(new, ds, where=skip[t])
@@ -192,29 +193,45 @@ class GRU:
         Fm = scratch_array((T, B, n), A.dtype)  # the memory pre-activation's factor
         dH = scratch_array((T, B, 3, n), A.dtype)  # state-GEMM output grads: i, r, r ⊙ W_ms s
         DS = scratch_array((T, B, n), A.dtype)  # dL/ds_t, all contributions
+        F = scratch_array((T, B, 3, n), A.dtype)  # the other blocks' factors: i, r, r ⊙ W_ms s
+        Dm = None if mask is None else scratch_array((T, B, n), A.dtype)
         d_init = np.empty((B, n), A.dtype)
 
         def loop(r: slice) -> None:
             # Every factor that does not depend on the incoming gradient, for all steps at
             # once: dL/d(pre-activation) = ds ⊙ factor, rows past an example's end get 0.
+            # (into buffers, with no temporaries: their size varies with every batch's
+            # lengths, and glibc would map and page-fault such arrays in afresh)
             IRr, Mr, maskr = IR[:, r], M[:, r], _rows(mask, r)
             i, rg = IRr[..., :n], IRr[..., n:]
-            fm = Fm[:, r]
-            np.multiply(1 - i, 1 - Mr * Mr, out=fm)
+            fm, Fr = Fm[:, r], F[:, r]
+            fi, fr, fs = Fr[:, :, 0], Fr[:, :, 1], Fr[:, :, 2]
+            np.multiply(Mr, Mr, out=fm)
+            np.subtract(1, fm, out=fm)
+            np.subtract(1, i, out=fi)
+            fm *= fi  # (1 - i)(1 - m²)
             if maskr is not None:
                 fm *= maskr
-            F = np.empty((T, r.stop - r.start, 3, n), A.dtype)
-            np.multiply(H[:-1, r] - Mr, i * (1 - i), out=F[:, :, 0])
+            fi *= i  # i (1 - i)
+            np.subtract(H[:-1, r], Mr, out=fr)
+            fi *= fr  # (s_{t-1} - m) i (1 - i)
             if maskr is not None:
-                F[:, :, 0] *= maskr
-            np.multiply(fm * HS[:, r, 2 * n:], rg * (1 - rg), out=F[:, :, 1])
-            np.multiply(fm, rg, out=F[:, :, 2])
-            D = i if maskr is None else np.where(maskr, i, 1)  # direct path s_{t-1} -> s_t
+                fi *= maskr
+            np.subtract(1, rg, out=fs)
+            fs *= rg
+            np.multiply(fm, HS[:, r, 2 * n:], out=fr)
+            fr *= fs  # fm (W_ms s) r (1 - r)
+            np.multiply(fm, rg, out=fs)  # fm r
+            D = i  # the direct path s_{t-1} -> s_t: i, 1 past an example's end
+            if maskr is not None:
+                D = Dm[:, r]
+                np.copyto(D, i)
+                np.copyto(D, 1, where=~maskr)
             dHr, DSr, gor = dH[:, r], DS[:, r], go[:, r]
             ds = final[0][r]
             for t in range(T - 1, -1, -1):
                 cur = np.add(ds, gor[t], out=DSr[t])
-                np.multiply(F[t], cur[:, None, :], out=dHr[t])
+                np.multiply(Fr[t], cur[:, None, :], out=dHr[t])
                 ds = dHr[t].reshape(-1, G) @ Ws
                 ds += D[t] * cur
             d_init[r] = ds
@@ -275,6 +292,8 @@ class LSTM:
         n = G // 4
         part, inv = _partial(mask, T)
         dA = scratch_array((T, B, 4, n), A.dtype)
+        FC = scratch_array((T, B, 4, n), A.dtype)  # dL/d(pre-activation) = dc ⊙ FC (but o)
+        P, FO = scratch_array((T, B, n), A.dtype), scratch_array((T, B, n), A.dtype)
         d_init = [np.empty((B, n), A.dtype), np.empty((B, n), A.dtype)]
 
         def loop(r: slice) -> None:
@@ -282,30 +301,42 @@ class LSTM:
             b = r.stop - r.start
             i, o, f, m = (Zr[..., j * n:(j + 1) * n] for j in range(4))
             # gradient-independent factors for all steps; rows past an example's end get 0
-            P = o * (1 - TCr * TCr)  # dL/dc += ds ⊙ P
-            Fo = TCr * o * (1 - o)  # output-gate pre-activation
+            # (into buffers, with no temporaries: see GRU.backward)
+            Pr, Fo, FCr = P[:, r], FO[:, r], FC[:, r]
+            fi, fo, ff, fm = (FCr[:, :, j] for j in range(4))
+            np.multiply(TCr, TCr, out=Pr)
+            np.subtract(1, Pr, out=Pr)
+            Pr *= o  # dL/dc += ds ⊙ P
+            np.subtract(1, o, out=fo)
+            np.multiply(TCr, o, out=Fo)
+            Fo *= fo  # output-gate pre-activation
             if maskr is not None:
-                P *= maskr
+                Pr *= maskr
                 Fo *= maskr
-            FC = np.empty((T, b, 4, n), A.dtype)  # dL/d(pre-activation) = dc ⊙ FC (but o)
-            np.multiply(m, i * (1 - i), out=FC[:, :, 0])
-            FC[:, :, 1] = 0
-            np.multiply(C[:-1, r], f * (1 - f), out=FC[:, :, 2])
-            np.multiply(i, 1 - m * m, out=FC[:, :, 3])
+            np.subtract(1, i, out=fi)
+            fi *= i
+            fi *= m
+            fo[...] = 0
+            np.subtract(1, f, out=ff)
+            ff *= f
+            ff *= C[:-1, r]
+            np.multiply(m, m, out=fm)
+            np.subtract(1, fm, out=fm)
+            fm *= i
             dAr, gor = dA[:, r], go[:, r]
             # per-step buffers: the two state gradients each in two, written in turn
-            S, Cg, dcv, scaled = (np.empty((2, b, n), A.dtype), np.empty((2, b, n), A.dtype),
-                                  np.empty((b, n), A.dtype), np.empty((b, n), A.dtype))
+            S, Cg, dcv, scaled = np.split(scratch_array((6, b, n), A.dtype), [2, 4, 5])
+            dcv, scaled = dcv[0], scaled[0]
             ds, dc, k = final[0][r], final[1][r], 0
             for t in range(T - 1, -1, -1):
                 cur = np.add(ds, gor[t], out=S[k])
-                np.multiply(cur, P[t], out=dcv)
+                np.multiply(cur, Pr[t], out=dcv)
                 if part[t]:
                     dcv += np.multiply(dc, maskr[t], out=scaled)
                 else:
                     dcv += dc
                 g = dAr[t]
-                np.multiply(FC[t], dcv[:, None, :], out=g)
+                np.multiply(FCr[t], dcv[:, None, :], out=g)
                 np.multiply(cur, Fo[t], out=g[:, 1])
                 new_s, new_c = S[1 - k], Cg[k]
                 np.matmul(g.reshape(b, G), Ws, out=new_s)
