@@ -27,7 +27,7 @@ netgraph's defaults, one with ``OPENBLAS_NUM_THREADS=1`` (also OMP/MKL); each pa
 (defaults / one thread) is printed. The subprocess reports its own training-loop time, so
 start-up is not counted.
 
-    python benchmarks/train.py --targets 4 [--pairs 6] [--shared-examples 2000]
+    python benchmarks/train.py --targets 4 [--pairs 16] [--shared-examples 2000]
     python benchmarks/train.py --targets 3 4 --profile     # everything, one JSON file
 
 Results go to ``benchmarks/results/train.json`` (``common.write_json``). Ratios are
@@ -48,10 +48,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -496,11 +498,40 @@ SPINNERS = {"python": "while True:\n    pass\n",
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+def _foreign_thread_seconds() -> float | None:
+    """CPU seconds used so far by this process's threads that Python did not start (BLAS's
+    own: OpenBLAS starts its threads when NumPy loads it); None where ``/proc`` does not
+    tell."""
+    python = {t.native_id for t in threading.enumerate()}
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    ticks, total = os.sysconf("SC_CLK_TCK"), 0
+    for tid in tasks:
+        if int(tid) in python:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue  # the thread ended
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def child_round(model: str, n: int, batch: int) -> dict[str, Any]:
-    """One NetTrain round of ``model`` in this process (``--child-round``): its seconds."""
+    """One NetTrain round of ``model`` in this process (``--child-round``): its seconds, and
+    the CPU seconds BLAS's own threads spent in it (netgraph never hands them work: 0 to
+    the clock tick is what shows that the defaults and one BLAS thread run the same
+    products)."""
     _, net, data, _ = model_case(model, n)
+    before = _foreign_thread_seconds()
     loop, call, _ = netgraph_round(net, data, batch)
-    return {"seconds": loop, "call_seconds": call, "blas_threads": blas_threads()}
+    after = _foreign_thread_seconds()
+    blas_cpu = None if before is None or after is None else after - before
+    return {"seconds": loop, "call_seconds": call, "blas_threads": blas_threads(),
+            "blas_thread_cpu_s": blas_cpu}
 
 
 def _timed_child(model: str, n: int, batch: int, env: dict[str, str]) -> dict[str, Any]:
@@ -510,10 +541,27 @@ def _timed_child(model: str, n: int, batch: int, env: dict[str, str]) -> dict[st
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median of ``values``' population: the order
+    statistics ``k`` and ``n + 1 - k`` (1-based) with the largest ``k`` such that a binomial
+    ``(n, 1/2)`` count falls below ``k`` with probability at most ``(1 - level) / 2``; the
+    whole range when ``values`` are too few for that level."""
+    x, n = sorted(values), len(values)
+    below, k = 0.0, 0
+    while True:
+        below += math.comb(n, k) / 2 ** n  # P(count <= k)
+        if below > (1 - level) / 2:
+            break
+        k += 1
+    return (x[k - 1], x[n - k]) if k >= 1 else (x[0], x[-1])
+
+
 def shared_cpu(pairs: int, n: int, batch: int, spinner: str, model: str = "dates"
                ) -> list[dict]:
     """Target 4: rounds of ``model`` in subprocesses with netgraph's defaults and with BLAS
-    on one thread, in pairs (the order alternating), while a CPU-bound process spins."""
+    on one thread, in pairs (the order alternating), while a CPU-bound process spins; then
+    a summary row: the median ratio, a 95 % interval for it, and the most CPU time BLAS's
+    own threads took in a defaults round."""
     base = {k: v for k, v in os.environ.items() if k not in ONE_THREAD}
     envs = {"defaults": base, "one_thread": {**base, **ONE_THREAD}}
     spin = subprocess.Popen([sys.executable, "-c", SPINNERS[spinner]])
@@ -529,17 +577,27 @@ def shared_cpu(pairs: int, n: int, batch: int, spinner: str, model: str = "dates
                          "spinner": spinner, "pair": i + 1, "first": order[0],
                          "defaults_s": d["seconds"], "one_thread_s": o["seconds"],
                          "defaults_blas_threads": d["blas_threads"],
+                         "defaults_blas_thread_cpu_s": d["blas_thread_cpu_s"],
                          "ratio": d["seconds"] / o["seconds"]})
             print(f"  pair {i + 1}: defaults ({d['blas_threads']} BLAS threads) "
                   f"{d['seconds']:.3f} s   OPENBLAS_NUM_THREADS=1 {o['seconds']:.3f} s   ratio "
-                  f"{rows[-1]['ratio']:.2f}   ({order[0]} first)", flush=True)
+                  f"{rows[-1]['ratio']:.2f}   ({order[0]} first; BLAS's threads' CPU in "
+                  f"the defaults round {d['blas_thread_cpu_s']} s)", flush=True)
     finally:
         spin.kill()
         spin.wait()
     ratios = [r["ratio"] for r in rows]
-    print(f"  median ratio {statistics.median(ratios):.2f}; defaults slower in "
-          f"{sum(r > 1 for r in ratios)} of {len(ratios)} pairs", flush=True)
-    return rows
+    low, high = median_interval(ratios)
+    blas_cpu = [r["defaults_blas_thread_cpu_s"] for r in rows]
+    summary = {"kind": "shared_cpu_summary", "model": model, "pairs": len(rows),
+               "median_ratio": statistics.median(ratios), "interval_low": low,
+               "interval_high": high, "slower_pairs": sum(r > 1 for r in ratios),
+               "blas_thread_cpu_s": None if None in blas_cpu else max(blas_cpu)}
+    print(f"  median ratio {summary['median_ratio']:.3f} (95 % interval {low:.3f}-{high:.3f}); "
+          f"defaults slower in {summary['slower_pairs']} of {len(ratios)} pairs; BLAS's own "
+          f"threads took at most {summary['blas_thread_cpu_s']} s of CPU in a defaults round",
+          flush=True)
+    return rows + [summary]
 
 
 # --------------------------------------------------------------------- more cases, Ray
@@ -710,7 +768,7 @@ def main() -> None:
                     help="3: the PyTorch comparison; 4: defaults against one BLAS thread next "
                          "to a spinning process (both: one JSON file)")
     ap.add_argument("--shared-cpu", action="store_true", help="the same as --targets 4")
-    ap.add_argument("--pairs", type=int, default=6, help="paired runs of target 4")
+    ap.add_argument("--pairs", type=int, default=16, help="paired runs of target 4")
     ap.add_argument("--shared-examples", type=int, default=2000,
                     help="examples per round in target 4")
     ap.add_argument("--spinner", choices=sorted(SPINNERS), default="python")
