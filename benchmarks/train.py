@@ -22,10 +22,13 @@ sides). Sides, alternating, several rounds, medians:
 
 **Target 4** (``--targets 4``; ``--targets 3 4`` for both): a second CPU-bound process spins
 for the duration (pure Python, or ``--spinner numpy``: float32 products on BLAS's default
-threads) while rounds of the dates model run in fresh subprocesses, alternating: one with
-netgraph's defaults, one with ``OPENBLAS_NUM_THREADS=1`` (also OMP/MKL); each pair's ratio
-(defaults / one thread) is printed. The subprocess reports its own training-loop time, so
-start-up is not counted.
+threads) while rounds of the dates model run in fresh subprocesses, in triples whose order
+takes every permutation in turn: one with netgraph's defaults, one with
+``OPENBLAS_NUM_THREADS=1`` (also OMP/MKL), and a control, the defaults once more. Each triple
+gives the ratio defaults / one thread and the control's ratio control / defaults (what noise
+alone gives between identical runs); the medians of both come with distribution-free 95 %
+intervals. Each defaults run also reports the CPU time BLAS's own threads took during its
+round. The subprocess reports its own training-loop time, so start-up is not counted.
 
     python benchmarks/train.py --targets 4 [--pairs 16] [--shared-examples 2000]
     python benchmarks/train.py --targets 3 4 --profile     # everything, one JSON file
@@ -47,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -556,48 +560,70 @@ def median_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
     return (x[k - 1], x[n - k]) if k >= 1 else (x[0], x[-1])
 
 
+#: the orders of a shared-CPU triple's runs, in turn: each run first, second and third alike
+ORDERS = list(itertools.permutations(["defaults", "one_thread", "control"]))
+
+
+def _summary(model: str, what: str, ratios: list[float], blas_cpu: list) -> dict[str, Any]:
+    low, high = median_interval(ratios)
+    return {"kind": "shared_cpu_summary", "model": model, "comparison": what,
+            "pairs": len(ratios), "median_ratio": statistics.median(ratios),
+            "interval_low": low, "interval_high": high,
+            "slower_pairs": sum(r > 1 for r in ratios),
+            "blas_thread_cpu_s": None if None in blas_cpu else max(blas_cpu)}
+
+
 def shared_cpu(pairs: int, n: int, batch: int, spinner: str, model: str = "dates"
                ) -> list[dict]:
-    """Target 4: rounds of ``model`` in subprocesses with netgraph's defaults and with BLAS
-    on one thread, in pairs (the order alternating), while a CPU-bound process spins; then
-    a summary row: the median ratio, a 95 % interval for it, and the most CPU time BLAS's
-    own threads took in a defaults round."""
+    """Target 4: rounds of ``model`` in subprocesses while a CPU-bound process spins, in
+    triples (the order taking every permutation in turn): one with netgraph's defaults, one
+    with BLAS on one thread, and a control, a second run with the defaults. Then two summary
+    rows: the median of defaults / one thread with a 95 % interval for it, and the same for
+    control / defaults (two identical runs: what noise alone gives), each with the most CPU
+    time BLAS's own threads took in a defaults round."""
     base = {k: v for k, v in os.environ.items() if k not in ONE_THREAD}
-    envs = {"defaults": base, "one_thread": {**base, **ONE_THREAD}}
+    envs = {"defaults": base, "one_thread": {**base, **ONE_THREAD}, "control": base}
     spin = subprocess.Popen([sys.executable, "-c", SPINNERS[spinner]])
     rows = []
     try:
         print(f"{model}, {n} examples, batch {batch}, one round per run, next to a spinning "
               f"{spinner} process (pid {spin.pid}); seconds of the training loop", flush=True)
         for i in range(pairs):
-            order = ["defaults", "one_thread"] if i % 2 == 0 else ["one_thread", "defaults"]
+            order = ORDERS[i % len(ORDERS)]
             got = {name: _timed_child(model, n, batch, envs[name]) for name in order}
-            d, o = got["defaults"], got["one_thread"]
+            d, o, c = got["defaults"], got["one_thread"], got["control"]
             rows.append({"kind": "shared_cpu", "model": model, "examples": n, "batch": batch,
-                         "spinner": spinner, "pair": i + 1, "first": order[0],
+                         "spinner": spinner, "pair": i + 1, "order": " ".join(order),
                          "defaults_s": d["seconds"], "one_thread_s": o["seconds"],
+                         "control_s": c["seconds"],
                          "defaults_blas_threads": d["blas_threads"],
                          "defaults_blas_thread_cpu_s": d["blas_thread_cpu_s"],
-                         "ratio": d["seconds"] / o["seconds"]})
+                         "control_blas_thread_cpu_s": c["blas_thread_cpu_s"],
+                         "ratio": d["seconds"] / o["seconds"],
+                         "control_ratio": c["seconds"] / d["seconds"]})
             print(f"  pair {i + 1}: defaults ({d['blas_threads']} BLAS threads) "
                   f"{d['seconds']:.3f} s   OPENBLAS_NUM_THREADS=1 {o['seconds']:.3f} s   ratio "
-                  f"{rows[-1]['ratio']:.2f}   ({order[0]} first; BLAS's threads' CPU in "
-                  f"the defaults round {d['blas_thread_cpu_s']} s)", flush=True)
+                  f"{rows[-1]['ratio']:.2f}   control (defaults again) {c['seconds']:.3f} s, "
+                  f"ratio {rows[-1]['control_ratio']:.2f}   (order: {' '.join(order)}; BLAS's "
+                  f"threads' CPU in the defaults rounds {d['blas_thread_cpu_s']} s, "
+                  f"{c['blas_thread_cpu_s']} s)", flush=True)
     finally:
         spin.kill()
         spin.wait()
-    ratios = [r["ratio"] for r in rows]
-    low, high = median_interval(ratios)
-    blas_cpu = [r["defaults_blas_thread_cpu_s"] for r in rows]
-    summary = {"kind": "shared_cpu_summary", "model": model, "pairs": len(rows),
-               "median_ratio": statistics.median(ratios), "interval_low": low,
-               "interval_high": high, "slower_pairs": sum(r > 1 for r in ratios),
-               "blas_thread_cpu_s": None if None in blas_cpu else max(blas_cpu)}
-    print(f"  median ratio {summary['median_ratio']:.3f} (95 % interval {low:.3f}-{high:.3f}); "
-          f"defaults slower in {summary['slower_pairs']} of {len(ratios)} pairs; BLAS's own "
-          f"threads took at most {summary['blas_thread_cpu_s']} s of CPU in a defaults round",
-          flush=True)
-    return rows + [summary]
+    blas_cpu = [r[k] for r in rows for k in ("defaults_blas_thread_cpu_s",
+                                             "control_blas_thread_cpu_s")]
+    summaries = [
+        _summary(model, "defaults / OPENBLAS_NUM_THREADS=1", [r["ratio"] for r in rows],
+                 blas_cpu),
+        _summary(model, "control: defaults / defaults", [r["control_ratio"] for r in rows],
+                 blas_cpu)]
+    for row in summaries:
+        print(f"  {row['comparison']}: median ratio {row['median_ratio']:.3f} (95 % interval "
+              f"{row['interval_low']:.3f}-{row['interval_high']:.3f}); above 1 in "
+              f"{row['slower_pairs']} of {row['pairs']} pairs", flush=True)
+    print(f"  BLAS's own threads took at most {summaries[0]['blas_thread_cpu_s']} s of CPU in "
+          f"a defaults round", flush=True)
+    return rows + summaries
 
 
 # --------------------------------------------------------------------- more cases, Ray
@@ -768,7 +794,7 @@ def main() -> None:
                     help="3: the PyTorch comparison; 4: defaults against one BLAS thread next "
                          "to a spinning process (both: one JSON file)")
     ap.add_argument("--shared-cpu", action="store_true", help="the same as --targets 4")
-    ap.add_argument("--pairs", type=int, default=16, help="paired runs of target 4")
+    ap.add_argument("--pairs", type=int, default=16, help="triples of runs of target 4")
     ap.add_argument("--shared-examples", type=int, default=2000,
                     help="examples per round in target 4")
     ap.add_argument("--spinner", choices=sorted(SPINNERS), default="python")
