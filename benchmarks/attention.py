@@ -20,7 +20,7 @@ each port's examples and one reduction over them for the finiteness check). It i
 something a library can reach (it skips the per-example work netgraph's packing and
 validation do), only the measure of how far NumPy itself can go on this machine.
 
-    python benchmarks/attention.py [--sizes small medium large] [--repeat 5] [--rounds 5]
+    python benchmarks/attention.py [--sizes small medium large] [--repeat 5] [--rounds 9]
                                    [--no-json]
 """
 
@@ -322,8 +322,10 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--kinds", nargs="+", default=["Dot", "Bilinear", "Additive"])
     ap.add_argument("--repeat", type=int, default=5, help="calls per side and round")
-    ap.add_argument("--rounds", type=int, default=5,
-                    help="rounds of the sides in turn; times and ratios: medians over them")
+    ap.add_argument("--rounds", type=int, default=9,
+                    help="rounds of the sides in turn; times and ratios: medians over them "
+                         "(with 5, two runs of the same code differed by up to 0.45 in a "
+                         "row's ratio on the 2-core machine)")
     ap.add_argument("--no-json", action="store_true", help="do not write the results file")
     ap.add_argument("--malloc-tuning", action="store_true",
                     help="run every side's process under netgraph.tune_malloc() (glibc keeps "
