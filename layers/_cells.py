@@ -8,7 +8,9 @@ The first ``sigmoid_blocks`` gate blocks are sigmoids, computed as ``σ(z) = (1 
 already give ``z/2`` there (the LSTM then needs one ``tanh`` for all four gates).
 Each time loop runs with BLAS at one thread (:func:`netgraph.extend.single_threaded`: its
 per-step products are too small to share, and BLAS's own threads spin-wait between them); the
-products over all steps go through :func:`netgraph.extend.matmul`.
+products over all steps go through :func:`netgraph.extend.matmul`. A large batch of a large
+layer is cut into two halves of rows whose loops run on two threads (:func:`_row_parts`: every
+step of a row depends on that row alone, so the halves compute what one loop does).
 ``mask`` is None (every step valid) or a bool (T, B, 1) array; rows past an example's length
 keep their state (the forward copies ``s_{t-1}`` over them, the backward passes the gradient
 through unchanged and gives their gate pre-activations a zero gradient).
@@ -31,7 +33,8 @@ from netgraph.extend import matmul, parallel_map, scratch_array, single_threaded
 #: a batch of at least ``2 * PART_ROWS`` rows is cut into two halves whose time loops run on
 #: two threads when each half's per-step products reach ``SPLIT_STEP_FLOPS``: below that, the
 #: two loops' many short NumPy calls queue for the GIL and cost more than the second core
-#: gives (LSTM, 64 rows: 1.6x slower at 64 units, 1.15x faster at 128, 1.4x at 256)
+#: gives (LSTM fwd+bwd on 64 rows, halves / whole: 1.5-2 at 64 units, 0.76-0.89 at 128,
+#: 0.70-0.72 at 256)
 PART_ROWS = 16
 SPLIT_STEP_FLOPS = 4e6
 
