@@ -567,9 +567,9 @@ ORDERS = list(itertools.permutations(["defaults", "one_thread", "control"]))
 def _summary(model: str, what: str, ratios: list[float], blas_cpu: list) -> dict[str, Any]:
     low, high = median_interval(ratios)
     return {"kind": "shared_cpu_summary", "model": model, "comparison": what,
-            "pairs": len(ratios), "median_ratio": statistics.median(ratios),
+            "triples": len(ratios), "median_ratio": statistics.median(ratios),
             "interval_low": low, "interval_high": high,
-            "slower_pairs": sum(r > 1 for r in ratios),
+            "above_one": sum(r > 1 for r in ratios),
             "blas_thread_cpu_s": None if None in blas_cpu else max(blas_cpu)}
 
 
@@ -593,7 +593,7 @@ def shared_cpu(pairs: int, n: int, batch: int, spinner: str, model: str = "dates
             got = {name: _timed_child(model, n, batch, envs[name]) for name in order}
             d, o, c = got["defaults"], got["one_thread"], got["control"]
             rows.append({"kind": "shared_cpu", "model": model, "examples": n, "batch": batch,
-                         "spinner": spinner, "pair": i + 1, "order": " ".join(order),
+                         "spinner": spinner, "triple": i + 1, "order": " ".join(order),
                          "defaults_s": d["seconds"], "one_thread_s": o["seconds"],
                          "control_s": c["seconds"],
                          "defaults_blas_threads": d["blas_threads"],
@@ -601,7 +601,7 @@ def shared_cpu(pairs: int, n: int, batch: int, spinner: str, model: str = "dates
                          "control_blas_thread_cpu_s": c["blas_thread_cpu_s"],
                          "ratio": d["seconds"] / o["seconds"],
                          "control_ratio": c["seconds"] / d["seconds"]})
-            print(f"  pair {i + 1}: defaults ({d['blas_threads']} BLAS threads) "
+            print(f"  triple {i + 1}: defaults ({d['blas_threads']} BLAS threads) "
                   f"{d['seconds']:.3f} s   OPENBLAS_NUM_THREADS=1 {o['seconds']:.3f} s   ratio "
                   f"{rows[-1]['ratio']:.2f}   control (defaults again) {c['seconds']:.3f} s, "
                   f"ratio {rows[-1]['control_ratio']:.2f}   (order: {' '.join(order)}; BLAS's "
@@ -620,7 +620,7 @@ def shared_cpu(pairs: int, n: int, batch: int, spinner: str, model: str = "dates
     for row in summaries:
         print(f"  {row['comparison']}: median ratio {row['median_ratio']:.3f} (95 % interval "
               f"{row['interval_low']:.3f}-{row['interval_high']:.3f}); above 1 in "
-              f"{row['slower_pairs']} of {row['pairs']} pairs", flush=True)
+              f"{row['above_one']} of {row['triples']} triples", flush=True)
     print(f"  BLAS's own threads took at most {summaries[0]['blas_thread_cpu_s']} s of CPU in "
           f"a defaults round", flush=True)
     return rows + summaries
