@@ -41,16 +41,26 @@ def _expected(meta: PortMeta) -> Any:
                    meta.elem)
 
 
-def _quick_check(meta: PortMeta):
-    """A fast test that an example is already a numeric ndarray of the right shape."""
-    rank, dims = meta.rank, meta.dims
+#: the dtype kinds of numeric data (bool, signed and unsigned integers, reals)
+_NUMERIC_KINDS = frozenset("biuf")
+
+
+def _plain_examples(examples: list | tuple, meta: PortMeta) -> bool:
+    """Whether every one of ``examples`` is already a numeric ndarray of the port's shape (a
+    varying length only on the first axis, and not 0), so that none needs :func:`_example`.
+    Tested property by property over the whole batch — a set of the types, of the dtype
+    kinds and of the shapes (as many as there are distinct lengths) — not example by
+    example."""
+    if {type(e) for e in examples} != {np.ndarray} or not (
+            {e.dtype.kind for e in examples} <= _NUMERIC_KINDS):
+        return False
+    shapes = {e.shape for e in examples}
     if not meta.varying:
-        return lambda x: type(x) is np.ndarray and x.shape == dims and x.dtype.kind in "biuf"
-    if rank and _first_axis_only(meta):
-        tail = dims[1:]
-        return lambda x: (type(x) is np.ndarray and x.ndim == rank and x.shape[1:] == tail
-                          and x.shape[0] > 0 and x.dtype.kind in "biuf")
-    return lambda x: False
+        return shapes == {meta.dims}
+    if not meta.first_varying:
+        return False
+    rank, tail = meta.rank, meta.dims[1:]
+    return all(len(s) == rank and s[0] > 0 and s[1:] == tail for s in shapes)
 
 
 def _example(x: Any, meta: PortMeta, port: str, k: int | None,
@@ -157,14 +167,14 @@ def split_examples(x: Any, meta: PortMeta, port: str,
                              f"example); expected {_expected(meta)!r}")
     depth = _depth(x) if isinstance(x, (list, tuple, np.ndarray)) else 0
     r = meta.rank
-    quick = _quick_check(meta)
     if depth == r:
-        example = x if quick(x) else _example(x, meta, port, None, False)
+        example = x if _plain_examples((x,), meta) else _example(x, meta, port, None, False)
         return [check_values(example, meta, port) if values else example], False
     if depth == r + 1:
         if len(x) == 0:
             raise InputDataError(f"data for port {port!r} is an empty batch")
-        examples = [e if quick(e) else _example(e, meta, port, k, False) for k, e in enumerate(x)]
+        examples = list(x) if _plain_examples(x, meta) else [
+            _example(e, meta, port, k, False) for k, e in enumerate(x)]
         if values:
             examples = [check_values(e, meta, port, f" (example {k})")
                         for k, e in enumerate(examples)]
@@ -211,10 +221,6 @@ def with_hints(err: InputDataError, hints: dict[str, str]) -> InputDataError:
     return new
 
 
-def _first_axis_only(meta: PortMeta) -> bool:
-    return meta.keys[:1] != (None,) and all(k is None for k in meta.keys[1:])
-
-
 def pad_examples(examples: list[np.ndarray], meta: PortMeta, dtype: Any,
                  fill: float = 0.0, port: str = "") -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """Stack examples into one array, padding varying dims with ``fill``. Returns the array
@@ -228,31 +234,32 @@ def pad_examples(examples: list[np.ndarray], meta: PortMeta, dtype: Any,
     dt = np.int64 if meta.integer else dtype
     if not meta.varying:
         return np.stack(examples, dtype=dt, casting="unsafe"), {}
-    sizes = {axis: [e.shape[axis] for e in examples]
-             for axis, key in enumerate(meta.keys) if key is not None}
-    shape = [len(examples)] + [max(sizes[a]) if a in sizes else n
-                               for a, n in enumerate(meta.dims)]
-    nbytes, total = request_bytes(shape, dt), total_memory()
-    if total is not None and nbytes > total:  # the message only when it is needed
+    if meta.first_varying:
+        sizes = {0: [len(e) for e in examples]}
+        shape = [len(examples), max(sizes[0]), *meta.dims[1:]]
+    else:
+        sizes = {axis: [e.shape[axis] for e in examples]
+                 for axis, key in enumerate(meta.keys) if key is not None}
+        shape = [len(examples)] + [max(sizes[a]) if a in sizes else n
+                                   for a, n in enumerate(meta.dims)]
+    total = total_memory()
+    if total is not None and request_bytes(shape, dt) > total:  # the message only when needed
         longest = max(sizes.values(), key=max)
-        check_request(nbytes, f"the batch of {len(examples)} examples given to port "
-                      f"{port or '?'!r} padded to shape {tuple(shape)} ({np.dtype(dt).name}; "
-                      f"its longest example has length {max(longest)}, its shortest "
-                      f"{min(longest)})", InputDataError)
+        check_request(request_bytes(shape, dt), f"the batch of {len(examples)} examples given "
+                      f"to port {port or '?'!r} padded to shape {tuple(shape)} "
+                      f"({np.dtype(dt).name}; its longest example has length {max(longest)}, "
+                      f"its shortest {min(longest)})", InputDataError)
     lengths = {axis: np.array(s, dtype=np.int64) for axis, s in sizes.items()}
     pad = 0 if meta.integer else fill
-    if meta.rank and _first_axis_only(meta):
+    if meta.first_varying:
         out = scratch.empty(tuple(shape), dt)  # every element is written once: data or padding
-        longest = shape[1]
+        lens, longest, tail = sizes[0], shape[1], tuple(shape[2:])
         # one concatenate in C of every example followed by its padding (views of one block)
-        padding = np.full((longest - min(len(e) for e in examples),) + tuple(shape[2:]), pad,
-                          dtype=dt)
-        parts: list[np.ndarray] = []
-        for e in examples:
-            parts.append(e)
-            if len(e) < longest:
-                parts.append(padding[len(e) - longest:])
-        np.concatenate(parts, out=out.reshape((-1,) + tuple(shape[2:])), casting="unsafe")
+        rows = (longest - min(lens),) + tail
+        padding = np.zeros(rows, dt) if pad == 0 else np.full(rows, pad, dt)
+        parts = [part for e, k in zip(examples, lens)
+                 for part in ((e, padding[:longest - k]) if k < longest else (e,))]
+        np.concatenate(parts, out=out.reshape((-1,) + tail), casting="unsafe")
         return out, lengths
     out = np.full(shape, pad, dtype=dt)
     for b, e in enumerate(examples):
@@ -295,7 +302,7 @@ def _plain(x: Any, meta: PortMeta, dtype: Any) -> tuple[np.ndarray, dict, bool] 
     if not meta.varying:
         if example != dims:
             return None
-    elif not _first_axis_only(meta) or example[1:] != dims[1:]:
+    elif not meta.first_varying or example[1:] != dims[1:]:
         return None
     if meta.integer:
         dtype = np.int64
@@ -392,7 +399,7 @@ def from_batch(value: np.ndarray, meta: PortMeta, lengths: dict[Any, np.ndarray]
     """User form of a padded value: unpadded per example; a list for a varying batch."""
     if not meta.varying:
         return value if is_batch else value[0]
-    if _first_axis_only(meta):
+    if meta.first_varying:
         out = [value[b, :n] for b, n in enumerate(lengths[meta.keys[0]].tolist())]
     else:
         out = [value[(b,) + tuple(slice(0, None if key is None else int(lengths[key][b]))

@@ -57,14 +57,18 @@ class PortMeta:
     elem: Any
     keys: tuple[Any, ...]
     #: derived once (read on every call): the number of dims, whether any is varying, whether
-    #: the elements are integers (``"Integer"`` or ``Index(n)``)
+    #: only the first is (a sequence of fixed-shape elements), whether the elements are
+    #: integers (``"Integer"`` or ``Index(n)``)
     rank: int = field(init=False, compare=False, repr=False)
     varying: bool = field(init=False, compare=False, repr=False)
+    first_varying: bool = field(init=False, compare=False, repr=False)
     integer: bool = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rank", len(self.dims))
         object.__setattr__(self, "varying", any(k is not None for k in self.keys))
+        object.__setattr__(self, "first_varying", bool(self.keys) and self.keys[0] is not None
+                           and all(k is None for k in self.keys[1:]))
         object.__setattr__(self, "integer", self.elem is not None and self.elem != "Real")
 
 
