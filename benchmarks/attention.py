@@ -20,13 +20,14 @@ each port's examples and one reduction over them for the finiteness check). It i
 something a library can reach (it skips the per-example work netgraph's packing and
 validation do), only the measure of how far NumPy itself can go on this machine.
 
-    python benchmarks/attention.py [--sizes small medium large] [--repeat 5] [--rounds 9]
-                                   [--no-json]
+    python benchmarks/attention.py [--sizes small medium large] [--repeat 5] [--block-ms 50]
+                                   [--rounds 9] [--no-json]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -288,10 +289,12 @@ def measure(kind: str, size: str, args: argparse.Namespace, have_torch: bool,
         # not the per-pair module (a reference, not a target): it is timed once, below
         timed = [s for s, name in zip(sides, names, strict=True) if name != "torch_pairs"]
         first = timed[2 if have_torch else 0].block(1)[0]  # long calls: fewer rounds
-        times, ratios = rounds_ms(timed, args.repeat, args.rounds if first < 1 else 2)
+        # short calls: more of them a round, so that a round's median is not a few calls'
+        calls = max(args.repeat, min(200, math.ceil(args.block_ms / 1000 / first)))
+        times, ratios = rounds_ms(timed, calls, args.rounds if first < 1 else 2)
         if "torch_pairs" in names:
             (row["torch_pairs_padded_ms"],), _ = rounds_ms([sides[-1]], args.repeat, 1)
-    row["netgraph_ms"] = times[0]
+    row["netgraph_ms"], row["calls_per_round"] = times[0], calls
     if have_torch:
         row.update(torch_lists_ms=times[1], torch_padded_ms=times[2], ratio_lists=ratios[1],
                    ratio_padded=ratios[2], torch_fused=kind == "Additive",
@@ -321,7 +324,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--kinds", nargs="+", default=["Dot", "Bilinear", "Additive"])
-    ap.add_argument("--repeat", type=int, default=5, help="calls per side and round")
+    ap.add_argument("--repeat", type=int, default=5, help="least calls per side and round")
+    ap.add_argument("--block-ms", type=float, default=50.0,
+                    help="more calls per side and round for short calls: as many as fill this "
+                         "many milliseconds of PyTorch's padded call (at most 200)")
     ap.add_argument("--rounds", type=int, default=9,
                     help="rounds of the sides in turn; times and ratios: medians over them "
                          "(with 5, two runs of the same code differed by up to 0.45 in a "
