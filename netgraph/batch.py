@@ -42,7 +42,7 @@ def _expected(meta: PortMeta) -> Any:
 
 
 #: the dtype kinds of numeric data (bool, signed and unsigned integers, reals)
-_NUMERIC_KINDS = frozenset("biuf")
+NUMERIC_KINDS = frozenset("biuf")
 
 
 def _plain_examples(examples: list | tuple, meta: PortMeta) -> bool:
@@ -52,7 +52,7 @@ def _plain_examples(examples: list | tuple, meta: PortMeta) -> bool:
     kinds and of the shapes (as many as there are distinct lengths) — not example by
     example."""
     if {type(e) for e in examples} != {np.ndarray} or not (
-            {e.dtype.kind for e in examples} <= _NUMERIC_KINDS):
+            {e.dtype.kind for e in examples} <= NUMERIC_KINDS):
         return False
     shapes = {e.shape for e in examples}
     if not meta.varying:
@@ -71,7 +71,7 @@ def _example(x: Any, meta: PortMeta, port: str, k: int | None,
     except (ValueError, TypeError) as e:
         raise InputDataError(f"data for port {port!r}{which} is not a regular numeric array: "
                              f"{e}") from None
-    if a.dtype == object or a.dtype.kind not in "biuf":
+    if a.dtype.kind not in NUMERIC_KINDS:
         raise InputDataError(f"data for port {port!r}{which} is not numeric (got an array of "
                              f"{a.dtype}); expected {_expected(meta)!r}")
     if a.ndim != meta.rank:
@@ -243,9 +243,9 @@ def pad_examples(examples: list[np.ndarray], meta: PortMeta, dtype: Any,
         shape = [len(examples)] + [max(sizes[a]) if a in sizes else n
                                    for a, n in enumerate(meta.dims)]
     total = total_memory()
-    if total is not None and request_bytes(shape, dt) > total:  # the message only when needed
+    if total is not None and (nbytes := request_bytes(shape, dt)) > total:  # message if needed
         longest = max(sizes.values(), key=max)
-        check_request(request_bytes(shape, dt), f"the batch of {len(examples)} examples given "
+        check_request(nbytes, f"the batch of {len(examples)} examples given "
                       f"to port {port or '?'!r} padded to shape {tuple(shape)} "
                       f"({np.dtype(dt).name}; its longest example has length {max(longest)}, "
                       f"its shortest {min(longest)})", InputDataError)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..batch import check_values, pad_examples, split_examples, with_hints
+from ..batch import NUMERIC_KINDS, check_values, pad_examples, split_examples, with_hints
 from ..coding import encode_training_data
 from ..compile import PortMeta
 from ..errors import InputDataError
@@ -91,7 +91,7 @@ def _fast_fixed(x: Any, meta: PortMeta) -> np.ndarray | None:
         a = np.asarray(x)
     except (ValueError, TypeError):
         return None
-    if a.dtype.kind not in "biuf" or a.ndim != meta.rank + 1 or a.shape[0] == 0 or \
+    if a.dtype.kind not in NUMERIC_KINDS or a.ndim != meta.rank + 1 or a.shape[0] == 0 or \
             a.shape[1:] != meta.dims:
         return None
     if a.dtype.kind == "f" and not np.isfinite(a).all():
