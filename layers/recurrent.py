@@ -92,13 +92,13 @@ class _Recurrent(Layer):
                      for a in cls._group(kind))
 
     def _stacked(self, arrays: dict) -> tuple[np.ndarray, ...]:
-        """The gate blocks stacked: ``(Wx, Ws, WxT_h, b_h, WsT_h)``, with ``Wx`` (G·n, k) and
-        ``Ws`` (G·n, n) as the backward needs them and, for the forward, the transposed
-        (C-contiguous) weights and the biases with the rows of the sigmoid gates halved (the
-        cells take ``z/2`` there). Derived once for the net's own arrays, which are read-only
-        and own their memory, so never change (identity checked on every call); each call
-        for any other arrays (those NetTrain updates in place, gradcheck's perturbed copies,
-        the float64 copies of a float64 run)."""
+        """The gate blocks stacked: ``(Wx, Ws, Wx_h, b_h, Ws_h)``, with ``Wx`` (G·n, k) and
+        ``Ws`` (G·n, n) as the backward needs them and, for the forward, the same weights and
+        the biases (a (G·n, 1) column) with the rows of the sigmoid gates halved (the cells
+        take ``z/2`` there). Derived once for the net's own arrays, which are read-only and
+        own their memory, so never change (identity checked on every call); each call for
+        any other arrays (those NetTrain updates in place, gradcheck's perturbed copies, the
+        float64 copies of a float64 run)."""
         sources = tuple(map(arrays.__getitem__, self._array_order()))
         memo = self.cached("stacked_gates", dict)  # this net's own: "hit" -> (sources, stacked)
         hit = memo.get("hit")
@@ -109,8 +109,7 @@ class _Recurrent(Layer):
         n, dt = Ws.shape[1], Ws.dtype
         half = np.ones((Wx.shape[0], 1), dt)
         half[:self.cell.sigmoid_blocks * n] = 0.5
-        stacked = (Wx, Ws, np.ascontiguousarray((Wx * half).T), b * half[:, 0],
-                   np.ascontiguousarray((Ws * half).T))
+        stacked = (Wx, Ws, Wx * half, b[:, None] * half, Ws * half)
         if all(not a.flags.writeable and a.base is None for a in sources):
             memo["hit"] = (sources, stacked)  # one store: threads see all of it or none
         return stacked
@@ -123,51 +122,116 @@ class _Recurrent(Layer):
         x, starts = full[0], dict(zip(given[1:], full[1:], strict=True))
         T, k = x.shape[-2:]
         B = math.prod(lead)
-        Wx, Ws, WxT, bias, WsT = self._stacked(arrays)
-        n, dt = Ws.shape[1], x.dtype
+        Wx, Ws, Wx_h, b_h, Ws_h = self._stacked(arrays)
+        (G, n), dt = Ws.shape, x.dtype
         valid = ctx.valid_mask("Input", T)  # (examples, T); None: nothing padded
-        mask = None
-        if valid is not None and lead == valid.shape[:1]:  # the rows are the examples
-            mask = np.ascontiguousarray(valid.T)[:, :, None]  # (T, B, 1)
-        xt = (x.reshape(T, k) if B == 1 else  # time-major rows
-              np.ascontiguousarray(x.reshape(B, T, k).transpose(1, 0, 2)).reshape(T * B, k))
-        A = matmul(xt, WxT)  # every step, every gate: one GEMM
-        A += bias
-        A = A.reshape(T, B, -1)
-        init = [starts[p].reshape(B, n) if p in starts else np.zeros((B, n), dt)
-                for p in self.optional_inputs]
-        H, cache = self.cell.forward(A, WsT, init, mask)
-        out = H[0][1:].transpose(1, 0, 2)
-        out = np.ascontiguousarray(out) if mask is None else out * mask.transpose(1, 0, 2)
+        if valid is not None and lead != valid.shape[:1]:  # the rows are not the examples
+            valid = None
+        x = x.reshape(B, T, k)
+        init = [starts[p].reshape(B, n) if p in starts else None for p in self.optional_inputs]
+        parts = _cells.row_parts(B, n, G)
+        product = (G, parts[0].stop, n)  # a loop's per-step products (m, n, k)
+        prepared = [_part_inputs(x[r], None if valid is None else valid[r],
+                                 [None if s is None else s[r] for s in init], Wx_h, b_h, n)
+                    for r in parts]
+        masks = [mask for _, mask, _ in prepared]
+        runs = _cells.over_parts(lambda j: self.cell.forward(prepared[j][0], Ws_h,
+                                                             prepared[j][2], masks[j]),
+                                 len(parts), product)
+        out = np.empty((B, T, n), dt)
+        for r, mask, (states, _) in zip(parts, masks, runs, strict=True):
+            seq = states[0][1:].transpose(2, 0, 1)  # (b, T, n)
+            if mask is None:
+                out[r] = seq
+            else:  # the output is 0 past each example's end
+                np.multiply(seq, mask.transpose(2, 0, 1), out=out[r])
         outs = {"Output": out.reshape(lead + (T, n))}
         states_out = self.cached("states_out", lambda: set(self.output_ports))
-        for p, h in zip(self.optional_inputs, H, strict=True):
+        for j, p in enumerate(self.optional_inputs):
             if p in states_out:
-                outs[p] = h[T].reshape(lead + (n,))
+                outs[p] = _rows_of(parts, [states[j][T] for states, _ in runs],
+                                   dt).reshape(lead + (n,))
 
         def backward(g):
             go = g.get("Output")
-            go = (np.zeros((T, B, n), dt) if go is None else
-                  np.ascontiguousarray(go.reshape(B, T, n).transpose(1, 0, 2)))
-            final = [np.zeros((B, n), dt) if g.get(p) is None else g[p].reshape(B, n)
+            go = None if go is None else go.reshape(B, T, n)
+            final = [None if g.get(p) is None else g[p].reshape(B, n)
                      for p in self.optional_inputs]
-            dA, dWs, d_init = self.cell.backward(go, final, Ws, A, H, cache, mask)
-            dA2 = dA.reshape(T * B, -1)
-            dWx = matmul(dA2.T, xt)
-            db = dA2.sum(0)
-            dx = matmul(dA2, Wx).reshape(T, B, k).transpose(1, 0, 2).reshape(x.shape)
+
+            def loop(j: int):
+                r = parts[j]
+                b = r.stop - r.start
+                go_j = (np.zeros((T, n, b), dt) if go is None else
+                        np.ascontiguousarray(go[r].transpose(1, 2, 0)))
+                final_j = [np.zeros((n, b), dt) if f is None else np.ascontiguousarray(f[r].T)
+                           for f in final]
+                return self.cell.backward(go_j, final_j, Ws.T, *runs[j], masks[j])
+
+            backs = _cells.over_parts(loop, len(parts), product)
+            dx, sums = np.empty((B, T, k), dt), None
+            for r, (dA, dZ, _), (states, _) in zip(parts, backs, runs, strict=True):
+                dx[r], terms = _part_grads(dA, dZ, states[0], x[r], Wx)
+                sums = terms if sums is None else [u + v for u, v in zip(sums, terms)]
+            dWx, dWs, db = sums
             grads = {}
             for j, g_name in enumerate(self.gates):
                 rows = slice(j * n, (j + 1) * n)
                 grads.update({f"{g_name}InputWeights": dWx[rows],
                               f"{g_name}StateWeights": dWs[rows], f"{g_name}Biases": db[rows]})
-            in_grads = {"Input": sum_to(dx, ins["Input"].shape)}
-            for p, d in zip(self.optional_inputs, d_init, strict=True):
+            in_grads = {"Input": sum_to(dx.reshape(lead + (T, k)), ins["Input"].shape)}
+            for j, p in enumerate(self.optional_inputs):
                 if p in ins:
+                    d = _rows_of(parts, [d_init[j] for _, _, d_init in backs], dt)
                     in_grads[p] = sum_to(d.reshape(lead + (n,)), ins[p].shape)
             return in_grads, grads
 
         return outs, backward
+
+
+def _part_inputs(x: np.ndarray, valid: np.ndarray | None, init: list, Wx_h: np.ndarray,
+                 b_h: np.ndarray, n: int
+                 ) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
+    """One part's inputs, feature-major and batch last (see :mod:`._cells`), from its ``b``
+    examples ``x`` (b, T, k), their valid steps (b, T) and initial states (b, n) or None:
+    ``A`` (T, G·n, b), the input projections plus biases of all steps and gates (one batched
+    GEMM; one GEMM for one example, whose (T, 1, G·n) rows are that layout already), the
+    mask (T, 1, b) or None, and the initial states (n, b) (zeros for None)."""
+    b, T, k = x.shape
+    if b == 1:
+        A = matmul(x.reshape(T, k), Wx_h.T)
+        A += b_h[:, 0]
+        A = A.reshape(T, -1, 1)
+    else:
+        A = matmul(Wx_h, np.ascontiguousarray(x.transpose(1, 2, 0)))
+        A += b_h
+    mask = None if valid is None else np.ascontiguousarray(valid.T)[:, None]
+    return A, mask, [np.zeros((n, b), x.dtype) if s is None else np.ascontiguousarray(s.T)
+                     for s in init]
+
+
+def _part_grads(dA: np.ndarray, dZ: np.ndarray, H: np.ndarray, x: np.ndarray,
+                Wx: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One part's input gradient (b, T, k) and its terms of ``[dWx, dWs, db]``, from the
+    gradients of its gate pre-activations ``dA`` and state products ``dZ`` (T, G·n, b), its
+    states ``H`` (T+1, n, b) and inputs ``x`` (b, T, k): each one GEMM over all steps, with
+    the gradients gate-major (G·n, T·b) and the columns (step, example)."""
+    T, G, b = dA.shape
+    dA_g = np.ascontiguousarray(dA.transpose(1, 0, 2)).reshape(G, T * b)
+    dZ_g = dA_g if dZ is dA else np.ascontiguousarray(dZ.transpose(1, 0, 2)).reshape(G, T * b)
+    x_rows = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(T * b, -1)
+    s_rows = np.ascontiguousarray(H[:-1].transpose(0, 2, 1)).reshape(T * b, -1)
+    dx, dWx, dWs = matmul(dA_g.T, Wx), matmul(dA_g, x_rows), matmul(dZ_g, s_rows)
+    return dx.reshape(T, b, -1).transpose(1, 0, 2), [dWx, dWs, dA_g.sum(1)]
+
+
+def _rows_of(parts: list[slice], columns: list[np.ndarray], dtype: Any) -> np.ndarray:
+    """The (B, n) array whose rows ``parts[j]`` are the (n, b) ``columns[j]`` transposed."""
+    if len(parts) == 1:
+        return np.ascontiguousarray(columns[0].T)
+    out = np.empty((parts[-1].stop, columns[0].shape[0]), dtype)
+    for r, c in zip(parts, columns, strict=True):
+        out[r] = c.T
+    return out
 
 
 class BasicRecurrentLayer(_Recurrent):

@@ -17,10 +17,19 @@ from netgraph.extend import (
     Params,
     ShapeError,
     Solver,
+    matmul,
     where,
 )
 
 from ._ops import lead_rank, reverse_sequences
+
+#: the embedding's backward sums the rows of each index by a product with the one-hot matrix
+#: of the indices when it has at most this many entries (V vocabulary rows by N indices)
+#: and the output gradient is finite; else by ``np.add.at``. Both add each index's rows in
+#: order, the product exact zeros besides; it avoids ``add.at``'s per-row cost (N = 448,
+#: V = 11, 16 columns: 10 µs against 70), but its zeros would turn an infinite gradient
+#: into NaN in every other index's row.
+ONE_HOT_ENTRIES = 1 << 16
 
 __all__ = ["EmbeddingLayer", "SequenceLastLayer", "SequenceMostLayer", "SequenceRestLayer",
            "SequenceReverseLayer"]
@@ -65,8 +74,12 @@ class EmbeddingLayer(Layer):
         y = W[idx]
 
         def backward(g):
+            rows, go = idx.reshape(-1), g["Output"].reshape(-1, W.shape[1])
+            if W.shape[0] * rows.size <= ONE_HOT_ENTRIES and np.isfinite(go).all():
+                one_hot = (np.arange(W.shape[0])[:, None] == rows).astype(go.dtype)
+                return {}, {"Weights": matmul(one_hot, go).astype(W.dtype, copy=False)}
             gW = np.zeros_like(W)
-            np.add.at(gW, idx.reshape(-1), g["Output"].reshape(-1, W.shape[1]))
+            np.add.at(gW, rows, go)
             return {}, {"Weights": gW}
 
         return {"Output": y}, backward

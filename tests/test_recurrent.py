@@ -294,7 +294,8 @@ SPLIT_LENS = [4, 1, 6, 2, 6, 3, 5, 1, 4, 6, 2, 5, 3, 6, 1, 4, 2, 6, 5, 3, 6, 1, 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_batch_cut_in_halves_for_two_threads_gives_the_same_results(kind, monkeypatch):
     """A batch large enough has its time loops run in two halves on two threads
-    (``_cells._row_parts``): outputs, final states and every gradient as from one loop."""
+    (``_cells.row_parts``, found once per call: the backward runs on the forward's parts):
+    outputs, final states and every gradient as from one loop."""
     from netgraph.layers import _cells
 
     net = make_graph(kind)
@@ -305,12 +306,12 @@ def test_batch_cut_in_halves_for_two_threads_gives_the_same_results(kind, monkey
                for a in ("InputWeights", "StateWeights", "Biases")]]
     whole = net(data, wants, dtype=np.float64)
     parts = []
-    real_row_parts = _cells._row_parts
+    real_row_parts = _cells.row_parts
     monkeypatch.setattr(_cells, "SPLIT_STEP_FLOPS", 0)
-    monkeypatch.setattr(_cells, "_row_parts", lambda A, n: parts.append(real_row_parts(A, n))
+    monkeypatch.setattr(_cells, "row_parts", lambda *shape: parts.append(real_row_parts(*shape))
                         or parts[-1])
     split = net(data, wants, dtype=np.float64)
-    assert parts == [[slice(0, 17), slice(17, 35)]] * 2  # forward and backward
+    assert parts == [[slice(0, 17), slice(17, 35)]]
     terms = max(SPLIT_LENS) * (K + N + 1) + sum(SPLIT_LENS)
     for a, b in zip(split, whole, strict=True):
         for u, v in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b],
@@ -325,7 +326,7 @@ def test_central_differences_with_the_batch_in_halves(kind, monkeypatch):
 
     monkeypatch.setattr(_cells, "SPLIT_STEP_FLOPS", 0)
     monkeypatch.setattr(_cells, "PART_ROWS", 1)
-    assert _cells._row_parts(np.zeros((6, 3, 4)), 1) == [slice(0, 1), slice(1, 3)]
+    assert _cells.row_parts(3, 1, 4) == [slice(0, 1), slice(1, 3)]
     fd_check(make_graph(kind), data_for(kind))
 
 
@@ -333,6 +334,6 @@ def test_row_parts_only_for_large_per_step_products():
     from netgraph.layers import _cells
 
     # LSTM, 64 rows: a half's step is 2 * 32 * n * 4n FLOPs, 4.2e6 at n = 128
-    assert _cells._row_parts(np.zeros((5, 64, 4 * 128)), 128) == [slice(0, 32), slice(32, 64)]
-    assert _cells._row_parts(np.zeros((5, 64, 4 * 96)), 96) == [slice(0, 64)]
-    assert _cells._row_parts(np.zeros((5, 31, 4 * 512)), 512) == [slice(0, 31)]  # < 2 x 16
+    assert _cells.row_parts(64, 128, 4 * 128) == [slice(0, 32), slice(32, 64)]
+    assert _cells.row_parts(64, 96, 4 * 96) == [slice(0, 64)]
+    assert _cells.row_parts(31, 512, 4 * 512) == [slice(0, 31)]  # < 2 x 16
