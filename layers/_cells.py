@@ -17,13 +17,15 @@ length keep their state (the forward copies ``s_{t-1}`` over them, the backward 
 gradient through unchanged and gives their gate pre-activations a zero gradient).
 
 ``forward(A, Ws, init, mask) -> (states, cache)``: ``states`` a list of (T+1, n, b) arrays,
-the state, then for the LSTM the cell state; ``init`` their initial (n, b) values.
-``backward(go, final, WsT, states, cache, mask) -> (dA, dZ, d_init)``: ``go`` (T, n, b) the
-gradients of the states after each step, ``final`` those of the last states (n, b), ``WsT``
-(n, G·n) the unhalved state weights transposed; ``dA`` the gradients of the gate
-pre-activations (T, G·n, b), ``dZ`` those of the state products ``Ws s_{t-1}`` (``dA`` itself
-but for the GRU, whose reset gate multiplies the memory block's product), ``d_init`` those of
-the initial states.
+the state, then for the LSTM the cell state; ``init`` their initial (n, b) values, None for
+zeros (then the first step needs no state product).
+``backward(go, final, WsT, states, cache, mask, init_grads) -> (dA, dZ, d_init)``: ``go``
+(T, n, b) the gradients of the states after each step, ``final`` those of the last states
+(n, b), ``WsT`` (n, G·n) the unhalved state weights transposed, ``init_grads`` whether the
+initial states' gradients are wanted (else the first step's product is skipped and
+``d_init`` holds None); ``dA`` the gradients of the gate pre-activations (T, G·n, b), ``dZ``
+those of the state products ``Ws s_{t-1}`` (``dA`` itself but for the GRU, whose reset gate
+multiplies the memory block's product), ``d_init`` those of the initial states.
 
 A large batch of a large layer is cut into two parts of rows whose loops run on two threads
 (:func:`over_parts`: every step of an example depends on that example alone, so the parts
@@ -87,12 +89,13 @@ def _partial(mask: np.ndarray | None, T: int) -> tuple[Sequence[bool], np.ndarra
     return list(~mask.all(axis=(1, 2))), ~mask
 
 
-def _states(init: list[np.ndarray], T: int, dtype: Any) -> list[np.ndarray]:
-    """(T+1, n, b) buffers for the states, ``[0]`` set to ``init``."""
+def _states(init: list[np.ndarray | None], shape: tuple[int, int], T: int,
+            dtype: Any) -> list[np.ndarray]:
+    """(T+1, n, b) buffers for the states, ``[0]`` set to ``init`` (zeros for None)."""
     out = []
     for s in init:
-        buf = scratch_array((T + 1,) + s.shape, dtype)
-        buf[0] = s
+        buf = scratch_array((T + 1,) + shape, dtype)
+        buf[0] = 0 if s is None else s
         out.append(buf)
     return out
 
@@ -104,12 +107,16 @@ class Basic:
 
     @staticmethod
     def forward(A, Ws, init, mask):
-        T = A.shape[0]
+        T, n, b = A.shape
         part, skip = _partial(mask, T)
-        (H,) = _states(init, T, A.dtype)
+        (H,) = _states(init, (n, b), T, A.dtype)
+        given = init[0] is not None  # else the state starts at 0, and so does its product
         for t in range(T):
             s = H[t + 1]
-            np.matmul(Ws, H[t], out=s)
+            if t or given:
+                np.matmul(Ws, H[t], out=s)
+            else:
+                s.fill(0)
             s += A[t]
             np.tanh(s, out=s)
             if part[t]:
@@ -117,7 +124,7 @@ class Basic:
         return [H], None
 
     @staticmethod
-    def backward(go, final, WsT, states, cache, mask):
+    def backward(go, final, WsT, states, cache, mask, init_grads):
         (H,) = states
         T = go.shape[0]
         part, skip = _partial(mask, T)
@@ -130,6 +137,8 @@ class Basic:
         for t in range(T - 1, -1, -1):
             ds = ds + go[t]
             dA[t] *= ds
+            if not (t or init_grads):
+                return dA, dA, [None]
             new = WsT @ dA[t]
             if part[t]:
                 np.copyto(new, ds, where=skip[t])
@@ -148,13 +157,17 @@ class GRU:
         T, G, b = A.shape
         n = G // 3
         part, skip = _partial(mask, T)
-        (H,) = _states(init, T, A.dtype)
+        (H,) = _states(init, (n, b), T, A.dtype)
+        given = init[0] is not None  # else the state starts at 0, and so does its product
         HS = scratch_array(A.shape, A.dtype)  # state projections W_s s_{t-1}, all gates
         IR = scratch_array((T, 2 * n, b), A.dtype)
         M = scratch_array((T, n, b), A.dtype)
         for t in range(T):
             sp, hs, ir, m, s = H[t], HS[t], IR[t], M[t], H[t + 1]
-            np.matmul(Ws, sp, out=hs)
+            if t or given:
+                np.matmul(Ws, sp, out=hs)
+            else:
+                hs.fill(0)
             np.add(A[t, :2 * n], hs[:2 * n], out=ir)
             _sigmoid_half_(ir)
             np.multiply(ir[n:], hs[2 * n:], out=m)
@@ -168,7 +181,7 @@ class GRU:
         return [H], (HS, IR, M)
 
     @staticmethod
-    def backward(go, final, WsT, states, cache, mask):
+    def backward(go, final, WsT, states, cache, mask, init_grads):
         (H,), (HS, IR, M) = states, cache
         T, G, b = HS.shape
         n = G // 3
@@ -208,6 +221,9 @@ class GRU:
         for t in range(T - 1, -1, -1):
             cur = np.add(ds, go[t], out=DS[t])
             np.multiply(F3[t], cur, out=dZ3[t])
+            if not (t or init_grads):
+                ds = None
+                break
             ds = WsT @ dZ[t]
             ds += D[t] * cur
         dA = scratch_array((T, G, b), go.dtype)  # as dZ but in the memory block
@@ -226,14 +242,18 @@ class LSTM:
         T, G, b = A.shape
         n = G // 4
         part, skip = _partial(mask, T)
-        H, C = _states(init, T, A.dtype)
+        H, C = _states(init, (n, b), T, A.dtype)
+        given = init[0] is not None  # else the state starts at 0, and so does its product
         Z = scratch_array(A.shape, A.dtype)  # activated gates
         TC = scratch_array((T, n, b), A.dtype)
         im = np.empty((n, b), A.dtype)
         for t in range(T):
             z, c, s, tc = Z[t], C[t + 1], H[t + 1], TC[t]
-            np.matmul(Ws, H[t], out=z)
-            z += A[t]
+            if t or given:
+                np.matmul(Ws, H[t], out=z)
+                z += A[t]
+            else:
+                np.copyto(z, A[t])
             np.tanh(z, out=z)
             sig = z[:3 * n]  # σ(2h) = 0.5 tanh(h) + 0.5 for i, o, f; m = tanh
             sig *= 0.5
@@ -249,7 +269,7 @@ class LSTM:
         return [H, C], (Z, TC)
 
     @staticmethod
-    def backward(go, final, WsT, states, cache, mask):
+    def backward(go, final, WsT, states, cache, mask, init_grads):
         (_, C), (Z, TC) = states, cache
         T, G, b = Z.shape
         n = G // 4
@@ -292,6 +312,8 @@ class LSTM:
             g = dA4[t]
             np.multiply(FC4[t], dcv, out=g)  # the o block is replaced next
             np.multiply(cur, Fo[t], out=g[1])
+            if not (t or init_grads):
+                return dA, dA, [None, None]
             new_s, new_c = S[1 - k], Cg[k]
             np.matmul(WsT, dA[t], out=new_s)
             np.multiply(dcv, f[t], out=new_c)

@@ -92,24 +92,31 @@ class _Recurrent(Layer):
                      for a in cls._group(kind))
 
     def _stacked(self, arrays: dict) -> tuple[np.ndarray, ...]:
-        """The gate blocks stacked: ``(Wx, Ws, Wx_h, b_h, Ws_h)``, with ``Wx`` (G·n, k) and
-        ``Ws`` (G·n, n) as the backward needs them and, for the forward, the same weights and
-        the biases (a (G·n, 1) column) with the rows of the sigmoid gates halved (the cells
-        take ``z/2`` there). Derived once for the net's own arrays, which are read-only and
-        own their memory, so never change (identity checked on every call); each call for
-        any other arrays (those NetTrain updates in place, gradcheck's perturbed copies, the
-        float64 copies of a float64 run)."""
+        """The gate blocks stacked: ``(Wx, Ws, Wxb_h, Ws_h)``, with ``Wx`` (G·n, k) and
+        ``Ws`` (G·n, n) as the backward needs them and, for the forward, ``[Wx | b]``
+        (G·n, k+1) (the biases a last column: the projection's GEMM adds them) and ``Ws``
+        with the rows of the sigmoid gates halved (the cells take ``z/2`` there). Derived
+        once for the net's own arrays, which are read-only and own their memory, so never
+        change (identity checked on every call); each call for any other arrays (those
+        NetTrain updates in place, gradcheck's perturbed copies, the float64 copies of a
+        float64 run)."""
         sources = tuple(map(arrays.__getitem__, self._array_order()))
         memo = self.cached("stacked_gates", dict)  # this net's own: "hit" -> (sources, stacked)
         hit = memo.get("hit")
         if hit is not None and all(map(operator.is_, hit[0], sources)):
             return hit[1]
         G = len(self.gates)
-        Wx, Ws, b = (np.concatenate(sources[j * G:(j + 1) * G]) for j in range(3))
-        n, dt = Ws.shape[1], Ws.dtype
-        half = np.ones((Wx.shape[0], 1), dt)
-        half[:self.cell.sigmoid_blocks * n] = 0.5
-        stacked = (Wx, Ws, Wx * half, b[:, None] * half, Ws * half)
+        Wx, Ws = np.concatenate(sources[:G]), np.concatenate(sources[G:2 * G])
+        (rows, k), dt = Wx.shape, Wx.dtype
+        half = memo.get((rows, dt))  # the factor of each gate row: 1/2 for the sigmoids
+        if half is None:
+            half = memo[(rows, dt)] = np.ones((rows, 1), dt)
+            half[:self.cell.sigmoid_blocks * Ws.shape[1]] = 0.5
+        Wxb_h = np.empty((rows, k + 1), dt)
+        np.multiply(Wx, half, out=Wxb_h[:, :k])
+        np.concatenate(sources[2 * G:], out=Wxb_h[:, k])
+        Wxb_h[:, k:] *= half
+        stacked = (Wx, Ws, Wxb_h, Ws * half)
         if all(not a.flags.writeable and a.base is None for a in sources):
             memo["hit"] = (sources, stacked)  # one store: threads see all of it or none
         return stacked
@@ -122,7 +129,7 @@ class _Recurrent(Layer):
         x, starts = full[0], dict(zip(given[1:], full[1:], strict=True))
         T, k = x.shape[-2:]
         B = math.prod(lead)
-        Wx, Ws, Wx_h, b_h, Ws_h = self._stacked(arrays)
+        Wx, Ws, Wxb_h, Ws_h = self._stacked(arrays)
         (G, n), dt = Ws.shape, x.dtype
         valid = ctx.valid_mask("Input", T)  # (examples, T); None: nothing padded
         if valid is not None and lead != valid.shape[:1]:  # the rows are not the examples
@@ -132,7 +139,7 @@ class _Recurrent(Layer):
         parts = _cells.row_parts(B, n, G)
         product = (G, parts[0].stop, n)  # a loop's per-step products (m, n, k)
         prepared = [_part_inputs(x[r], None if valid is None else valid[r],
-                                 [None if s is None else s[r] for s in init], Wx_h, b_h, n)
+                                 [None if s is None else s[r] for s in init], Wxb_h, n)
                     for r in parts]
         masks = [mask for _, mask, _ in prepared]
         runs = _cells.over_parts(lambda j: self.cell.forward(prepared[j][0], Ws_h,
@@ -157,6 +164,7 @@ class _Recurrent(Layer):
             go = None if go is None else go.reshape(B, T, n)
             final = [None if g.get(p) is None else g[p].reshape(B, n)
                      for p in self.optional_inputs]
+            init_grads = any(p in ins for p in self.optional_inputs)
 
             def loop(j: int):
                 r = parts[j]
@@ -165,12 +173,12 @@ class _Recurrent(Layer):
                         np.ascontiguousarray(go[r].transpose(1, 2, 0)))
                 final_j = [np.zeros((n, b), dt) if f is None else np.ascontiguousarray(f[r].T)
                            for f in final]
-                return self.cell.backward(go_j, final_j, Ws.T, *runs[j], masks[j])
+                return self.cell.backward(go_j, final_j, Ws.T, *runs[j], masks[j], init_grads)
 
             backs = _cells.over_parts(loop, len(parts), product)
             dx, sums = np.empty((B, T, k), dt), None
             for r, (dA, dZ, _), (states, _) in zip(parts, backs, runs, strict=True):
-                dx[r], terms = _part_grads(dA, dZ, states[0], x[r], Wx)
+                dx[r], terms = _part_grads(dA, dZ, states[0], x[r], Wx, init[0] is None)
                 sums = terms if sums is None else [u + v for u, v in zip(sums, terms)]
             dWx, dWs, db = sums
             grads = {}
@@ -188,40 +196,53 @@ class _Recurrent(Layer):
         return outs, backward
 
 
-def _part_inputs(x: np.ndarray, valid: np.ndarray | None, init: list, Wx_h: np.ndarray,
-                 b_h: np.ndarray, n: int
-                 ) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
+def _part_inputs(x: np.ndarray, valid: np.ndarray | None, init: list, Wxb_h: np.ndarray,
+                 n: int) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
     """One part's inputs, feature-major and batch last (see :mod:`._cells`), from its ``b``
     examples ``x`` (b, T, k), their valid steps (b, T) and initial states (b, n) or None:
     ``A`` (T, G·n, b), the input projections plus biases of all steps and gates (one batched
-    GEMM; one GEMM for one example, whose (T, 1, G·n) rows are that layout already), the
-    mask (T, 1, b) or None, and the initial states (n, b) (zeros for None)."""
+    GEMM, each step's inputs with a row of ones; one GEMM for one example, whose (T, 1, G·n)
+    rows are that layout already), the mask (T, 1, b) or None, and the initial states (n, b)
+    (None: zeros)."""
     b, T, k = x.shape
     if b == 1:
-        A = matmul(x.reshape(T, k), Wx_h.T)
-        A += b_h[:, 0]
-        A = A.reshape(T, -1, 1)
+        A = matmul(_with_ones(x.reshape(T, k), 1), Wxb_h.T).reshape(T, -1, 1)
     else:
-        A = matmul(Wx_h, np.ascontiguousarray(x.transpose(1, 2, 0)))
-        A += b_h
+        A = matmul(Wxb_h, _with_ones(x.transpose(1, 2, 0), 1))
     mask = None if valid is None else np.ascontiguousarray(valid.T)[:, None]
-    return A, mask, [np.zeros((n, b), x.dtype) if s is None else np.ascontiguousarray(s.T)
-                     for s in init]
+    return A, mask, [None if s is None else np.ascontiguousarray(s.T) for s in init]
+
+
+def _with_ones(a: np.ndarray, axis: int) -> np.ndarray:
+    """A C-contiguous copy of ``a`` with one more entry along ``axis`` (1 or -1), all ones:
+    the factor of the biases in a product."""
+    shape = list(a.shape)
+    shape[axis] += 1
+    out = np.empty(shape, a.dtype)
+    body = [slice(None)] * a.ndim
+    body[axis] = slice(0, a.shape[axis])
+    out[tuple(body)] = a
+    body[axis] = slice(a.shape[axis], None)
+    out[tuple(body)] = 1
+    return out
 
 
 def _part_grads(dA: np.ndarray, dZ: np.ndarray, H: np.ndarray, x: np.ndarray,
-                Wx: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+                Wx: np.ndarray, zero_start: bool) -> tuple[np.ndarray, list[np.ndarray]]:
     """One part's input gradient (b, T, k) and its terms of ``[dWx, dWs, db]``, from the
     gradients of its gate pre-activations ``dA`` and state products ``dZ`` (T, G·n, b), its
     states ``H`` (T+1, n, b) and inputs ``x`` (b, T, k): each one GEMM over all steps, with
-    the gradients gate-major (G·n, T·b) and the columns (step, example)."""
+    the gradients gate-major (G·n, T·b) and the columns (step, example). A state that
+    starts at 0 (``zero_start``) adds nothing to ``dWs`` at the first step: its columns are
+    left out."""
     T, G, b = dA.shape
     dA_g = np.ascontiguousarray(dA.transpose(1, 0, 2)).reshape(G, T * b)
     dZ_g = dA_g if dZ is dA else np.ascontiguousarray(dZ.transpose(1, 0, 2)).reshape(G, T * b)
-    x_rows = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(T * b, -1)
-    s_rows = np.ascontiguousarray(H[:-1].transpose(0, 2, 1)).reshape(T * b, -1)
-    dx, dWx, dWs = matmul(dA_g.T, Wx), matmul(dA_g, x_rows), matmul(dZ_g, s_rows)
-    return dx.reshape(T, b, -1).transpose(1, 0, 2), [dWx, dWs, dA_g.sum(1)]
+    x_rows = _with_ones(x.transpose(1, 0, 2), -1).reshape(T * b, -1)  # [x | 1]: dWx, db
+    first = b if zero_start else 0
+    s_rows = np.ascontiguousarray(H[first // b:-1].transpose(0, 2, 1)).reshape(-1, H.shape[1])
+    dx, dWxb, dWs = matmul(dA_g.T, Wx), matmul(dA_g, x_rows), matmul(dZ_g[:, first:], s_rows)
+    return dx.reshape(T, b, -1).transpose(1, 0, 2), [dWxb[:, :-1], dWs, dWxb[:, -1]]
 
 
 def _rows_of(parts: list[slice], columns: list[np.ndarray], dtype: Any) -> np.ndarray:

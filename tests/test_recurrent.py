@@ -171,6 +171,21 @@ def test_central_differences(kind, init, final):
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("init", [True, False])
+def test_central_differences_of_one_step(kind, init):
+    """A batch of one step: with no initial state it needs no state product at all (the
+    state starts at 0), forward or backward, and adds nothing to the state weights'
+    gradient, which is exactly 0."""
+    net = make_graph(kind, with_init=init)
+    data = data_for(kind, lens=[1, 1, 1])
+    data = {p: v for p, v in data.items() if p in net.input_ports}
+    fd_check(net, data)
+    dWs = net(data, NetArrayGradient(["rnn", KINDS[kind][1][0] + "StateWeights"]),
+              dtype=np.float64)
+    assert dWs.any() == init
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
 def test_central_differences_fixed_length(kind):
     net = make_graph(kind, input_shape=(4, K))
     data = data_for(kind, lens=[4, 4])
