@@ -123,9 +123,12 @@ class CatenateLayer(_Variadic):
         r = len(ctx.dims("Output"))
         ax = _axis(self.params.level, r, "CatenateLayer")
         xs = [ins[n] for n in names]
-        leads = [x.shape[:x.ndim - r] for x in xs]
-        lead = np.broadcast_shapes(*leads)
-        full = [np.broadcast_to(x, lead + x.shape[x.ndim - r:]) for x in xs]
+        leads = {x.shape[:x.ndim - r] for x in xs}
+        if len(leads) == 1:  # the usual case: the same leading axes (the batch), nothing to do
+            lead, full = leads.pop(), xs
+        else:
+            lead = np.broadcast_shapes(*leads)
+            full = [np.broadcast_to(x, lead + x.shape[x.ndim - r:]) for x in xs]
         axis = len(lead) + ax
         y = np.concatenate(full, axis=axis)
         cuts = np.cumsum([x.shape[axis] for x in full])[:-1]

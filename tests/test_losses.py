@@ -260,3 +260,23 @@ def test_sigmoid_binary_fusion():
     g1, _, _ = _fused_grads(net, mild, True)
     for s in (plan.inputs["Input"].slot, plan.inputs["Target"].slot):
         assert_close(g1[s], g0[s], dtype=np.float64, reduction=3)
+
+
+@pytest.mark.parametrize("lens", [[4, 4, 4], [4, 2, 5]])
+def test_fusion_matches_unfused_over_sequences_with_and_without_padding(lens):
+    """Softmax + "Index" cross-entropy over sequences, fused or not: with every example as
+    long as the longest (nothing padded: one weight for all positions) and with padding."""
+    net = NetGraph({"sm": SoftmaxLayer(), "loss": CrossEntropyLossLayer("Index")},
+                   [("sm", "loss")], Input=("Varying", 5))
+    z = [rng.standard_normal((n, 5)) for n in lens]
+    t = [rng.integers(0, 5, n) for n in lens]
+    g0, _, plan = _fused_grads(net, {"Input": z, "Target": t}, False)
+    g1, _, _ = _fused_grads(net, {"Input": z, "Target": t}, True)
+    slot = plan.inputs["Input"].slot
+    assert g1[slot].shape == (3, max(lens), 5)
+    assert_close(g1[slot], g0[slot], dtype=np.float64, reduction=5)
+    for b, n in enumerate(lens):  # by hand: (p - onehot) / n at each valid position
+        p = np.exp(z[b]) / np.exp(z[b]).sum(-1, keepdims=True)
+        p[np.arange(n), t[b]] -= 1
+        assert_close(g1[slot][b, :n], p / n, dtype=np.float64, reduction=5)
+        assert not g1[slot][b, n:].any()
