@@ -13,6 +13,7 @@ import numpy as np
 
 from . import scratch
 from .allocation import check_request, request_bytes, total_memory
+from .blas import single_threaded
 from .compile import PortMeta
 from .errors import InputDataError
 from .shapes import Index, display
@@ -131,16 +132,26 @@ def check_values(a: np.ndarray, meta: PortMeta, port: str, which: str = "") -> n
 
 #: from this many elements on, :func:`_all_finite` checks a sum first
 _SUM_CHECK_ELEMENTS = 1 << 16
+#: the dtypes whose sum of squares BLAS computes (:func:`_all_finite`)
+_DOT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _all_finite(a: np.ndarray) -> bool:
     """Whether every element of the real array ``a`` is finite. A large array is checked by
-    its sum first (one read-only pass, no temporary: a NaN or an infinity makes the sum NaN
-    or infinite); only when the sum is not finite — a bad element, or finite ones whose sum
-    overflows — element by element."""
+    one read-only pass first, with no temporary: the sum of its squares (one BLAS dot
+    product, at one thread; half the time of NumPy's sum) for C-contiguous float32 and
+    float64, else its sum. A NaN or an infinity makes either NaN or infinite; only when it
+    is not finite — a bad element, or finite ones whose squares or sum overflow — is ``a``
+    checked element by element."""
     if a.size >= _SUM_CHECK_ELEMENTS:
         with np.errstate(over="ignore", invalid="ignore"):
-            if np.isfinite(np.add.reduce(a, axis=None)):
+            if a.dtype in _DOT_DTYPES and a.flags.c_contiguous:
+                flat = a.reshape(-1)
+                with single_threaded():
+                    check = np.dot(flat, flat)
+            else:
+                check = np.add.reduce(a, axis=None)
+            if np.isfinite(check):
                 return True
     return bool(np.isfinite(a).all())
 

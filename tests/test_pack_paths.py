@@ -167,13 +167,21 @@ def test_bad_values_same_errors(bad, message):
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, None])
 @pytest.mark.parametrize("size", [5, batch._SUM_CHECK_ELEMENTS + 3])
 def test_finite_check_by_sum_agrees_with_the_elementwise_check(bad, size):
-    """Large arrays are checked by their sum first: the same verdict as ``np.isfinite`` on
-    every element, also where finite values overflow the sum (1e38 each in float32)."""
+    """Large arrays are checked by one pass first (the sum of squares of a contiguous
+    float32 or float64 array, else the sum): the same verdict as ``np.isfinite`` on every
+    element, also where finite values overflow the squares (1e20 in float32, 1e160 in
+    float64) or the sum (3e38 each in float32), for strided views and float16 too."""
     rng = np.random.default_rng(size)
+    wide = rng.standard_normal((2, size)).astype(np.float32)
     for a in (rng.standard_normal(size).astype(np.float32),
-              np.full(size, 3e38, np.float32), np.full(size, -3e38, np.float32)):
-        if bad is not None:
-            a[size // 3] = bad
+              rng.standard_normal((size, 3)),  # float64, two axes
+              np.full(size, 1e20, np.float32), np.full(size, 1e160),
+              np.full(size, 3e38, np.float32), np.full(size, -3e38, np.float32),
+              wide[:, ::2], rng.standard_normal(size).astype(np.float16)):
+        if bad is not None and a.flags.c_contiguous:
+            a.reshape(-1)[size // 3] = bad
+        elif bad is not None:  # the strided view
+            a[1, size // 6] = bad
         assert batch._all_finite(a) == bool(np.isfinite(a).all()) == (bad is None)
 
 
