@@ -163,12 +163,12 @@ class CrossEntropyLossLayer(_Loss):
     def _elementwise(self, x, t):
         form = self.params.form
         if form == "Index":
-            at = _class_entries(x.shape, t)
-            pt = np.maximum(x.reshape(-1, x.shape[-1])[at].reshape(t.shape), EPS)
+            at = _class_entries(t)
+            pt = np.maximum(_class_rows(x)[at].reshape(t.shape), EPS)
 
             def grad_index(c):
                 gx = np.zeros(x.shape, x.dtype)  # C order: its rows view is written
-                gx.reshape(-1, x.shape[-1])[at] = (-c / pt).reshape(-1)
+                _class_rows(gx)[at] = (-c / pt).reshape(-1)
                 return gx, None
 
             return -np.log(pt), grad_index
@@ -194,10 +194,10 @@ class CrossEntropyLossLayer(_Loss):
         ``c * (p - t)`` for "Binary"; plus the other input gradients."""
         form = self.params.form
         if form == "Index":
-            at, cc, rows = _class_entries(p.shape, t), c[..., None], (-1, p.shape[-1])
+            at, cc = _class_entries(t), c[..., None]
             dz = np.multiply(p, cc, out=np.empty(p.shape, np.result_type(p, cc)))  # C order
             c_each = np.broadcast_to(c, t.shape).reshape(-1)  # c may be one per example
-            dz.reshape(rows)[at] = (p.reshape(rows)[at] - 1) * c_each
+            _class_rows(dz)[at] = (_class_rows(p)[at] - 1) * c_each
             return dz, {}
         if form == "Binary":
             return c * (p - t), {"Target": -c * (np.log(p + EPS) - np.log(1 - p + EPS))}
@@ -228,13 +228,19 @@ class MeanAbsoluteLossLayer(_Loss):
         return np.abs(x - t), lambda c: (c * s, -c * s)
 
 
-def _class_entries(shape: tuple[int, ...], t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The index, into an array of ``shape`` (classes last) viewed as rows of classes, of
-    each position's target class ``t`` (an integer array of the leading shape): for reading
-    and writing one entry per position (``np.take_along_axis`` and ``np.put_along_axis``
-    build index arrays for every axis)."""
+def _class_entries(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The index, into :func:`_class_rows` of an array whose leading shape is that of the
+    integer targets ``t``, of each position's target class: for reading and writing one
+    entry per position (``np.take_along_axis`` and ``np.put_along_axis`` build index arrays
+    for every axis)."""
     cols = t.reshape(-1)
     return np.arange(cols.size), cols
+
+
+def _class_rows(a: np.ndarray) -> np.ndarray:
+    """``a`` (classes last) as one row of classes per position: a view of a C-order array,
+    so writing through it writes ``a``."""
+    return a.reshape(-1, a.shape[-1])
 
 
 class FusedCrossEntropy:
@@ -265,8 +271,7 @@ class FusedCrossEntropy:
             return self.loss._elementwise(p, t)[0]
         logp = np.maximum(self.log_probabilities(z), np.log(np.asarray(EPS, z.dtype)))
         if form == "Index":
-            return -logp.reshape(-1, logp.shape[-1])[_class_entries(logp.shape, t)].reshape(
-                t.shape)
+            return -_class_rows(logp)[_class_entries(t)].reshape(t.shape)
         return -(t * logp).sum(-1)
 
     def forward(self, ins, arrays, ctx):

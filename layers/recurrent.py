@@ -239,9 +239,9 @@ def _part_grads(dA: np.ndarray, dZ: np.ndarray, H: np.ndarray, x: np.ndarray,
     dA_g = np.ascontiguousarray(dA.transpose(1, 0, 2)).reshape(G, T * b)
     dZ_g = dA_g if dZ is dA else np.ascontiguousarray(dZ.transpose(1, 0, 2)).reshape(G, T * b)
     x_rows = _with_ones(x.transpose(1, 0, 2), -1).reshape(T * b, -1)  # [x | 1]: dWx, db
-    first = b if zero_start else 0
-    s_rows = np.ascontiguousarray(H[first // b:-1].transpose(0, 2, 1)).reshape(-1, H.shape[1])
-    dx, dWxb, dWs = matmul(dA_g.T, Wx), matmul(dA_g, x_rows), matmul(dZ_g[:, first:], s_rows)
+    t0 = int(zero_start)  # the first step whose state counts
+    s_rows = np.ascontiguousarray(H[t0:-1].transpose(0, 2, 1)).reshape(-1, H.shape[1])
+    dx, dWxb, dWs = matmul(dA_g.T, Wx), matmul(dA_g, x_rows), matmul(dZ_g[:, t0 * b:], s_rows)
     return dx.reshape(T, b, -1).transpose(1, 0, 2), [dWxb[:, :-1], dWs, dWxb[:, -1]]
 
 
