@@ -364,12 +364,15 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
     """
     if scale != 1.0:
         s *= scale
-    if valid is not None:
-        np.copyto(s, -np.inf, where=~valid)
+    if valid is not None:  # -inf at keys not allowed (NaN where such a score is +inf or NaN)
+        s += np.where(valid, s.dtype.type(0), s.dtype.type(-np.inf))
     s_max = np.maximum.reduce(s, axis=-1, keepdims=True)  # NaN where a row holds a NaN
-    overflowed = False
     # a NaN or infinite row maximum makes their sum not finite (so, harmlessly, do finite
     # maxima whose sum overflows: _resolve_overflow leaves such rows as they are)
+    if valid is not None and not math.isfinite(np.add.reduce(s_max, axis=None)):
+        np.copyto(s, -np.inf, where=~valid)  # those NaN: -inf at keys not allowed, always
+        s_max = np.maximum.reduce(s, axis=-1, keepdims=True)
+    overflowed = False
     if not math.isfinite(np.add.reduce(s_max, axis=None)):
         s_max, overflowed = _resolve_overflow(s, s_max, valid, qmask, error)
     s -= s_max
@@ -384,7 +387,7 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
     tiny = _tiny(s.dtype)
     # subnormal weights (see above); without masks, zeros are rare: look for any first
     if valid is not None or qmask is not None or np.minimum.reduce(s, axis=None) < tiny:
-        np.copyto(s, 0, where=s < tiny)
+        s *= s >= tiny  # not NaN: NaN * 0 is NaN
     return s, overflowed
 
 

@@ -268,8 +268,9 @@ def pad_examples(examples: list[np.ndarray], meta: PortMeta, dtype: Any,
         # one concatenate in C of every example followed by its padding (views of one block)
         rows = (longest - min(lens),) + tail
         padding = np.zeros(rows, dt) if pad == 0 else np.full(rows, pad, dt)
-        parts = [part for e, k in zip(examples, lens)
-                 for part in ((e, padding[:longest - k]) if k < longest else (e,))]
+        pads = {k: padding[:longest - k] for k in set(lens)}  # one view per distinct length
+        parts = [None] * (2 * len(examples))
+        parts[0::2], parts[1::2] = examples, map(pads.__getitem__, lens)
         np.concatenate(parts, out=out.reshape((-1,) + tail), casting="unsafe")
         return out, lengths
     out = np.full(shape, pad, dtype=dt)

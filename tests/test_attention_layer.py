@@ -108,6 +108,33 @@ def test_causal_mask_and_rescaling_against_hand_computation(window):
     check_padding(net, data)
 
 
+def test_scores_that_overflow_where_the_mask_forbids_do_not_matter():
+    """A late key of float32 size ~3e38 makes the earlier queries' scores of it +inf (and
+    NaN, +inf + -inf, for one) in float32, where the causal mask forbids it; the last query,
+    which may see it, scores it -inf (weight 0). The weights are those of float64."""
+    net = NetInitialize(AttentionLayer("Dot", mask="Causal", Key=("Varying", 4),
+                                       Value=("Varying", 3), Query=("Varying", 4)), seed=0)
+    rng = np.random.default_rng(2)
+    lens = (5, 3)
+    Ks = [rng.standard_normal((n, 4)) for n in lens]
+    Vs = [rng.standard_normal((n, 3)) for n in lens]
+    Qs = [rng.standard_normal((n, 4)) for n in lens]
+    big = np.float32(3e38)
+    Ks[0][-1] = (big, big, 0, 0)
+    Qs[0][0, :2], Qs[0][1, :2], Qs[0][-1, :2] = (10, 0), (10, -10), (-10, 0)
+    data = {"Key": Ks, "Value": Vs, "Query": Qs}
+    ports = [NetPort("Output"), NetPort("AttentionWeights")]
+    got = net(data, ports, dtype=np.float32)
+    want = net(data, ports, dtype=np.float64)
+    assert got[1][0][-1, -1] == 0  # the allowed -inf score
+    for k in range(len(lens)):
+        n = lens[k]
+        allowed = np.tril(np.ones((n, n), bool))
+        assert (got[1][k][~allowed] == 0).all()
+        assert_close(got[1][k], want[1][k], dtype=np.float32, reduction=TERMS)
+        assert_close(got[0][k], want[0][k], dtype=np.float32, reduction=TERMS)
+
+
 def test_causal_mask_needs_equal_lengths():
     with pytest.raises(ShapeError, match="causal"):
         AttentionLayer("Dot", mask="Causal", Key=(5, 4), Value=(5, 4), Query=(6, 4))
