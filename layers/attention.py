@@ -349,6 +349,11 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
     Returns the weights and whether scores had overflowed (then the caller checks that the
     gradients of the scores are finite, and raises ``error(what)`` if not).
 
+    Keys outside ``valid`` get ``-inf`` by adding an additive mask (0 or ``-inf``), three
+    times as fast as a masked copy; where that meets a ``+inf`` or NaN score of such a key
+    (the sum is NaN, and so is the row's maximum) the masked copy is made after all, so no
+    score of a key that may not be attended reaches a row.
+
     The largest score of each row is subtracted before ``exp``. Scores that overflowed to
     ``-inf`` get weight 0; a row with one ``+inf`` score gives that key all its weight, as
     without overflow: a finite score lies below it by about the float spacing there (2e31 in
@@ -387,7 +392,7 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
     tiny = _tiny(s.dtype)
     # subnormal weights (see above); without masks, zeros are rare: look for any first
     if valid is not None or qmask is not None or np.minimum.reduce(s, axis=None) < tiny:
-        s *= s >= tiny  # not NaN: NaN * 0 is NaN
+        s *= s >= tiny  # a NaN weight stays NaN (NaN * 0 is NaN), as it passes through
     return s, overflowed
 
 
