@@ -302,8 +302,8 @@ class LSTM:
         dA = scratch_array((T, G, b), go.dtype)
         FC4, dA4 = FC.reshape(T, 4, n, b), dA.reshape(T, 4, n, b)
         # per-step buffers: the two state gradients each in two, written in turn
-        S, Cg, dcv, scaled = np.split(scratch_array((6, n, b), go.dtype), [2, 4, 5])
-        dcv, scaled = dcv[0], scaled[0]
+        step = scratch_array((6, n, b), go.dtype)
+        S, Cg, dcv, scaled = step[:2], step[2:4], step[4], step[5]
         ds, dc, k = final[0], final[1], 0
         for t in range(T - 1, -1, -1):
             cur = np.add(ds, go[t], out=S[k])

@@ -131,11 +131,13 @@ class CatenateLayer(_Variadic):
             full = [np.broadcast_to(x, lead + x.shape[x.ndim - r:]) for x in xs]
         axis = len(lead) + ax
         y = np.concatenate(full, axis=axis)
-        cuts = np.cumsum([x.shape[axis] for x in full])[:-1]
+        ends = np.cumsum([x.shape[axis] for x in full]).tolist()
+        pieces = [(slice(None),) * axis + (slice(a, b),) for a, b in zip([0] + ends, ends)]
 
         def backward(g):
-            parts = np.split(g["Output"], cuts, axis=axis)
-            return {n: sum_to(p, x.shape) for n, p, x in zip(names, parts, xs, strict=True)}, {}
+            out = g["Output"]
+            return {n: sum_to(out[piece], x.shape)
+                    for n, piece, x in zip(names, pieces, xs, strict=True)}, {}
 
         return {"Output": y}, backward
 
