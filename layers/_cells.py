@@ -12,14 +12,14 @@ rows of all gates (the (b, G·n) layout) run row by row, at several times the co
 The first ``sigmoid_blocks`` gate blocks are sigmoids, computed as ``σ(z) = (1 + tanh(z/2))/2``
 (no overflow); the caller halves their rows of the weights and biases, so ``A`` and ``Ws``
 already give ``z/2`` there (the LSTM then needs one ``tanh`` for all four gates).
-``mask`` is None (every step valid) or a bool (T, 1, b) array; columns past an example's
-length keep their state (the forward copies ``s_{t-1}`` over them, the backward passes the
+``steps`` (:class:`Steps`) tells which steps of each example are valid; columns past an
+example's length keep their state (the forward copies ``s_{t-1}`` over them, the backward passes the
 gradient through unchanged and gives their gate pre-activations a zero gradient).
 
-``forward(A, Ws, init, mask) -> (states, cache)``: ``states`` a list of (T+1, n, b) arrays,
+``forward(A, Ws, init, steps) -> (states, cache)``: ``states`` a list of (T+1, n, b) arrays,
 the state, then for the LSTM the cell state; ``init`` their initial (n, b) values, None for
 zeros (then the first step needs no state product).
-``backward(go, final, WsT, states, cache, mask, init_grads) -> (dA, dZ, d_init)``: ``go``
+``backward(go, final, WsT, states, cache, steps, init_grads) -> (dA, dZ, d_init)``: ``go``
 (T, n, b) the gradients of the states after each step, ``final`` those of the last states
 (n, b), ``WsT`` (n, G·n) the unhalved state weights transposed, ``init_grads`` whether the
 initial states' gradients are wanted (else the first step's product is skipped and
@@ -82,14 +82,21 @@ def _sigmoid_half_(z: np.ndarray) -> None:
     z += 0.5
 
 
-def _partial(mask: np.ndarray | None, T: int,
-             n: int) -> tuple[Sequence[bool], np.ndarray | None]:
-    """Per step: does any example lie past its end? And the inverted mask, ``(T, n, b)``:
-    :func:`np.putmask` with a mask of the state's shape copies the state of those columns
+class Steps:
+    """The valid steps of one part's ``b`` examples, found once a call for both its loops:
+    ``mask`` the bool (T, 1, b) mask, None when every step is valid; ``partial[t]``: does an
+    example lie past its end at step t; ``skip`` (T, n, b) the inverted mask at the state's
+    shape (None without a mask): :func:`np.putmask` with a mask of its target's shape copies
     in half the time of ``np.copyto`` with a broadcast ``where``."""
-    if mask is None:
-        return [False] * T, None
-    return list(~mask.all(axis=(1, 2))), np.repeat(~mask, n, axis=1)
+
+    def __init__(self, mask: np.ndarray | None, T: int, n: int):
+        self.mask = mask
+        if mask is None:
+            self.partial: Sequence[bool] = [False] * T
+            self.skip = None
+        else:
+            self.partial = list(~mask.all(axis=(1, 2)))
+            self.skip = np.repeat(~mask, n, axis=1)
 
 
 def _states(init: list[np.ndarray | None], shape: tuple[int, int], T: int,
@@ -109,9 +116,9 @@ class Basic:
     sigmoid_blocks = 0
 
     @staticmethod
-    def forward(A, Ws, init, mask):
+    def forward(A, Ws, init, steps):
         T, n, b = A.shape
-        part, skip = _partial(mask, T, n)
+        part, skip = steps.partial, steps.skip
         (H,) = _states(init, (n, b), T, A.dtype)
         given = init[0] is not None  # else the state starts at 0, and so does its product
         for t in range(T):
@@ -127,10 +134,10 @@ class Basic:
         return [H], None
 
     @staticmethod
-    def backward(go, final, WsT, states, cache, mask, init_grads):
+    def backward(go, final, WsT, states, cache, steps, init_grads):
         (H,) = states
         T, n = go.shape[:2]
-        part, skip = _partial(mask, T, n)
+        mask, part, skip = steps.mask, steps.partial, steps.skip
         dA = scratch_array(go.shape, go.dtype)
         np.multiply(H[1:], H[1:], out=dA)  # tanh' = 1 - s², zero past each example's end,
         np.subtract(1, dA, out=dA)  # in dA until the step's gradient replaces it
@@ -156,10 +163,10 @@ class GRU:
     sigmoid_blocks = 2
 
     @staticmethod
-    def forward(A, Ws, init, mask):
+    def forward(A, Ws, init, steps):
         T, G, b = A.shape
         n = G // 3
-        part, skip = _partial(mask, T, n)
+        part, skip = steps.partial, steps.skip
         (H,) = _states(init, (n, b), T, A.dtype)
         given = init[0] is not None  # else the state starts at 0, and so does its product
         HS = scratch_array(A.shape, A.dtype)  # state projections W_s s_{t-1}, all gates
@@ -184,10 +191,11 @@ class GRU:
         return [H], (HS, IR, M)
 
     @staticmethod
-    def backward(go, final, WsT, states, cache, mask, init_grads):
+    def backward(go, final, WsT, states, cache, steps, init_grads):
         (H,), (HS, IR, M) = states, cache
         T, G, b = HS.shape
         n = G // 3
+        mask = steps.mask
         # Every factor that does not depend on the incoming gradient, for all steps at once:
         # dL/d(pre-activation) = ds ⊙ factor, columns past an example's end get 0 (into
         # buffers, with no temporaries: their size varies with every batch's lengths, and
@@ -216,7 +224,7 @@ class GRU:
         if mask is not None:
             D = scratch_array((T, n, b), go.dtype)
             np.copyto(D, i)
-            np.copyto(D, 1, where=~mask)
+            np.putmask(D, steps.skip, 1)
         dZ = scratch_array((T, G, b), go.dtype)  # grads of the state products W_s s_{t-1}
         DS = scratch_array((T, n, b), go.dtype)  # dL/ds_t, all contributions
         F3, dZ3 = F.reshape(T, 3, n, b), dZ.reshape(T, 3, n, b)
@@ -241,10 +249,10 @@ class LSTM:
     sigmoid_blocks = 3
 
     @staticmethod
-    def forward(A, Ws, init, mask):
+    def forward(A, Ws, init, steps):
         T, G, b = A.shape
         n = G // 4
-        part, skip = _partial(mask, T, n)
+        part, skip = steps.partial, steps.skip
         H, C = _states(init, (n, b), T, A.dtype)
         given = init[0] is not None  # else the state starts at 0, and so does its product
         Z = scratch_array(A.shape, A.dtype)  # activated gates
@@ -272,11 +280,11 @@ class LSTM:
         return [H, C], (Z, TC)
 
     @staticmethod
-    def backward(go, final, WsT, states, cache, mask, init_grads):
+    def backward(go, final, WsT, states, cache, steps, init_grads):
         (_, C), (Z, TC) = states, cache
         T, G, b = Z.shape
         n = G // 4
-        part, skip = _partial(mask, T, n)
+        mask, part, skip = steps.mask, steps.partial, steps.skip
         i, o, f, m = (Z[:, j * n:(j + 1) * n] for j in range(4))
         # gradient-independent factors for all steps; columns past an example's end get 0
         # (into buffers, with no temporaries: see GRU.backward). dL/d(pre-activation) is

@@ -374,11 +374,13 @@ def _masked_softmax(s: np.ndarray, scale: float, valid: np.ndarray | None,
     s_max = np.maximum.reduce(s, axis=-1, keepdims=True)  # NaN where a row holds a NaN
     # a NaN or infinite row maximum makes their sum not finite (so, harmlessly, do finite
     # maxima whose sum overflows: _resolve_overflow leaves such rows as they are)
-    if valid is not None and not math.isfinite(np.add.reduce(s_max, axis=None)):
+    finite = math.isfinite(np.add.reduce(s_max, axis=None))
+    if not finite and valid is not None:
         np.copyto(s, -np.inf, where=~valid)  # those NaN: -inf at keys not allowed, always
         s_max = np.maximum.reduce(s, axis=-1, keepdims=True)
+        finite = math.isfinite(np.add.reduce(s_max, axis=None))
     overflowed = False
-    if not math.isfinite(np.add.reduce(s_max, axis=None)):
+    if not finite:
         s_max, overflowed = _resolve_overflow(s, s_max, valid, qmask, error)
     s -= s_max
     np.exp(s, out=s)

@@ -141,17 +141,17 @@ class _Recurrent(Layer):
         prepared = [_part_inputs(x[r], None if valid is None else valid[r],
                                  [None if s is None else s[r] for s in init], Wxb_h, n)
                     for r in parts]
-        masks = [mask for _, mask, _ in prepared]
+        steps = [part_steps for _, part_steps, _ in prepared]
         runs = _cells.over_parts(lambda j: self.cell.forward(prepared[j][0], Ws_h,
-                                                             prepared[j][2], masks[j]),
+                                                             prepared[j][2], steps[j]),
                                  len(parts), product)
         out = np.empty((B, T, n), dt)
-        for r, mask, (states, _) in zip(parts, masks, runs, strict=True):
+        for r, part_steps, (states, _) in zip(parts, steps, runs, strict=True):
             seq = states[0][1:].transpose(2, 0, 1)  # (b, T, n)
-            if mask is None:
+            if part_steps.mask is None:
                 out[r] = seq
             else:  # the output is 0 past each example's end
-                np.multiply(seq, mask.transpose(2, 0, 1), out=out[r])
+                np.multiply(seq, part_steps.mask.transpose(2, 0, 1), out=out[r])
         outs = {"Output": out.reshape(lead + (T, n))}
         states_out = self.cached("states_out", lambda: set(self.output_ports))
         for j, p in enumerate(self.optional_inputs):
@@ -173,7 +173,7 @@ class _Recurrent(Layer):
                         np.ascontiguousarray(go[r].transpose(1, 2, 0)))
                 final_j = [np.zeros((n, b), dt) if f is None else np.ascontiguousarray(f[r].T)
                            for f in final]
-                return self.cell.backward(go_j, final_j, Ws.T, *runs[j], masks[j], init_grads)
+                return self.cell.backward(go_j, final_j, Ws.T, *runs[j], steps[j], init_grads)
 
             backs = _cells.over_parts(loop, len(parts), product)
             dx, sums = np.empty((B, T, k), dt), None
@@ -197,20 +197,21 @@ class _Recurrent(Layer):
 
 
 def _part_inputs(x: np.ndarray, valid: np.ndarray | None, init: list, Wxb_h: np.ndarray,
-                 n: int) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
+                 n: int) -> tuple[np.ndarray, _cells.Steps, list[np.ndarray]]:
     """One part's inputs, feature-major and batch last (see :mod:`._cells`), from its ``b``
     examples ``x`` (b, T, k), their valid steps (b, T) and initial states (b, n) or None:
     ``A`` (T, G·n, b), the input projections plus biases of all steps and gates (one batched
     GEMM, each step's inputs with a row of ones; one GEMM for one example, whose (T, 1, G·n)
-    rows are that layout already), the mask (T, 1, b) or None, and the initial states (n, b)
-    (None: zeros)."""
+    rows are that layout already), its valid steps (:class:`._cells.Steps`, from the mask
+    (T, 1, b) or None) and the initial states (n, b) (None: zeros)."""
     b, T, k = x.shape
     if b == 1:
         A = matmul(_with_ones(x.reshape(T, k), 1), Wxb_h.T).reshape(T, -1, 1)
     else:
         A = matmul(Wxb_h, _with_ones(x.transpose(1, 2, 0), 1))
     mask = None if valid is None else np.ascontiguousarray(valid.T)[:, None]
-    return A, mask, [None if s is None else np.ascontiguousarray(s.T) for s in init]
+    return A, _cells.Steps(mask, T, n), [None if s is None else np.ascontiguousarray(s.T)
+                                        for s in init]
 
 
 def _with_ones(a: np.ndarray, axis: int) -> np.ndarray:
